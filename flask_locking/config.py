@@ -1,0 +1,128 @@
+"""Every ``LOCKING_*`` configuration key, its default, and the parsed settings object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Every configuration key with its default. ``init_app`` sets these with ``setdefault``.
+DEFAULTS: dict[str, Any] = {
+    # Store
+    "LOCKING_DATABASE_URI": None,  # None: sqlite file "locking.sqlite3" in the instance folder
+    "LOCKING_ENGINE_OPTIONS": {},
+    "LOCKING_TABLE_NAME": "locking_locks",
+    "LOCKING_CREATE_TABLE": True,
+    "LOCKING_STORE_TIMEOUT": 5.0,  # seconds a store operation may wait (connect, lock wait)
+    # Locks
+    "LOCKING_DEFAULT_TIMEOUT": 600,
+    "LOCKING_MAX_TIMEOUT": 86400,
+    "LOCKING_SECRET_KEY": None,
+    # Guard
+    "LOCKING_GUARD_ENABLED": True,
+    "LOCKING_GUARDED_METHODS": {"PATCH"},
+    "LOCKING_GUARD_FAIL_OPEN": False,
+    "LOCKING_RETRY_AFTER": 5,
+    # Dialects
+    "LOCKING_CONTENT_ENABLED": True,
+    "LOCKING_CONTENT_URL_PREFIX": "",
+    "LOCKING_CONTENT_REQUIRE_ROUTE": True,
+    "LOCKING_JOBS_ENABLED": True,
+    "LOCKING_JOBS_URL_PREFIX": "/api/v1.0",
+    "LOCKING_REFERENCE_ENABLED": True,
+    "LOCKING_REFERENCE_URL_PREFIX": "/api/v2",
+    "LOCKING_MAX_BODY_BYTES": 16 * 1024,
+    # JWT (reference dialect, and identity when no loader is set)
+    "LOCKING_JWT_SECRET": None,
+    "LOCKING_JWT_ALGORITHMS": ["HS256"],
+    "LOCKING_JWT_AUDIENCE": None,
+    "LOCKING_JWT_ISSUER": None,
+    "LOCKING_JWT_LEEWAY": 0,
+}
+
+
+@dataclass(frozen=True)
+class LockingConfig:
+    """The configuration of one app, read once at ``init_app`` time."""
+
+    database_uri: str | None
+    engine_options: Mapping[str, Any]
+    table_name: str
+    create_table: bool
+    store_timeout: float
+    default_timeout: float
+    max_timeout: float
+    secret_key: str | bytes | None
+    guard_enabled: bool
+    guarded_methods: frozenset[str]
+    guard_fail_open: bool
+    retry_after: int
+    content_enabled: bool
+    content_url_prefix: str
+    content_require_route: bool
+    jobs_enabled: bool
+    jobs_url_prefix: str
+    reference_enabled: bool
+    reference_url_prefix: str
+    max_body_bytes: int
+    jwt_secret: str | bytes | None
+    jwt_algorithms: tuple[str, ...]
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_leeway: float
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> LockingConfig:
+        """Read the ``LOCKING_*`` keys of a Flask config, validating the ones that can be wrong."""
+
+        def get(key: str) -> Any:
+            return config.get(key, DEFAULTS[key])
+
+        default_timeout = float(get("LOCKING_DEFAULT_TIMEOUT"))
+        max_timeout = float(get("LOCKING_MAX_TIMEOUT"))
+        if not 0 < default_timeout <= max_timeout:
+            raise ValueError(
+                "LOCKING_DEFAULT_TIMEOUT must be > 0 and <= LOCKING_MAX_TIMEOUT, "
+                f"got {default_timeout} and {max_timeout}."
+            )
+        methods = get("LOCKING_GUARDED_METHODS")
+        if isinstance(methods, str):
+            methods = [methods]
+        return cls(
+            database_uri=get("LOCKING_DATABASE_URI"),
+            engine_options=dict(get("LOCKING_ENGINE_OPTIONS") or {}),
+            table_name=str(get("LOCKING_TABLE_NAME")),
+            create_table=bool(get("LOCKING_CREATE_TABLE")),
+            store_timeout=float(get("LOCKING_STORE_TIMEOUT")),
+            default_timeout=default_timeout,
+            max_timeout=max_timeout,
+            secret_key=get("LOCKING_SECRET_KEY") or config.get("SECRET_KEY"),
+            guard_enabled=bool(get("LOCKING_GUARD_ENABLED")),
+            guarded_methods=frozenset(m.upper() for m in _iterable(methods)),
+            guard_fail_open=bool(get("LOCKING_GUARD_FAIL_OPEN")),
+            retry_after=int(get("LOCKING_RETRY_AFTER")),
+            content_enabled=bool(get("LOCKING_CONTENT_ENABLED")),
+            content_url_prefix=_prefix(get("LOCKING_CONTENT_URL_PREFIX")),
+            content_require_route=bool(get("LOCKING_CONTENT_REQUIRE_ROUTE")),
+            jobs_enabled=bool(get("LOCKING_JOBS_ENABLED")),
+            jobs_url_prefix=_prefix(get("LOCKING_JOBS_URL_PREFIX")),
+            reference_enabled=bool(get("LOCKING_REFERENCE_ENABLED")),
+            reference_url_prefix=_prefix(get("LOCKING_REFERENCE_URL_PREFIX")),
+            max_body_bytes=int(get("LOCKING_MAX_BODY_BYTES")),
+            jwt_secret=get("LOCKING_JWT_SECRET"),
+            jwt_algorithms=tuple(_iterable(get("LOCKING_JWT_ALGORITHMS"))),
+            jwt_audience=get("LOCKING_JWT_AUDIENCE"),
+            jwt_issuer=get("LOCKING_JWT_ISSUER"),
+            jwt_leeway=float(get("LOCKING_JWT_LEEWAY")),
+        )
+
+
+def _iterable(value: Any) -> Iterable[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _prefix(value: str | None) -> str:
+    value = (value or "").strip()
+    if not value or value == "/":
+        return ""
+    return "/" + value.strip("/")

@@ -1,0 +1,22 @@
+"""The HTTP dialects. Each is a thin blueprint over the one engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Dialect, ErrorFormat
+from .content import ContentDialect
+
+if TYPE_CHECKING:
+    from ..state import LockingState
+
+__all__ = ["ContentDialect", "Dialect", "ErrorFormat", "build_dialects"]
+
+
+def build_dialects(state: LockingState) -> list[Dialect]:
+    """The dialects switched on in the app's config (most specific path scheme first)."""
+    config = state.config
+    dialects: list[Dialect] = []
+    if config.content_enabled:
+        dialects.append(ContentDialect(state, config.content_url_prefix))
+    return dialects

@@ -1,0 +1,234 @@
+"""What every dialect shares: error formats, the guard's refusals, and the lock actions.
+
+A dialect maps URLs, bodies, status codes and error bodies onto the one engine; it never
+implements locking itself. Adding one is a subclass with ``owns``, ``create_blueprint``
+and, if its error body differs, an :class:`ErrorFormat`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import (
+    AuthenticationRequired,
+    InvalidInput,
+    LockConflict,
+    LockPermissionDenied,
+    StoreUnavailable,
+)
+from ..identity import current_identity, is_allowed
+from ..lock import Lock, Owner
+from ..tokens import parse_token_header
+from .body import BodyTooLarge, boolean, json_object, parse_fields, whole_seconds
+
+if TYPE_CHECKING:
+    from ..state import LockingState
+
+log = logging.getLogger("flask_locking")
+
+#: Standard reason phrases, used as error types.
+ERROR_TYPES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "PayloadTooLarge",
+    423: "Locked",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
+
+
+class NotFoundError(Exception):
+    """A dialect-level 404 (no such routed resource, job, or lock)."""
+
+
+class ErrorFormat:
+    """``{"error": {"type": ..., "message": ...}}`` plus the holder under ``"lock"``
+    (Plone REST API style; content and job locks)."""
+
+    def body(self, status: int, message: str, lock: Lock | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": {"type": ERROR_TYPES.get(status, "Error"), "message": message}}
+        if lock is not None:
+            body["lock"] = lock.without_token().to_json()
+        return body
+
+
+class Dialect(ABC):
+    """One HTTP surface over the engine."""
+
+    #: Blueprint name (also the dialect's name in config and docs).
+    name: ClassVar[str]
+    #: Status of a guarded write to a locked resource without a token.
+    locked_status: ClassVar[int]
+    #: Status of a guarded write whose token is not the live lock's.
+    stale_status: ClassVar[int] = 412
+    #: How errors look on the wire.
+    errors: ClassVar[ErrorFormat] = ErrorFormat()
+
+    def __init__(self, state: LockingState, prefix: str) -> None:
+        self.state = state
+        self.prefix = prefix
+
+    @abstractmethod
+    def owns(self, key: str) -> bool:
+        """True when refusals on the normalised path ``key`` should use this dialect."""
+
+    @abstractmethod
+    def create_blueprint(self) -> Blueprint:
+        """The blueprint serving this dialect's lock endpoints."""
+
+    # -- responses ---------------------------------------------------------------------
+
+    def error(
+        self, status: int, message: str, *, lock: Lock | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """An error response in this dialect's format."""
+        response = jsonify(self.errors.body(status, message, lock))
+        response.status_code = status
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    def refuse_locked(self, lock: Lock) -> Response:
+        """The guard's answer to a write without a token on a locked resource."""
+        return self.error(self.locked_status, "Resource is locked.", lock=None)
+
+    def refuse_stale(self, lock: Lock | None) -> Response:
+        """The guard's answer to a token that is not the live lock's token."""
+        return self.error(
+            self.stale_status,
+            "The lock token is not valid for this resource: the lock expired, was released "
+            "or was taken over. Reload before writing.",
+        )
+
+    def unavailable(self) -> Response:
+        """503 with Retry-After: the lock store cannot be reached."""
+        return self.error(
+            503,
+            "The lock store is unavailable; try again shortly.",
+            headers={"Retry-After": str(self.state.config.retry_after)},
+        )
+
+    def lock_response(self, lock: Lock | None, status: int = 200) -> Response:
+        """The lock JSON (or the unlocked body), with ``Lock-Token`` when the token is shown."""
+        body = lock.to_json() if lock is not None else {"locked": False, "stealable": True}
+        response = jsonify(body)
+        response.status_code = status
+        if lock is not None and lock.token is not None:
+            response.headers["Lock-Token"] = lock.token
+        return response
+
+    def endpoint(self, view: Callable[..., Response]) -> Callable[..., Response]:
+        """Wrap a view so every error becomes a response in this dialect's format."""
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - every error gets a dialect body
+                return self.handle_error(error)
+
+        return wrapper
+
+    def handle_error(self, error: Exception) -> Response:
+        """Map an exception to this dialect's error response; never a traceback."""
+        if isinstance(error, BodyTooLarge):
+            return self.error(413, str(error))
+        if isinstance(error, InvalidInput):
+            return self.error(400, str(error))
+        if isinstance(error, AuthenticationRequired):
+            return self.error(401, error.detail, headers={"WWW-Authenticate": "Bearer"})
+        if isinstance(error, LockPermissionDenied):
+            return self.error(403, str(error))
+        if isinstance(error, LockConflict):
+            return self.error(409, str(error), lock=error.lock)
+        if isinstance(error, NotFoundError):
+            return self.error(404, str(error))
+        if isinstance(error, StoreUnavailable):
+            return self.unavailable()
+        if isinstance(error, HTTPException) and error.code is not None and error.code < 500:
+            return self.error(error.code, error.description or ERROR_TYPES.get(error.code, "Error"))
+        log.exception("flask-locking: unexpected error in %s", request.path)
+        return self.error(500, "Internal server error.")
+
+    # -- the actions every dialect maps onto --------------------------------------------
+
+    def identity(self) -> Owner | None:
+        """The caller (dialects that require authentication override this)."""
+        return current_identity(self.state)
+
+    def authorize(self, action: str, key: str, identity: Owner | None) -> None:
+        """Raise :class:`LockPermissionDenied` unless the authorizer allows ``action``."""
+        if not is_allowed(self.state, action, key, identity):
+            raise LockPermissionDenied(f"You may not {action} {key}.", action, key)
+
+    def body(self, **parsers: Callable[[Any], Any]) -> dict[str, Any]:
+        """The request's JSON object body, checked field by field."""
+        return parse_fields(json_object(self.state.config.max_body_bytes), parsers)
+
+    def acquire(self, key: str, *, depth: int | str = 0) -> tuple[Lock, bool]:
+        """POST: authorize ``lock``, read ``stealable``/``timeout``, acquire or re-lock."""
+        identity = self.identity()
+        self.authorize("lock", key, identity)
+        fields = self.body(
+            stealable=boolean("stealable"),
+            timeout=whole_seconds(self.state.config.max_timeout),
+        )
+        return self.state.engine.lock(
+            key,
+            identity,
+            timeout=fields.get("timeout"),
+            stealable=fields.get("stealable", True),
+            depth=depth,
+        )
+
+    def inspect(self, key: str) -> Lock | None:
+        """GET: authorize ``view``; the token only for the owner or a caller presenting it."""
+        identity = self.identity()
+        self.authorize("view", key, identity)
+        return self.state.engine.get(key, owner=identity, token=self.request_token())
+
+    def refresh(self, key: str) -> Lock:
+        """PATCH: authorize ``lock``; refresh with the presented token, else as the owner."""
+        identity = self.identity()
+        self.authorize("lock", key, identity)
+        fields = self.body(timeout=whole_seconds(self.state.config.max_timeout))
+        return self.state.engine.refresh(
+            key, self.request_token(), owner=identity, timeout=fields.get("timeout")
+        )
+
+    def release(self, key: str, *, force: bool | None = None) -> Lock | None:
+        """DELETE: authorize ``unlock``; release as owner / with the token, or steal with
+        ``force`` (read from the body when ``None``) as the authorizer allows."""
+        identity = self.identity()
+        self.authorize("unlock", key, identity)
+        if force is None:
+            force = self.body(force=boolean("force")).get("force", False)
+
+        def may_steal(lock: Lock) -> bool:
+            return is_allowed(self.state, "steal", key, identity)
+
+        return self.state.engine.release(
+            key,
+            token=self.request_token(),
+            owner=identity,
+            force=force,
+            may_steal=may_steal,
+        )
+
+    @staticmethod
+    def request_token() -> str | None:
+        """The token of the request's ``Lock-Token`` header (bare or ``<token>``)."""
+        return parse_token_header(request.headers.get("Lock-Token"))

@@ -1,0 +1,76 @@
+"""Content locks, compatible with the Plone REST API ``@lock`` endpoint.
+
+``POST|GET|PATCH|DELETE <path>/@lock`` on any path the host app routes. The endpoint is
+served even when a host catch-all route would match ``<path>/@lock`` first.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
+
+from ..resources import normalize
+from .base import Dialect, NotFoundError
+
+#: The last path segment that addresses a resource's lock.
+SUFFIX = "/@lock"
+METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
+class ContentDialect(Dialect):
+    """Plone-style ``@lock``: 200 on lock, 409 on conflict, guard 403 / 412."""
+
+    name = "locking_content"
+    locked_status = 403
+    stale_status = 412
+
+    def owns(self, key: str) -> bool:
+        return True  # the default for every path no other dialect claims
+
+    def create_blueprint(self) -> Blueprint:
+        bp = Blueprint(self.name, __name__)
+        view = self.endpoint(self.view)
+        bp.add_url_rule(f"{self.prefix}/<path:path>{SUFFIX}", "lock", view, methods=METHODS)
+        bp.add_url_rule(f"{self.prefix}{SUFFIX}", "lock_root", view, methods=METHODS)
+        return bp
+
+    def claims_request(self) -> bool:
+        """True when the current request addresses a ``@lock`` endpoint of this dialect."""
+        path = request.path
+        return path.endswith(SUFFIX) and (not self.prefix or path.startswith(self.prefix + "/"))
+
+    def dispatch(self) -> Response:
+        """Serve the current request as a ``@lock`` request, whatever route matched it."""
+        if request.method not in METHODS:
+            return self.error(405, f"{request.method} is not allowed on @lock; use one of "
+                              f"{', '.join(METHODS)}.", headers={"Allow": ", ".join(METHODS)})
+        return self.endpoint(self.view)(request.path[len(self.prefix) : -len(SUFFIX)])
+
+    def view(self, path: str = "") -> Response:
+        key = normalize(f"{self.prefix}/{path}")
+        self._require_routed(key)
+        if request.method == "POST":
+            lock, _granted = self.acquire(key)
+            return self.lock_response(lock)
+        if request.method == "GET":
+            return self.lock_response(self.inspect(key))
+        if request.method == "PATCH":
+            return self.lock_response(self.refresh(key))
+        self.release(key)
+        return self.lock_response(None)
+
+    def _require_routed(self, key: str) -> None:
+        if not self.state.config.content_require_route:
+            return
+        if key.endswith(SUFFIX):
+            raise NotFoundError(f"No resource at {key}.")
+        adapter = current_app.create_url_adapter(request)
+        if adapter is None:
+            return
+        try:
+            adapter.match(key, method="GET")
+        except (MethodNotAllowed, RequestRedirect):
+            return  # routed (for another method, or with a trailing slash)
+        except NotFound:
+            raise NotFoundError(f"No resource at {key}: the app does not route that path.") from None

@@ -1,0 +1,316 @@
+"""The lock engine: one per app, shared by the Python API, the guard and every dialect.
+
+It validates input, derives and checks tokens, decides ownership and permission to steal,
+and leaves atomicity to the store. It knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from .errors import (
+    InvalidInput,
+    InvalidTimeout,
+    LockConflict,
+    LockNotHeld,
+    LockPermissionDenied,
+)
+from .lock import Lock, Owner, owner_key
+from .resources import ancestors, normalize
+from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
+from .tokens import derive_token, new_secret, tokens_equal
+
+log = logging.getLogger("flask_locking")
+
+#: Shortest lease the Python API accepts (seconds).
+MIN_TIMEOUT: Final = 0.001
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: Marks "no owner given" where ``None`` already means "the anonymous identity".
+UNSET: Final = _Unset()
+
+#: Called as ``notify(event, lock)`` for acquired, refreshed, released, stolen, conflict.
+Notifier = Callable[[str, Lock], None]
+
+
+class LockEngine:
+    """Acquire, refresh, release, force-release, inspect and expire locks on one store."""
+
+    def __init__(
+        self,
+        store: LockStore,
+        *,
+        secret_key: str | bytes | None,
+        default_timeout: float = 600,
+        max_timeout: float = 86400,
+        notify: Notifier | None = None,
+    ) -> None:
+        self.store = store
+        self.default_timeout = default_timeout
+        self.max_timeout = max_timeout
+        self._notify = notify
+        self._configured_key = secret_key
+        self._key: bytes | None = None
+        self._key_lock = threading.Lock()
+
+    # -- tokens --------------------------------------------------------------------------
+
+    @property
+    def key(self) -> bytes:
+        """The HMAC key tokens are derived with (never the raw ``SECRET_KEY``)."""
+        if self._key is None:
+            with self._key_lock:
+                if self._key is None:
+                    material = self._configured_key
+                    if not material:
+                        log.warning(
+                            "Neither LOCKING_SECRET_KEY nor SECRET_KEY is set: flask-locking "
+                            "generated a token key and keeps it in the lock store. Set "
+                            "LOCKING_SECRET_KEY so that a copy of the lock table alone "
+                            "cannot be used to compute tokens."
+                        )
+                        material = self.store.shared_secret(secrets.token_hex(32))
+                    if isinstance(material, str):
+                        material = material.encode()
+                    self._key = hashlib.sha256(b"flask-locking token key\x00" + material).digest()
+        return self._key
+
+    def token_for(self, row: LockRow) -> str:
+        """The token of the grant stored in ``row``."""
+        return derive_token(self.key, row.resource, row.version, row.secret)
+
+    def token_matches(self, row: LockRow, token: str) -> bool:
+        """Constant-time check that ``token`` opens exactly this grant."""
+        return tokens_equal(token, self.token_for(row))
+
+    # -- the operations ------------------------------------------------------------------
+
+    def lock(
+        self,
+        resource: str,
+        owner: Any = None,
+        *,
+        timeout: Any = None,
+        stealable: bool = True,
+        depth: int | str = 0,
+    ) -> tuple[Lock, bool]:
+        """Acquire (or, for the holder, refresh) the lock; return it with its token and
+        whether this was a new grant (``False``: the owner already held it)."""
+        key = normalize(resource)
+        who = Owner.coerce(owner)
+        infinite = _parse_depth(depth)
+        if not isinstance(stealable, bool):
+            raise InvalidInput("stealable must be true or false.")
+        request = AcquireRequest(
+            resource=key,
+            ancestors=ancestors(key),
+            secret=new_secret(),
+            owner_key=owner_key(who),
+            owner_id=who.id if who else None,
+            owner_name=who.name if who else None,
+            owner_url=who.url if who else None,
+            stealable=stealable,
+            infinite=infinite,
+            timeout_ms=self._timeout_ms(timeout),
+        )
+        try:
+            result = self.store.acquire(request)
+        except HeldElsewhere as held:
+            holder = self.to_lock(held.row) if held.row is not None else None
+            if holder is not None:
+                self._emit("conflict", holder)
+            raise LockConflict(_held_message(key, holder), holder) from None
+        lock = self.to_lock(result.row, reveal=True)
+        self._emit("acquired" if result.granted else "refreshed", lock.without_token())
+        return lock, result.granted
+
+    def acquire(
+        self,
+        resource: str,
+        owner: Any = None,
+        *,
+        timeout: Any = None,
+        stealable: bool = True,
+        depth: int | str = 0,
+    ) -> Lock:
+        """Acquire the lock on ``resource`` for ``owner`` (``None``: anonymous).
+
+        Returns the lock with its token. The holder acquiring again refreshes its lock and
+        keeps token and version. Raises :class:`~flask_locking.LockConflict` (carrying the
+        holder, token withheld) when another identity holds it or an overlapping lock.
+        """
+        return self.lock(resource, owner, timeout=timeout, stealable=stealable, depth=depth)[0]
+
+    def refresh(
+        self,
+        resource: str,
+        token: str | None = None,
+        *,
+        owner: Any = UNSET,
+        timeout: Any = None,
+    ) -> Lock:
+        """Restart the lock's timeout (optionally with a new ``timeout``), keeping its token.
+
+        The caller proves it holds the lock with ``token``, or with ``owner``. Raises
+        :class:`~flask_locking.LockNotHeld` when no live lock is left and
+        :class:`~flask_locking.LockConflict` when the lock is someone else's.
+        """
+        key = normalize(resource)
+        timeout_ms = self._timeout_ms(timeout) if timeout is not None else None
+        row = self.store.live(key)
+        if row is None:
+            raise LockNotHeld(f"There is no live lock on {key} to refresh: it expired or was released.")
+        if not self._holds(row, token, owner):
+            holder = self.to_lock(row)
+            raise LockConflict(_held_message(key, holder), holder)
+        refreshed = self.store.refresh(row, timeout_ms if timeout_ms is not None else row.timeout_ms)
+        if refreshed is None:
+            raise LockNotHeld(f"The lock on {key} ended before it could be refreshed.")
+        lock = self.to_lock(refreshed, reveal=True)
+        self._emit("refreshed", lock.without_token())
+        return lock
+
+    def release(
+        self,
+        resource: str,
+        *,
+        token: str | None = None,
+        owner: Any = UNSET,
+        force: bool = False,
+        may_steal: Callable[[Lock], bool] | None = None,
+    ) -> Lock | None:
+        """Release the lock; return the lock that ended, or ``None`` if nothing was locked.
+
+        Allowed with the lock's ``token`` or as its ``owner``. ``force=True`` steals another
+        identity's lock: a stealable one always (the caller checked ``unlock`` permission),
+        a non-stealable one only when ``may_steal(lock)`` says so (default: never).
+        Raises :class:`~flask_locking.LockConflict` for someone else's lock without force,
+        :class:`~flask_locking.LockPermissionDenied` for a refused steal.
+        """
+        key = normalize(resource)
+        # A grant can end or change between the read and the conditional release; the
+        # release compares this grant's secret and version, so re-read and decide again.
+        for _ in range(5):
+            row = self.store.live(key)
+            if row is None:
+                return None
+            lock = self.to_lock(row)
+            stolen = False
+            if not self._holds(row, token, owner):
+                if not force:
+                    raise LockConflict(_held_message(key, lock), lock)
+                if not row.stealable and not (may_steal is not None and may_steal(lock)):
+                    raise LockPermissionDenied(
+                        f"The lock on {key} is not stealable and you may not steal it.",
+                        "steal",
+                        key,
+                    )
+                stolen = True
+            if self.store.release(row):
+                self._emit("stolen" if stolen else "released", lock)
+                return lock
+        return None
+
+    def get(self, resource: str, *, owner: Any = UNSET, token: str | None = None) -> Lock | None:
+        """The live lock on ``resource``, or ``None``. The token is included only when
+        ``owner`` is the lock's owner or ``token`` is its token."""
+        key = normalize(resource)
+        row = self.store.live(key)
+        if row is None:
+            return None
+        return self.to_lock(row, reveal=self._holds(row, token, owner))
+
+    def covering(self, key: str) -> LockRow | None:
+        """The live row whose lock covers the normalised path ``key`` (the lock on it, or an
+        infinite-depth lock on an ancestor), in one indexed query."""
+        candidates = [key, *ancestors(key)]
+        rows = self.store.live_among([c for c in candidates if len(c) <= 512])
+        if not rows:
+            return None
+        best: LockRow | None = None
+        for row in rows:
+            if row.resource == key:
+                return row
+            if row.infinite and (best is None or len(row.resource) > len(best.resource)):
+                best = row
+        return best
+
+    def locks(self, prefix: str | None = None) -> list[Lock]:
+        """Every live lock (on ``prefix`` and below it, when given), tokens withheld."""
+        key = normalize(prefix) if prefix is not None else None
+        return [self.to_lock(row) for row in self.store.live_rows(key)]
+
+    def purge_expired(self) -> int:
+        """Wipe the secrets of expired locks; return how many were wiped."""
+        return self.store.purge_expired()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def to_lock(self, row: LockRow, *, reveal: bool = False) -> Lock:
+        """The public :class:`Lock` for a row (with its token when ``reveal``)."""
+        owner = (
+            None
+            if row.owner_id is None
+            else Owner(id=row.owner_id, name=row.owner_name, url=row.owner_url)
+        )
+        return Lock(
+            resource=row.resource,
+            owner=owner,
+            stealable=bool(row.stealable),
+            timeout=row.timeout_ms / 1000,
+            time=row.locked_at_ms / 1000,
+            expires_at=row.expires_ms / 1000,
+            depth="infinity" if row.infinite else 0,
+            version=int(row.version),
+            token=self.token_for(row) if reveal else None,
+        )
+
+    def _holds(self, row: LockRow, token: str | None, owner: Any) -> bool:
+        if token is not None and self.token_matches(row, token):
+            return True
+        if owner is UNSET:
+            return False
+        return owner_key(Owner.coerce(owner)) == row.owner_key
+
+    def _timeout_ms(self, timeout: Any) -> int:
+        if timeout is None:
+            timeout = self.default_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise InvalidTimeout(f"timeout must be a number of seconds, not {timeout!r}.")
+        if not math.isfinite(timeout) or not MIN_TIMEOUT <= timeout <= self.max_timeout:
+            raise InvalidTimeout(
+                f"timeout must be between {MIN_TIMEOUT} and {self.max_timeout:g} seconds, "
+                f"not {timeout!r}."
+            )
+        return max(1, round(timeout * 1000))
+
+    def _emit(self, event: str, lock: Lock) -> None:
+        if self._notify is not None:
+            self._notify(event, lock)
+
+
+def _parse_depth(depth: Any) -> bool:
+    if depth == 0 and not isinstance(depth, bool):
+        return False
+    if depth == "infinity":
+        return True
+    raise InvalidInput(f"depth must be 0 or 'infinity', not {depth!r}.")
+
+
+def _held_message(key: str, holder: Lock | None) -> str:
+    if holder is None:
+        return f"{key} is locked by someone else."
+    who = holder.owner.name or holder.owner.id if holder.owner else "an anonymous user"
+    where = "" if holder.resource == key else f" (through the lock on {holder.resource})"
+    return f"{key} is locked by {who}{where}."

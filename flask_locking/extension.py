@@ -1,0 +1,152 @@
+"""The :class:`Locking` Flask extension."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, current_app
+
+from .config import DEFAULTS, LockingConfig
+from .dialects.content import ContentDialect
+from .engine import UNSET, LockEngine
+from .guard import dispatch_lock_endpoints, guard_request
+from .identity import Authorizer, IdentityLoader
+from .lock import Lock
+from .state import LockingState
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Locking:
+    """Pessimistic edit locks for a Flask app.
+
+    ::
+
+        locking = Locking(app)          # or Locking(); locking.init_app(app)
+
+    :param app: the app to set up now (or call :meth:`init_app` later, once per app).
+    :param db: a Flask-SQLAlchemy ``SQLAlchemy`` instance: the lock table is defined on its
+        metadata and kept in its database, but lock operations always run on their own
+        connections and transactions.
+    """
+
+    def __init__(self, app: Flask | None = None, *, db: Any = None) -> None:
+        self.db = db
+        self.identity_loader_callback: IdentityLoader | None = None
+        self.authorizer_callback: Authorizer | None = None
+        self.exempt_blueprints: set[str] = set()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, db: Any = None) -> None:
+        """Set up ``app``: read the ``LOCKING_*`` config, register the guard and dialects."""
+        if "locking" in app.extensions:
+            raise RuntimeError(
+                "flask-locking is already set up on this app; create one Locking() and call "
+                "init_app(app) once per app."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = LockingConfig.from_mapping(app.config)
+        state = LockingState(self, app, config, db if db is not None else self.db)
+        app.extensions["locking"] = state
+
+        from .dialects import build_dialects
+
+        for dialect in build_dialects(state):
+            blueprint = dialect.create_blueprint()
+            app.register_blueprint(blueprint)
+            state.blueprint_names.add(blueprint.name)
+            if isinstance(dialect, ContentDialect):
+                state.content_dialect = dialect
+                state.fallback_dialect = dialect
+            else:
+                state.dialects.append(dialect)
+        if state.fallback_dialect is None:
+            state.fallback_dialect = ContentDialect(state, "")
+        app.before_request(dispatch_lock_endpoints)
+        app.before_request(guard_request)
+
+    # -- host hooks ----------------------------------------------------------------------
+
+    def identity_loader(self, callback: F) -> F:
+        """Register the function that returns the caller: ``None`` (anonymous), a user-id
+        string, or an object with ``id``/``name``/``url`` (or ``get_id()``)."""
+        self.identity_loader_callback = callback
+        return callback
+
+    def authorizer(self, callback: F) -> F:
+        """Register ``callback(action, resource, identity) -> bool`` for the actions
+        ``view``, ``lock``, ``unlock`` and ``steal``. The default allows all but ``steal``."""
+        self.authorizer_callback = callback
+        return callback
+
+    def exempt(self, obj: F | Blueprint) -> Any:
+        """Exempt a view function or a blueprint from the guard (decorator or call)."""
+        if isinstance(obj, Blueprint):
+            self.exempt_blueprints.add(obj.name)
+            return obj
+        obj._locking_exempt = True  # type: ignore[attr-defined]
+        return obj
+
+    # -- Python API (in an app context) --------------------------------------------------
+
+    @property
+    def engine(self) -> LockEngine:
+        """The current app's :class:`~flask_locking.engine.LockEngine`."""
+        return self.state().engine
+
+    def state(self, app: Flask | None = None) -> LockingState:
+        """The per-app state of ``app`` (default: the current app)."""
+        target = app if app is not None else current_app
+        try:
+            return target.extensions["locking"]  # type: ignore[no-any-return]
+        except KeyError:
+            raise RuntimeError(
+                "flask-locking is not set up on this app: call Locking(app) or "
+                "locking.init_app(app) first."
+            ) from None
+
+    def acquire(
+        self, resource: str, owner: Any = None, *, timeout: float | None = None,
+        stealable: bool = True, depth: int | str = 0,
+    ) -> Lock:
+        """Lock ``resource`` for ``owner`` (``None``: anonymous); return it with its token.
+        See :meth:`LockEngine.acquire`."""
+        return self.engine.acquire(
+            resource, owner, timeout=timeout, stealable=stealable, depth=depth
+        )
+
+    def refresh(self, resource: str, token: str, *, timeout: float | None = None) -> Lock:
+        """Restart the timeout of the lock ``token`` opens. See :meth:`LockEngine.refresh`."""
+        return self.engine.refresh(resource, token, timeout=timeout)
+
+    def release(
+        self, resource: str, *, token: str | None = None, owner: Any = None, force: bool = False,
+    ) -> Lock | None:
+        """Release with ``token`` or as ``owner``; ``force`` steals a stealable lock (and a
+        non-stealable one only when the authorizer grants ``steal`` to ``owner``)."""
+        state = self.state()
+
+        def may_steal(lock: Lock) -> bool:
+            from .identity import is_allowed
+            from .lock import Owner
+
+            return is_allowed(state, "steal", lock.resource, Owner.coerce(owner))
+
+        return state.engine.release(
+            resource, token=token, owner=owner, force=force, may_steal=may_steal
+        )
+
+    def get(self, resource: str, *, owner: Any = UNSET) -> Lock | None:
+        """The live lock on ``resource`` or ``None`` (token included for ``owner`` only)."""
+        return self.engine.get(resource, owner=owner)
+
+    def locks(self, prefix: str | None = None) -> list[Lock]:
+        """Every live lock, or those on ``prefix`` and below; tokens withheld."""
+        return self.engine.locks(prefix)
+
+    def purge_expired(self) -> int:
+        """Wipe the secrets of expired locks; return how many."""
+        return self.engine.purge_expired()

@@ -1,0 +1,92 @@
+"""The before-request guard: refuse guarded writes to a locked resource without its token.
+
+Requests whose method is not guarded return before any database work. A guarded request
+costs one indexed query: the live locks on the path and on each of its ancestors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Response, current_app, g, request
+from werkzeug.local import LocalProxy
+
+from .errors import StoreUnavailable
+from .resources import normalize
+from .signals import write_refused
+
+if TYPE_CHECKING:
+    from .lock import Lock
+    from .state import LockingState
+
+
+def _current_lock() -> Lock | None:
+    return g.get("_locking_current_lock")
+
+
+#: The lock verified by the guard for this request (with its ``version`` for fencing), or
+#: ``None`` when the request carried no token for a locked resource.
+current_lock: Lock | None = LocalProxy(_current_lock)  # type: ignore[assignment]
+
+
+def dispatch_lock_endpoints() -> Response | None:
+    """Serve ``<path>/@lock`` even when a host route (a catch-all) matched it first."""
+    state: LockingState = current_app.extensions["locking"]
+    content = state.content_dialect
+    if content is None or request.blueprint == content.name or not content.claims_request():
+        return None
+    return content.dispatch()
+
+
+def guard_request() -> Response | None:
+    """Refuse the request with the owning dialect's status, or let it through."""
+    state: LockingState = current_app.extensions["locking"]
+    config = state.config
+    if request.method not in config.guarded_methods or not config.guard_enabled:
+        return None
+    if _is_exempt(state):
+        return None
+    key = normalize(request.path, strict=False)
+    dialect = state.dialect_for(key)
+    if dialect is None:
+        return None
+    token = dialect.request_token()
+    engine = state.engine
+    try:
+        row = engine.covering(key)
+    except StoreUnavailable:
+        if config.guard_fail_open:
+            return None
+        return dialect.unavailable()
+    if row is None:
+        if token is None:
+            return None
+        return _refused(dialect.refuse_stale(None), "stale", None, key)
+    lock = engine.to_lock(row)
+    if token is None:
+        return _refused(dialect.refuse_locked(lock), "locked", lock, key)
+    if not engine.token_matches(row, token):
+        return _refused(dialect.refuse_stale(lock), "stale", lock, key)
+    g._locking_current_lock = engine.to_lock(row, reveal=True)
+    return None
+
+
+def _refused(response: Response, reason: str, lock: Lock | None, path: str) -> Response:
+    if write_refused.receivers:
+        write_refused.send(current_app._get_current_object(), lock=lock, reason=reason, path=path)  # type: ignore[attr-defined]
+    return response
+
+
+def _is_exempt(state: LockingState) -> bool:
+    if request.blueprint in state.blueprint_names:
+        return True
+    content = state.content_dialect
+    if content is not None and content.claims_request():
+        return True
+    extension = state.extension
+    if request.blueprint is not None and any(
+        name in extension.exempt_blueprints for name in request.blueprints
+    ):
+        return True
+    view: Any = current_app.view_functions.get(request.endpoint or "")
+    return view is not None and getattr(view, "_locking_exempt", False)

@@ -1,0 +1,122 @@
+"""The :class:`Lock` value object and the :class:`Owner` of a lock."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a lock. ``id`` is the identity compared for ownership."""
+
+    id: str
+    name: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def coerce(cls, value: Any) -> Owner | None:
+        """Turn ``None``, a user-id string, or any object with ``id``/``name``/``url``
+        attributes (or ``get_id()``, as Flask-Login users have) into an :class:`Owner`.
+
+        ``None``, an empty id and anonymous Flask-Login users become ``None`` (anonymous).
+        """
+        if value is None or isinstance(value, Owner):
+            return value
+        if isinstance(value, str):
+            return cls(id=value, name=value) if value else None
+        if getattr(value, "is_anonymous", False) is True:
+            return None
+        ident = getattr(value, "id", None)
+        if ident is None and callable(getattr(value, "get_id", None)):
+            ident = value.get_id()
+        if ident is None or str(ident) == "":
+            return None
+        name = getattr(value, "name", None) or getattr(value, "username", None)
+        url = getattr(value, "url", None)
+        return cls(
+            id=str(ident),
+            name=str(name) if name is not None else str(ident),
+            url=str(url) if url is not None else None,
+        )
+
+
+#: The ``owner_key`` stored for anonymous locks. User ids are stored prefixed with ``u:``
+#: so that no user id can collide with the anonymous identity.
+ANONYMOUS_KEY = "anonymous"
+
+
+def owner_key(owner: Owner | None) -> str:
+    """The string stored and compared to decide whether a caller owns a lock."""
+    return ANONYMOUS_KEY if owner is None else "u:" + owner.id
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A live lock, as read from the store at one instant.
+
+    Times are epoch seconds on the database's clock. ``token`` is only filled in for the
+    lock's owner (or a caller that proved it knows the token); it is ``None`` otherwise.
+    """
+
+    resource: str
+    owner: Owner | None
+    stealable: bool
+    timeout: float
+    time: float
+    expires_at: float
+    depth: int | str
+    version: int
+    token: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def created(self) -> datetime:
+        """The instant of the last lock or refresh (the same instant as :attr:`time`)."""
+        return datetime.fromtimestamp(self.time, tz=timezone.utc)
+
+    @property
+    def expires(self) -> datetime:
+        """When the lock stops being live unless refreshed."""
+        return datetime.fromtimestamp(self.expires_at, tz=timezone.utc)
+
+    @property
+    def infinite(self) -> bool:
+        """True when the lock also covers every path below :attr:`resource`."""
+        return self.depth == "infinity"
+
+    def without_token(self) -> Lock:
+        """The same lock with the token withheld, for anyone but its owner."""
+        return dataclasses.replace(self, token=None) if self.token is not None else self
+
+    def to_json(self) -> dict[str, Any]:
+        """The lock JSON shared by every dialect (SPEC §5)."""
+        owner = self.owner
+        timeout: float | int = int(self.timeout) if self.timeout == int(self.timeout) else self.timeout
+        data: dict[str, Any] = {
+            "locked": True,
+            "stealable": self.stealable,
+            "timeout": timeout,
+            "time": self.time,
+            "created": _iso(self.time),
+            "expires": _iso(self.expires_at),
+            "creator": owner.id if owner else None,
+            "creator_name": owner.name if owner else None,
+            "creator_url": owner.url if owner else None,
+            "name": "plone.locking.stealable" if self.stealable else "plone.locking.unstealable",
+            "resource": self.resource,
+            "depth": self.depth,
+            "version": self.version,
+        }
+        if self.token is not None:
+            data["token"] = self.token
+        return data
+
+
+#: The body every dialect answers for a resource that is not locked.
+UNLOCKED_JSON: dict[str, Any] = {"locked": False, "stealable": True}
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,118 @@
+"""Per-app state, kept in ``app.extensions["locking"]``: config, store, engine, dialects."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from .config import LockingConfig
+from .engine import LockEngine
+from .lock import Lock
+from .signals import BY_EVENT
+from .store import SQLStore, create_store, engine_for_uri
+from .store.schema import lock_table, meta_table
+
+if TYPE_CHECKING:
+    from .dialects.base import Dialect
+    from .dialects.content import ContentDialect
+    from .extension import Locking
+
+#: Every store created in this process, so a forked worker can drop inherited connections.
+_STORES: weakref.WeakSet[SQLStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store.engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LockingState:
+    """What flask-locking keeps for one app. The store is opened on first use."""
+
+    def __init__(self, extension: Locking, app: Flask, config: LockingConfig, db: Any) -> None:
+        self.extension = extension
+        self.config = config
+        self.db = db
+        self.instance_path = app.instance_path
+        self.dialects: list[Dialect] = []
+        self.fallback_dialect: Dialect | None = None
+        self.content_dialect: ContentDialect | None = None
+        self.blueprint_names: set[str] = set()
+        self.metadata: sa.MetaData = db.metadata if db is not None else sa.MetaData()
+        # Define the tables now, on the host's metadata when there is one, so that
+        # Flask-Migrate / Alembic autogenerate see them before any lock is taken.
+        lock_table(self.metadata, config.table_name)
+        meta_table(self.metadata, config.table_name)
+        self._engine: LockEngine | None = None
+        self._build_lock = threading.Lock()
+
+    @property
+    def engine(self) -> LockEngine:
+        """The lock engine, created (and the table made) on first use."""
+        engine = self._engine
+        if engine is None:
+            with self._build_lock:
+                if self._engine is None:
+                    self._engine = self._build_engine()
+                engine = self._engine
+        return engine
+
+    def database_uri(self) -> str:
+        """Where locks are kept: the configured URI, the host's database, or a SQLite file."""
+        if self.config.database_uri:
+            return str(self.config.database_uri)
+        if self.db is not None:
+            return self.db.engine.url.render_as_string(hide_password=False)  # type: ignore[no-any-return]
+        return "sqlite:///" + os.path.join(self.instance_path, "locking.sqlite3")
+
+    def _build_engine(self) -> LockEngine:
+        # Our own SQLAlchemy engine even on the host's database: lock statements run on
+        # their own connections and transactions, never in the host's session.
+        sql_engine = engine_for_uri(
+            self.database_uri(),
+            timeout=self.config.store_timeout,
+            options=dict(self.config.engine_options),
+        )
+        store = create_store(
+            sql_engine,
+            metadata=self.metadata,
+            table_name=self.config.table_name,
+            timeout=self.config.store_timeout,
+        )
+        _STORES.add(store)
+        if self.config.create_table:
+            store.create_schema()
+        return LockEngine(
+            store,
+            secret_key=self.config.secret_key,
+            default_timeout=self.config.default_timeout,
+            max_timeout=self.config.max_timeout,
+            notify=_send_signal,
+        )
+
+    def dialect_for(self, key: str) -> Dialect | None:
+        """The dialect whose error format refusals on ``key`` use."""
+        for dialect in self.dialects:
+            if dialect.owns(key):
+                return dialect
+        return self.fallback_dialect
+
+    def close(self) -> None:
+        """Dispose of the store's pooled connections (tests, app teardown)."""
+        if self._engine is not None:
+            self._engine.store.dispose()
+
+
+def _send_signal(event: str, lock: Lock) -> None:
+    signal = BY_EVENT[event]
+    if signal.receivers:
+        signal.send(current_app._get_current_object(), lock=lock)  # type: ignore[attr-defined]

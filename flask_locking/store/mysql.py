@@ -1,0 +1,107 @@
+"""MySQL / MariaDB (PyMySQL): ``INSERT ... ON DUPLICATE KEY UPDATE`` plus a read-back.
+
+MySQL evaluates the assignments of ``ON DUPLICATE KEY UPDATE`` left to right, each one
+seeing the columns already assigned. So every assignment that tests the old grant comes
+before the columns that test reads, and ``locked_at_ms``/``timeout_ms`` (which decide
+expiry) are assigned last. The winner is read back in the same transaction, never taken
+from ``rowcount`` (the drivers set FOUND_ROWS, which makes losers look like winners).
+
+Overlaps with locks on other rows (infinite depth) are found by a locking read, which waits
+for any transaction still writing one of those rows; InnoDB breaks the rare deadlock of two
+such acquirers, and the loser is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, exc
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.engine import Connection
+
+from .base import LockRow
+from .sql import SQLStore
+
+# ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+_RETRYABLE = {1213, 1205}
+
+
+class MySQLStore(SQLStore):
+    """Lock store on MySQL 8 / MariaDB 10.6+ (InnoDB, READ COMMITTED)."""
+
+    dialect_names = ("mysql", "mariadb")
+
+    def now_expression(self) -> sa.ColumnElement[int]:
+        # NOW(3) is fixed for the duration of one statement.
+        return sa.cast(sa.func.round(sa.func.unix_timestamp(sa.func.now(3)) * 1000), sa.BigInteger)
+
+    def build_upsert(self) -> sa.Executable:
+        t = self.table
+        stmt = mysql_insert(t).values(
+            resource=bindparam("resource"),
+            secret=bindparam("secret"),
+            owner_key=bindparam("owner_key"),
+            owner_id=bindparam("owner_id"),
+            owner_name=bindparam("owner_name"),
+            owner_url=bindparam("owner_url"),
+            stealable=bindparam("stealable"),
+            infinite=bindparam("infinite"),
+            timeout_ms=bindparam("timeout_ms"),
+            locked_at_ms=self.now_expression(),
+            version=1,
+        )
+        new = stmt.inserted
+        expired = (t.c.locked_at_ms + t.c.timeout_ms) <= new.locked_at_ms
+        take = sa.or_(expired, t.c.owner_key == new.owner_key)
+        # Once owner_key is assigned, "the row is the caller's" is exactly "take".
+        mine_now = t.c.owner_key == new.owner_key
+
+        def pick(condition: Any, column: str) -> Any:
+            return sa.case((condition, getattr(new, column)), else_=t.c[column])
+
+        return stmt.on_duplicate_key_update(
+            [
+                ("version", sa.case((expired, t.c.version + 1), else_=t.c.version)),
+                ("secret", pick(expired, "secret")),
+                ("owner_id", pick(take, "owner_id")),
+                ("owner_name", pick(take, "owner_name")),
+                ("owner_url", pick(take, "owner_url")),
+                ("stealable", pick(take, "stealable")),
+                ("infinite", pick(take, "infinite")),
+                ("owner_key", pick(take, "owner_key")),
+                # Expiry columns last: everything above still saw the old grant.
+                ("locked_at_ms", pick(mine_now, "locked_at_ms")),
+                ("timeout_ms", pick(mine_now, "timeout_ms")),
+            ]
+        )
+
+    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
+        conn.execute(self._upsert, params)
+        # The upsert holds the row's lock until commit, so this read sees its outcome.
+        raw = conn.execute(self._select_row, {"resource": params["resource"]}).first()
+        if raw is None:
+            return None
+        row = LockRow(*raw)
+        return row if row.owner_key == params["owner_key"] else None
+
+    def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        return stmt.with_for_update(read=True)
+
+    @contextlib.contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        with self._autocommit.connect() as conn:
+            yield conn
+
+    def is_retryable(self, error: exc.DBAPIError) -> bool:
+        args = getattr(error.orig, "args", ())
+        return bool(args) and args[0] in _RETRYABLE
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return mysql_insert(table).prefix_with("IGNORE")
+
+    def _build_statements(self) -> None:
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        super()._build_statements()

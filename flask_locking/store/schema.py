@@ -1,0 +1,64 @@
+"""The lock table and the small key/value table that holds the shared HMAC key."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table
+from sqlalchemy.dialects import mysql, postgresql
+
+from ..resources import MAX_RESOURCE_LENGTH
+
+# Resource keys are compared byte by byte: case-sensitive, and in an order where the range
+# ``(key + "/", key + "0")`` is exactly the keys below ``key``. SQLite already compares
+# that way; PostgreSQL needs the "C" collation and MySQL/MariaDB a binary one.
+ResourceKey = (
+    String(MAX_RESOURCE_LENGTH)
+    .with_variant(postgresql.VARCHAR(MAX_RESOURCE_LENGTH, collation="C"), "postgresql")
+    .with_variant(
+        mysql.VARCHAR(MAX_RESOURCE_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"),
+        "mysql",
+        "mariadb",
+    )
+)
+
+
+def lock_table(metadata: MetaData, name: str) -> Table:
+    """The lock table on ``metadata`` (reused when it is already defined there)."""
+    existing = metadata.tables.get(name)
+    if existing is not None:
+        return existing
+    return Table(
+        name,
+        metadata,
+        Column("resource", ResourceKey, primary_key=True),
+        # Random per-grant secret; the token is an HMAC of it, never stored.
+        Column("secret", String(64), nullable=False),
+        # "anonymous" or "u:<id>": the identity compared for ownership.
+        Column("owner_key", String(300), nullable=False),
+        Column("owner_id", String(255)),
+        Column("owner_name", String(255)),
+        Column("owner_url", String(1024)),
+        Column("stealable", Boolean, nullable=False),
+        Column("infinite", Boolean, nullable=False),
+        # A grant is live while locked_at_ms + timeout_ms > the database clock. Keeping one
+        # instant (locked_at) instead of two means every statement reads the clock once.
+        Column("timeout_ms", BigInteger, nullable=False),
+        Column("locked_at_ms", BigInteger, nullable=False),
+        # Fencing counter: +1 at every new grant of this resource; the row is never
+        # deleted, so it never goes back.
+        Column("version", BigInteger, nullable=False),
+    )
+
+
+def meta_table(metadata: MetaData, lock_table_name: str) -> Table:
+    """Key/value settings shared by every process using the store (the generated HMAC key)."""
+    name = f"{lock_table_name}_meta"
+    existing = metadata.tables.get(name)
+    if existing is not None:
+        return existing
+    return Table(
+        name,
+        metadata,
+        Column("name", String(64), primary_key=True),
+        Column("value", String(255), nullable=False),
+        Column("schema_version", Integer, nullable=False, default=1),
+    )

@@ -1,0 +1,267 @@
+"""The SQLAlchemy Core store shared by every backend.
+
+A backend subclass supplies the database clock expression, the atomic upsert, and how a
+multi-statement acquisition is serialised against overlapping (infinite-depth) locks. All
+statements are built once with bind parameters, so SQLAlchemy compiles each of them once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, exc
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from ..errors import StoreUnavailable
+from ..resources import descendant_bounds
+from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore
+from .schema import lock_table, meta_table
+
+#: Errors that mean "the database is not there or did not answer".
+_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)
+
+
+class SQLStore(LockStore):
+    """Lock store over a SQLAlchemy :class:`~sqlalchemy.engine.Engine`."""
+
+    #: SQLAlchemy dialect names this class serves (see :func:`flask_locking.store.create_store`).
+    dialect_names: ClassVar[tuple[str, ...]] = ()
+    #: How many times an acquisition is retried after a deadlock / serialisation error.
+    max_retries: ClassVar[int] = 8
+
+    def __init__(self, engine: Engine, metadata: sa.MetaData, table_name: str) -> None:
+        self.engine = engine
+        self.table = lock_table(metadata, table_name)
+        self.meta = meta_table(metadata, table_name)
+        self._build_statements()
+
+    # -- backend hooks ---------------------------------------------------------------
+
+    def now_expression(self) -> sa.ColumnElement[int]:
+        """SQL for the database clock in integer epoch milliseconds (one instant per statement)."""
+        raise NotImplementedError
+
+    def build_upsert(self) -> sa.Executable:
+        """The single atomic acquisition statement (see subclasses)."""
+        raise NotImplementedError
+
+    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
+        """Execute the upsert; return the row when the caller won (or refreshed its own)."""
+        raise NotImplementedError
+
+    def serialize_hierarchy(self, conn: Connection, request: AcquireRequest) -> None:
+        """Make overlapping acquisitions on different rows wait for each other (default: the
+        write transaction already does)."""
+
+    def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """Adjust the overlap query (MySQL makes it a locking read)."""
+        return stmt
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A transaction for a multi-statement write (SQLite: ``BEGIN IMMEDIATE``)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """A connection for one statement that needs no surrounding transaction."""
+        with self.engine.connect() as conn:
+            yield conn
+            conn.commit()
+
+    def is_retryable(self, error: exc.DBAPIError) -> bool:
+        """Deadlocks and serialisation failures that a retry resolves."""
+        return False
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        """``INSERT`` that does nothing when the key exists."""
+        raise NotImplementedError
+
+    # -- statements --------------------------------------------------------------------
+
+    def _build_statements(self) -> None:
+        t = self.table
+        now = self.now_expression()
+        live = (t.c.locked_at_ms + t.c.timeout_ms) > now
+        self._select_live_one = sa.select(t).where(t.c.resource == bindparam("resource"), live)
+        self._select_row = sa.select(t).where(t.c.resource == bindparam("resource"))
+        self._select_live_among = sa.select(t).where(
+            t.c.resource.in_(bindparam("resources", expanding=True)), live
+        )
+        # Overlaps that the row's own upsert cannot see: an infinite lock above, and (for an
+        # infinite request) any live lock below.
+        live_at = (t.c.locked_at_ms + t.c.timeout_ms) > bindparam("now", type_=sa.BigInteger)
+        above = sa.and_(t.c.resource.in_(bindparam("ancestors", expanding=True)), t.c.infinite)
+        below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))
+        self._overlap_shallow = self.lock_overlap_check(
+            sa.select(t).where(live_at, above).limit(1)
+        )
+        self._overlap_deep = self.lock_overlap_check(
+            sa.select(t).where(live_at, sa.or_(above, below)).limit(1)
+        )
+        # (bind names differ from column names: UPDATE reserves those for its SET clause)
+        grant = sa.and_(
+            t.c.resource == bindparam("grant_resource"),
+            t.c.version == bindparam("grant_version"),
+            t.c.secret == bindparam("grant_secret"),
+            live,
+        )
+        self._refresh = (
+            sa.update(t)
+            .where(grant)
+            .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
+        )
+        self._release = sa.update(t).where(grant).values(timeout_ms=0, secret="")
+        self._purge = (
+            sa.update(t)
+            .where((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
+            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
+        )
+        self._select_now = sa.select(now.label("now"))
+        self._upsert = self.build_upsert()
+        m = self.meta
+        self._select_meta = sa.select(m.c.value).where(m.c.name == bindparam("name"))
+        self._insert_meta = self.insert_ignore(m).values(
+            name=bindparam("name"), value=bindparam("value"), schema_version=1
+        )
+
+    # -- LockStore --------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        for table in (self.table, self.meta):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+            except exc.DBAPIError as error:
+                # Several processes starting at once: PostgreSQL can report the loser of two
+                # concurrent "CREATE TABLE IF NOT EXISTS" as a duplicate; the table is there.
+                if not sa.inspect(self.engine).has_table(table.name):
+                    raise self._unavailable(error) from error
+
+    def acquire(self, request: AcquireRequest) -> AcquireResult:
+        params = request._asdict()
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._translated(), self.write_transaction() as conn:
+                    self.serialize_hierarchy(conn, request)
+                    row = self.run_upsert(conn, params)
+                    if row is None:
+                        holder = conn.execute(self._select_row, {"resource": request.resource})
+                        raise HeldElsewhere(_row(holder.first()))
+                    overlap = self._overlapping(conn, request, row.locked_at_ms)
+                    if overlap is not None:
+                        raise HeldElsewhere(overlap)  # rolls the upsert back
+                    return AcquireResult(row, granted=row.secret == request.secret)
+            except _Retry:
+                time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
+        raise StoreUnavailable("The lock store stayed busy; try again.")
+
+    def _overlapping(self, conn: Connection, request: AcquireRequest, now: int) -> LockRow | None:
+        params: dict[str, Any] = {"now": now, "ancestors": list(request.ancestors)}
+        if request.infinite:
+            params["low"], params["high"] = descendant_bounds(request.resource)
+            stmt = self._overlap_deep
+        else:
+            stmt = self._overlap_shallow
+        return _row(conn.execute(stmt, params).first())
+
+    def live(self, resource: str) -> LockRow | None:
+        with self._translated(), self.single_statement() as conn:
+            return _row(conn.execute(self._select_live_one, {"resource": resource}).first())
+
+    def live_among(self, resources: Sequence[str]) -> list[LockRow]:
+        with self._translated(), self.single_statement() as conn:
+            result = conn.execute(self._select_live_among, {"resources": list(resources)})
+            return [LockRow(*r) for r in result]
+
+    def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
+        params = {**_grant(row), "new_timeout_ms": timeout_ms}
+        with self._translated(), self.write_transaction() as conn:
+            # The UPDATE compares this grant's secret and version, so it can never touch a
+            # later holder's lock; the read-back runs under the write lock just taken.
+            if _matched(conn.execute(self._refresh, params)) == 0:
+                return None
+            return _row(conn.execute(self._select_row, {"resource": row.resource}).first())
+
+    def release(self, row: LockRow) -> bool:
+        params = _grant(row)
+        with self._translated(), self.single_statement() as conn:
+            return _matched(conn.execute(self._release, params)) > 0
+
+    def live_rows(self, prefix: str | None = None) -> list[LockRow]:
+        t = self.table
+        now = self.now_expression()
+        stmt = sa.select(t).where((t.c.locked_at_ms + t.c.timeout_ms) > now)
+        if prefix is not None and prefix != "/":
+            low, high = descendant_bounds(prefix)
+            stmt = stmt.where(
+                sa.or_(t.c.resource == prefix, sa.and_(t.c.resource > low, t.c.resource < high))
+            )
+        stmt = stmt.order_by(t.c.resource)
+        with self._translated(), self.single_statement() as conn:
+            return [LockRow(*r) for r in conn.execute(stmt)]
+
+    def purge_expired(self) -> int:
+        with self._translated(), self.single_statement() as conn:
+            return _matched(conn.execute(self._purge))
+
+    def shared_secret(self, candidate: str) -> str:
+        with self._translated(), self.write_transaction() as conn:
+            conn.execute(self._insert_meta, {"name": "hmac_key", "value": candidate})
+            value = conn.execute(self._select_meta, {"name": "hmac_key"}).scalar_one()
+            return str(value)
+
+    def now_ms(self) -> int:
+        with self._translated(), self.single_statement() as conn:
+            return int(conn.execute(self._select_now).scalar_one())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- errors ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn driver errors into :class:`StoreUnavailable` (or a retry signal)."""
+        try:
+            yield
+        except exc.DBAPIError as error:
+            if self.is_retryable(error):
+                raise _Retry() from error
+            if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
+                raise self._unavailable(error) from error
+            raise
+        except exc.TimeoutError as error:  # pool exhausted
+            raise self._unavailable(error) from error
+
+    @staticmethod
+    def _unavailable(error: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
+
+
+class _Retry(Exception):
+    """Internal: the acquisition hit a deadlock or serialisation failure; run it again."""
+
+
+def _row(raw: Any) -> LockRow | None:
+    return None if raw is None else LockRow(*raw)
+
+
+def _grant(row: LockRow) -> dict[str, Any]:
+    return {"grant_resource": row.resource, "grant_version": row.version, "grant_secret": row.secret}
+
+
+def _matched(result: sa.CursorResult[Any]) -> int:
+    # For UPDATE, rowcount is the number of rows whose WHERE matched on every backend here
+    # (MySQL drivers set CLIENT.FOUND_ROWS). Every UPDATE above puts the whole condition in
+    # its WHERE, so a match is the decision itself, not a hint from an earlier read.
+    return int(result.rowcount)
