@@ -51,8 +51,8 @@ def guard_request() -> Response | None:
     if dialect is None:
         return None
     token = dialect.request_token()
-    engine = state.engine
     try:
+        engine = state.engine  # built on first use: creating the table can fail too
         row = engine.covering(key)
     except StoreUnavailable:
         if config.guard_fail_open:
