@@ -42,7 +42,7 @@ class ContentDialect(Dialect):
 
     def dispatch(self) -> Response:
         """Serve the current request as a ``@lock`` request, whatever route matched it."""
-        if request.method not in METHODS:
+        if request.method not in METHODS and request.method != "HEAD":
             return self.error(405, f"{request.method} is not allowed on @lock; use one of "
                               f"{', '.join(METHODS)}.", headers={"Allow": ", ".join(METHODS)})
         return self.endpoint(self.view)(request.path[len(self.prefix) : -len(SUFFIX)])
@@ -53,7 +53,7 @@ class ContentDialect(Dialect):
         if request.method == "POST":
             lock, _granted = self.acquire(key)
             return self.lock_response(lock)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # Flask routes HEAD to GET views
             return self.lock_response(self.inspect(key))
         if request.method == "PATCH":
             return self.lock_response(self.refresh(key))

@@ -144,7 +144,11 @@ class SQLStore(LockStore):
             except exc.DBAPIError as error:
                 # Several processes starting at once: PostgreSQL can report the loser of two
                 # concurrent "CREATE TABLE IF NOT EXISTS" as a duplicate; the table is there.
-                if not sa.inspect(self.engine).has_table(table.name):
+                try:
+                    exists = sa.inspect(self.engine).has_table(table.name)
+                except exc.DBAPIError:
+                    exists = False  # the server is not there at all
+                if not exists:
                     raise self._unavailable(error) from error
 
     def acquire(self, request: AcquireRequest) -> AcquireResult:
