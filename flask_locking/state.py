@@ -88,16 +88,22 @@ class LockingState:
             table_name=self.config.table_name,
             timeout=self.config.store_timeout,
         )
+        try:
+            if self.config.create_table:
+                store.create_schema()
+            engine = LockEngine(
+                store,
+                secret_key=self.config.secret_key,
+                default_timeout=self.config.default_timeout,
+                max_timeout=self.config.max_timeout,
+                notify=_send_signal,
+            )
+            engine.key  # noqa: B018 - a generated key is read from the store now, not mid-request
+        except BaseException:
+            sql_engine.dispose()  # the next use starts again with a fresh engine
+            raise
         _STORES.add(store)
-        if self.config.create_table:
-            store.create_schema()
-        return LockEngine(
-            store,
-            secret_key=self.config.secret_key,
-            default_timeout=self.config.default_timeout,
-            max_timeout=self.config.max_timeout,
-            notify=_send_signal,
-        )
+        return engine
 
     def dialect_for(self, key: str) -> Dialect | None:
         """The dialect whose error format refusals on ``key`` use."""
