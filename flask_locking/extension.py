@@ -68,6 +68,10 @@ class Locking:
         app.before_request(dispatch_lock_endpoints)
         app.before_request(guard_request)
 
+        from .cli import locks_cli
+
+        app.cli.add_command(locks_cli)
+
     # -- host hooks ----------------------------------------------------------------------
 
     def identity_loader(self, callback: F) -> F:
