@@ -35,6 +35,7 @@ class Locking:
         self.db = db
         self.identity_loader_callback: IdentityLoader | None = None
         self.authorizer_callback: Authorizer | None = None
+        self.job_exists_callback: Callable[[int, int], bool] | None = None
         self.exempt_blueprints: set[str] = set()
         if app is not None:
             self.init_app(app)
@@ -84,6 +85,12 @@ class Locking:
         """Register ``callback(action, resource, identity) -> bool`` for the actions
         ``view``, ``lock``, ``unlock`` and ``steal``. The default allows all but ``steal``."""
         self.authorizer_callback = callback
+        return callback
+
+    def job_exists(self, callback: F) -> F:
+        """Register ``callback(company_id, job_id) -> bool`` for the job-lock dialect: a job
+        it says does not exist gets 404. The default: every id exists."""
+        self.job_exists_callback = callback
         return callback
 
     def exempt(self, obj: F | Blueprint) -> Any:

@@ -50,6 +50,7 @@ def guard_request() -> Response | None:
     dialect = state.dialect_for(key)
     if dialect is None:
         return None
+    key = dialect.resource_key(key)  # e.g. /jobs/007 is checked as /jobs/7
     token = dialect.request_token()
     try:
         engine = state.engine  # built on first use: creating the table can fail too

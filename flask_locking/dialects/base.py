@@ -24,6 +24,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..identity import current_identity, is_allowed
+from ..jwt_auth import bearer_token
 from ..lock import Lock, Owner
 from ..tokens import parse_token_header
 from .body import BodyTooLarge, boolean, json_object, parse_fields, whole_seconds
@@ -53,6 +54,15 @@ class NotFoundError(Exception):
     """A dialect-level 404 (no such routed resource, job, or lock)."""
 
 
+def integer_segment(value: str, *, signed: bool = False) -> int | None:
+    """``value`` as an integer when it is one in ASCII digits (a leading ``-`` only when
+    ``signed``; at most 18 digits), else ``None``. For ids in lock URLs."""
+    digits = value[1:] if signed and value.startswith("-") else value
+    if not digits or len(digits) > 18 or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(value)
+
+
 class ErrorFormat:
     """``{"error": {"type": ..., "message": ...}}`` plus the holder under ``"lock"``
     (Plone REST API style; content and job locks)."""
@@ -62,6 +72,35 @@ class ErrorFormat:
         if lock is not None:
             body["lock"] = lock.without_token().to_json()
         return body
+
+
+class EnvelopeErrorFormat(ErrorFormat):
+    """``{"status": "error", "code": N, "message": ..., "details": ...}`` (reference locks).
+
+    ``message`` is a fixed title per status; ``details`` is a fixed phrase for the statuses
+    in :attr:`details` and otherwise the specific message. No holder lock: the envelope has
+    exactly these four keys.
+    """
+
+    titles: ClassVar[dict[int, str]] = {
+        400: "Bad request", 401: "Authentication failed", 403: "Access denied",
+        404: "Not found", 405: "Method not allowed", 409: "Conflict",
+        412: "Precondition failed", 413: "Payload too large", 423: "Locked",
+        500: "Internal server error", 503: "Service unavailable",
+    }
+    details: ClassVar[dict[int, str]] = {
+        403: "Insufficient permissions",
+        409: "Locking conflict",
+        500: "The server could not complete the request.",
+    }
+
+    def body(self, status: int, message: str, lock: Lock | None) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "code": status,
+            "message": self.titles.get(status, "Error"),
+            "details": self.details.get(status, message),
+        }
 
 
 class Dialect(ABC):
@@ -75,6 +114,8 @@ class Dialect(ABC):
     stale_status: ClassVar[int] = 412
     #: How errors look on the wire.
     errors: ClassVar[ErrorFormat] = ErrorFormat()
+    #: True: a caller without an identity is refused with 401 (see :meth:`identity`).
+    requires_identity: ClassVar[bool] = False
 
     def __init__(self, state: LockingState, prefix: str) -> None:
         self.state = state
@@ -87,6 +128,11 @@ class Dialect(ABC):
     @abstractmethod
     def create_blueprint(self) -> Blueprint:
         """The blueprint serving this dialect's lock endpoints."""
+
+    def resource_key(self, key: str) -> str:
+        """The lock key for a normalised path this dialect owns, as its lock endpoints write
+        it (e.g. ids without leading zeros); the guard and ``@lock`` use it too."""
+        return key
 
     # -- responses ---------------------------------------------------------------------
 
@@ -166,8 +212,15 @@ class Dialect(ABC):
     # -- the actions every dialect maps onto --------------------------------------------
 
     def identity(self) -> Owner | None:
-        """The caller (dialects that require authentication override this)."""
-        return current_identity(self.state)
+        """The caller; with :attr:`requires_identity`, 401 when there is none."""
+        identity = current_identity(self.state)
+        if identity is None and self.requires_identity:
+            loader = self.state.extension.identity_loader_callback
+            raise AuthenticationRequired(
+                "JWT token not found" if loader is None and bearer_token() is None
+                else "No authenticated user"
+            )
+        return identity
 
     def authorize(self, action: str, key: str, identity: Owner | None) -> None:
         """Raise :class:`LockPermissionDenied` unless the authorizer allows ``action``."""

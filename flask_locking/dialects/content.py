@@ -49,6 +49,7 @@ class ContentDialect(Dialect):
 
     def view(self, path: str = "") -> Response:
         key = normalize(f"{self.prefix}/{path}")
+        key = (self.state.dialect_for(key) or self).resource_key(key)  # one key per resource
         self._require_routed(key)
         if request.method == "POST":
             lock, _granted = self.acquire(key)
