@@ -40,7 +40,8 @@ class _Unset:
 #: Marks "no owner given" where ``None`` already means "the anonymous identity".
 UNSET: Final = _Unset()
 
-#: Called as ``notify(event, lock)`` for acquired, refreshed, released, stolen, conflict.
+#: Called as ``notify(event, lock)`` for acquired, refreshed, released, stolen, conflict,
+#: expired. ``listening(event)`` (optional) says whether anyone wants an event at all.
 Notifier = Callable[[str, Lock], None]
 
 
@@ -55,8 +56,10 @@ class LockEngine:
         default_timeout: float = 600,
         max_timeout: float = 86400,
         notify: Notifier | None = None,
+        listening: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
+        self._listening = listening
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self._notify = notify
@@ -252,7 +255,17 @@ class LockEngine:
         return [self.to_lock(row) for row in self.store.live_rows(key)]
 
     def purge_expired(self) -> int:
-        """Wipe the secrets of expired locks; return how many were wiped."""
+        """Wipe the secrets of expired locks; return how many were wiped.
+
+        When someone listens for ``expired`` events, each wiped grant is reported (one
+        statement per grant); otherwise one statement wipes them all.
+        """
+        if self._notify is not None and (self._listening is None or self._listening("expired")):
+            rows = self.store.purge_expired_rows()
+            if rows is not None:
+                for row in rows:
+                    self._emit("expired", self.to_lock(row))
+                return len(rows)
         return self.store.purge_expired()
 
     # -- helpers -------------------------------------------------------------------------

@@ -24,6 +24,10 @@ lock_released = _signals.signal("locking.lock-released")
 lock_stolen = _signals.signal("locking.lock-stolen")
 #: An acquisition was refused because ``lock`` holds the resource.
 lock_conflict = _signals.signal("locking.lock-conflict")
+#: ``purge_expired`` (``flask locks purge``) wiped a lock whose timeout had run out
+#: (``lock``: the lock as it was). Expiry itself is lazy: a lock stops being live at its
+#: ``expires`` instant without any event; this is sent only when a purge removes it.
+lock_expired = _signals.signal("locking.lock-expired")
 #: The guard refused a write (``lock``: the covering lock or ``None``; ``reason``: "locked"
 #: or "stale"; ``path``).
 write_refused = _signals.signal("locking.write-refused")
@@ -35,4 +39,5 @@ BY_EVENT = {
     "released": lock_released,
     "stolen": lock_stolen,
     "conflict": lock_conflict,
+    "expired": lock_expired,
 }

@@ -97,6 +97,7 @@ class LockingState:
                 default_timeout=self.config.default_timeout,
                 max_timeout=self.config.max_timeout,
                 notify=_send_signal,
+                listening=_has_receivers,
             )
             engine.key  # noqa: B018 - a generated key is read from the store now, not mid-request
         except BaseException:
@@ -116,6 +117,10 @@ class LockingState:
         """Dispose of the store's pooled connections (tests, app teardown)."""
         if self._engine is not None:
             self._engine.store.dispose()
+
+
+def _has_receivers(event: str) -> bool:
+    return bool(BY_EVENT[event].receivers)
 
 
 def _send_signal(event: str, lock: Lock) -> None:

@@ -106,6 +106,11 @@ class LockStore(ABC):
         The row itself stays as a tombstone so that ``version`` never goes back.
         """
 
+    def purge_expired_rows(self) -> list[LockRow] | None:
+        """Like :meth:`purge_expired`, but return the rows (as they were before the wipe) of
+        exactly the grants this call wiped; ``None`` when the store cannot tell."""
+        return None
+
     @abstractmethod
     def shared_secret(self, candidate: str) -> str:
         """The HMAC key shared by every process: ``candidate`` if none was stored yet."""

@@ -218,6 +218,31 @@ class SQLStore(LockStore):
         with self._translated(), self.single_statement() as conn:
             return _matched(conn.execute(self._purge))
 
+    def purge_expired_rows(self) -> list[LockRow]:
+        t = self.table
+        now = self.now_expression()
+        expired = sa.and_((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
+        with self._translated(), self.single_statement() as conn:
+            candidates = [LockRow(*r) for r in conn.execute(sa.select(t).where(expired))]
+        # Wipe each grant with its whole identity in the WHERE: a grant re-acquired (new
+        # version and secret) or wiped by a concurrent purge in between is not reported.
+        wipe = (
+            sa.update(t)
+            .where(
+                expired,
+                t.c.resource == bindparam("grant_resource"),
+                t.c.version == bindparam("grant_version"),
+                t.c.secret == bindparam("grant_secret"),
+            )
+            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
+        )
+        wiped: list[LockRow] = []
+        for row in candidates:
+            with self._translated(), self.single_statement() as conn:
+                if _matched(conn.execute(wipe, _grant(row))) > 0:
+                    wiped.append(row)
+        return wiped
+
     def shared_secret(self, candidate: str) -> str:
         with self._translated(), self.write_transaction() as conn:
             conn.execute(self._insert_meta, {"name": "hmac_key", "value": candidate})
