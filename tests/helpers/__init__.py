@@ -1,0 +1,1 @@
+"""Worker code for the race, fault and server tests (run in subprocesses, so importable)."""
