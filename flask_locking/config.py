@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_GUARDED_METHODS": {"PATCH"},
     "LOCKING_GUARD_FAIL_OPEN": False,
     "LOCKING_RETRY_AFTER": 5,
+    "LOCKING_UNLOCK_ON_SAVE": True,  # a 2xx guarded write with "Lock-Release: true" releases
     # Dialects
     "LOCKING_CONTENT_ENABLED": True,
     "LOCKING_CONTENT_URL_PREFIX": "",

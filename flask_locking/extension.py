@@ -72,6 +72,10 @@ class Locking:
         from .cli import locks_cli
 
         app.cli.add_command(locks_cli)
+        if app.config["LOCKING_UNLOCK_ON_SAVE"]:
+            from .unlock_on_save import release_after_save
+
+            app.after_request(release_after_save)
 
     # -- host hooks ----------------------------------------------------------------------
 
