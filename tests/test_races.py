@@ -114,7 +114,9 @@ def test_expiry_handoff(backend: str, database_url: str, store_table: str) -> No
 def test_checker_catches_naive_acquisition(tmp_path: Any, table_name: str) -> None:
     """The same checker, on a read-then-write acquisition, reports double grants."""
     url = f"sqlite:///{tmp_path}/naive.sqlite3"
-    racers.open_store(url, table_name).create_schema()
+    store = racers.open_store(url, table_name)
+    store.create_schema()
+    store.dispose()
     grants, errors, _ = _spin(racers.spin_naive, url, table_name, 2.0)
     assert not errors, errors[:5]
     duplicates, overlaps = procs.check_grants(grants)
