@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_GUARD_FAIL_OPEN": False,
     "LOCKING_RETRY_AFTER": 5,
     "LOCKING_UNLOCK_ON_SAVE": True,  # a 2xx guarded write with "Lock-Release: true" releases
+    "LOCKING_OPENAPI_URL": None,  # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
     # Dialects
     "LOCKING_CONTENT_ENABLED": True,
     "LOCKING_CONTENT_URL_PREFIX": "",

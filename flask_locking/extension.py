@@ -76,6 +76,17 @@ class Locking:
             from .unlock_on_save import release_after_save
 
             app.after_request(release_after_save)
+        if app.config["LOCKING_OPENAPI_URL"]:
+            try:
+                from .openapi import create_blueprint
+            except ImportError as error:
+                raise RuntimeError(
+                    f"LOCKING_OPENAPI_URL is set but the [openapi] extra is missing ({error}): "
+                    "pip install 'flask-locking[openapi]'."
+                ) from None
+            openapi_blueprint = create_blueprint(app.config["LOCKING_OPENAPI_URL"])
+            app.register_blueprint(openapi_blueprint)
+            state.blueprint_names.add(openapi_blueprint.name)
 
     # -- host hooks ----------------------------------------------------------------------
 
