@@ -83,5 +83,8 @@ def create_store(
         raise ValueError(f"No flask-locking store for the {engine.dialect.name!r} dialect.")
     metadata = metadata if metadata is not None else sa.MetaData()
     if cls is SQLiteStore:
-        return SQLiteStore(engine, metadata, table_name, busy_timeout=timeout)
-    return cls(engine, metadata, table_name)
+        store: SQLStore = SQLiteStore(engine, metadata, table_name, busy_timeout=timeout)
+    else:
+        store = cls(engine, metadata, table_name)
+    store.retry_budget = timeout
+    return store

@@ -34,6 +34,10 @@ class SQLStore(LockStore):
     dialect_names: ClassVar[tuple[str, ...]] = ()
     #: How many times an acquisition is retried after a deadlock / serialisation error.
     max_retries: ClassVar[int] = 8
+    #: Seconds an acquisition keeps retrying (``LOCKING_STORE_TIMEOUT``, set by
+    #: :func:`~flask_locking.store.create_store`): each attempt may itself wait up to the lock
+    #: timeout, so without a budget the retries would multiply it.
+    retry_budget: float = 5.0
 
     def __init__(self, engine: Engine, metadata: sa.MetaData, table_name: str) -> None:
         self.engine = engine
@@ -153,6 +157,7 @@ class SQLStore(LockStore):
 
     def acquire(self, request: AcquireRequest) -> AcquireResult:
         params = request._asdict()
+        deadline = time.monotonic() + self.retry_budget
         for attempt in range(self.max_retries + 1):
             try:
                 with self._translated(), self.write_transaction() as conn:
@@ -166,6 +171,8 @@ class SQLStore(LockStore):
                         raise HeldElsewhere(overlap)  # rolls the upsert back
                     return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
+                if time.monotonic() >= deadline:
+                    break
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
         raise StoreUnavailable("The lock store stayed busy; try again.")
 
