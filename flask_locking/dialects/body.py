@@ -42,6 +42,12 @@ def json_object(max_bytes: int) -> dict[str, Any]:
             f"The request body is not valid JSON ({error.msg} at line {error.lineno}, "
             f"column {error.colno})."
         ) from None
+    except InvalidInput:
+        raise
+    except ValueError:  # e.g. an integer longer than Python's int-conversion limit
+        raise InvalidInput("The request body holds a number too long to read.") from None
+    except RecursionError:
+        raise InvalidInput("The request body nests JSON too deeply.") from None
     if not isinstance(value, dict):
         raise InvalidInput(
             f"The request body must be a JSON object such as {{\"timeout\": 600}}, "
@@ -90,7 +96,8 @@ def whole_seconds(max_timeout: float) -> FieldParser:
         seconds = int(value)
         if not 1 <= seconds <= max_timeout:
             raise InvalidTimeout(
-                f"timeout must be between 1 and {max_timeout:g} seconds, not {seconds}."
+                f"timeout must be between 1 and {max_timeout:g} seconds, not "
+                f"{seconds if seconds < 10**12 else 'a number that large'}."
             )
         return seconds
 
