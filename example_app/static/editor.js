@@ -150,9 +150,10 @@
     }
     if (r.status === 412) {
       // Our token is stale: someone took over, or the lock expired. Nothing was written.
-      if (!lost) loseLock(null);
       const now = await demo.api("GET", docUrl);
-      const holder = now.ok && now.data.lock.locked ? holderName(now.data.lock) : null;
+      const lock = now.ok && now.data.lock.locked ? now.data.lock : null;
+      const holder = lock ? holderName(lock) : null;
+      if (!lost) loseLock(lock);
       say("error", "Not saved (412 Precondition Failed): your lock " +
         (holder ? "was taken over by " + holder : "expired or was released") +
         ", so your changes were not written over " + (holder ? holder + "'s" : "newer") +

@@ -1,0 +1,211 @@
+"""The document editor in a real browser: two (or three) users, one lock."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from example_app.models import Document
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the fixtures skip, or fail under CI, and say why
+    expect = None
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(120)
+
+LOCKED_BY_ALICE = re.compile(r"Locked by Alice since \d\d:\d\d \(expires in \d+ (s|min)\)")
+
+
+def document(live: Any, slug: str) -> Document:
+    def load() -> Document:
+        from example_app import db
+
+        doc = db.session.query(Document).filter_by(slug=slug).one()
+        db.session.expunge(doc)
+        return doc
+
+    return live.query(load)  # type: ignore[no-any-return]
+
+
+def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, shot: Any) -> None:
+    alice = sign_in(live, "alice")
+    bob = sign_in(live, "bob")
+
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    expect(alice.locator("#body")).to_be_editable()
+    lock = live.lock("/docs/welcome")
+    assert lock is not None and lock.owner.name == "Alice"
+    shot(alice, "1-alice-editing")
+
+    bob.goto("/docs/welcome/edit")
+    expect(bob.locator("#status")).to_have_text(re.compile(LOCKED_BY_ALICE.pattern))
+    expect(bob.locator("#save")).to_be_disabled()
+    expect(bob.locator("#body")).not_to_be_editable()
+    expect(bob.locator("#takeover")).to_be_visible()  # stealable by default
+    shot(bob, "2-bob-sees-locked")
+    # Bob cannot save behind the page's back either: the guard refuses the write.
+    refused = bob.request.patch(live("/docs/welcome"), data={"body": "Bob was here"})
+    assert refused.status == 403
+    assert refused.json()["error"]["message"] == "Resource is locked."
+
+    # The heartbeat keeps Alice's lock alive well past its first timeout.
+    alice.wait_for_timeout((live.lock_timeout + 2 * live.heartbeat) * 1000)
+    still = live.lock("/docs/welcome")
+    assert still is not None and still.version == lock.version
+    assert still.expires_at > lock.expires_at
+    assert int(alice.locator("#editor").get_attribute("data-beats") or 0) >= live.lock_timeout
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    expect(bob.locator("#status")).to_have_text(re.compile(LOCKED_BY_ALICE.pattern))
+    shot(alice, "3-alice-still-editing-after-first-timeout")
+
+    alice.fill("#body", "Alice rewrote the welcome page.")
+    alice.click("#save")
+    expect(alice).to_have_url(re.compile(r"/docs/welcome\?saved=2$"))
+    expect(alice.locator("#saved")).to_be_visible()
+    expect(alice.locator("#doc-body")).to_have_text("Alice rewrote the welcome page.")
+    assert live.lock("/docs/welcome") is None  # released on save
+    shot(alice, "4-alice-saved")
+
+    # Bob's page notices the document is free, shows Alice's text, and lets him edit.
+    expect(bob.locator("#status")).to_contain_text("The document is free now")
+    expect(bob.locator("#body")).to_have_value("Alice rewrote the welcome page.")
+    shot(bob, "5-bob-sees-free")
+    bob.click("#start")
+    expect(bob.locator("#status")).to_contain_text("You are editing")
+    bob.fill("#body", "Alice rewrote the welcome page.\n\nBob added a line.")
+    bob.click("#save")
+    expect(bob).to_have_url(re.compile(r"/docs/welcome\?saved=3$"))
+    doc = document(live, "welcome")
+    assert doc.body == "Alice rewrote the welcome page.\n\nBob added a line."
+    assert doc.updated_by == "Bob" and doc.revision == 3
+    assert live.lock("/docs/welcome") is None
+    shot(bob, "6-bob-saved")
+
+
+def test_take_over_and_the_first_users_save_is_refused(live: Any, sign_in: Any, shot: Any) -> None:
+    original = document(live, "release-checklist").body
+    alice = sign_in(live, "alice")
+    bob = sign_in(live, "bob")
+
+    alice.goto("/docs/release-checklist/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    alice.fill("#body", "Alice's unsaved draft")
+
+    bob.goto("/docs/release-checklist/edit")
+    expect(bob.locator("#takeover")).to_be_visible()
+    bob.click("#takeover")
+    expect(bob.locator("#status")).to_contain_text("You are editing")
+    expect(bob.locator("#message")).to_contain_text("You took over the lock")
+    assert live.lock("/docs/release-checklist").owner.name == "Bob"
+    bob.fill("#body", "Bob's text")
+    shot(bob, "1-bob-took-over")
+
+    alice.click("#save")
+    message = alice.locator("#message")
+    expect(message).to_contain_text("Not saved (412 Precondition Failed)")
+    expect(message).to_contain_text("taken over by Bob")
+    expect(alice.locator("#body")).to_have_value("Alice's unsaved draft")  # her text is kept
+    expect(alice.locator("#status")).to_contain_text("You no longer hold the lock")
+    shot(alice, "2-alice-save-refused")
+    assert document(live, "release-checklist").body == original  # nothing was written
+    assert live.lock("/docs/release-checklist").owner.name == "Bob"  # and Bob still holds it
+
+    bob.click("#save")
+    expect(bob.locator("#saved")).to_be_visible()
+    doc = document(live, "release-checklist")
+    assert doc.body == "Bob's text" and doc.updated_by == "Bob"
+
+    # The activity log (fed by the signals) tells the story.
+    admin = sign_in(live, "carol")
+    admin.goto("/locks")
+    activity = admin.locator("#activity")
+    expect(activity).to_contain_text("taken from Alice")
+    expect(activity).to_contain_text("write refused (stale)")
+    shot(admin, "3-activity")
+
+
+def test_non_stealable_lock_only_an_admin_takes_over_or_releases(
+    live: Any, sign_in: Any, shot: Any
+) -> None:
+    alice = sign_in(live, "alice")
+    alice.goto("/docs/meeting-notes")
+    alice.check("#no-takeover")
+    alice.click("#edit")
+    expect(alice.locator("#status")).to_contain_text("Others cannot take it over")
+    assert live.lock("/docs/meeting-notes").stealable is False
+
+    bob = sign_in(live, "bob")
+    bob.goto("/docs/meeting-notes/edit")
+    expect(bob.locator("#status")).to_contain_text("The holder did not allow take-over.")
+    expect(bob.locator("#takeover")).to_be_hidden()
+    forced = bob.request.delete(live("/docs/meeting-notes/@lock"), data={"force": True})
+    assert forced.status == 403
+    shot(bob, "1-bob-no-take-over")
+
+    bob.goto("/locks")
+    row = bob.locator("tr[data-resource='/docs/meeting-notes']")
+    expect(row).to_contain_text("Alice")
+    expect(row).to_contain_text("admins only")
+    expect(row.locator("button")).to_have_count(0)
+
+    carol = sign_in(live, "carol")
+    carol.goto("/docs/meeting-notes/edit")
+    expect(carol.locator("#takeover")).to_have_text("Take over (admin)")
+    carol.goto("/locks")
+    row = carol.locator("tr[data-resource='/docs/meeting-notes']")
+    shot(carol, "2-admin-locks-page")
+    row.locator("button", has_text="Release").click()
+    expect(carol.locator(".flash")).to_contain_text("Released Alice's lock on /docs/meeting-notes")
+    expect(carol.locator("#no-locks")).to_be_visible()
+    assert live.lock("/docs/meeting-notes") is None
+
+    # Alice's next heartbeat finds her lock gone.
+    expect(alice.locator("#status")).to_contain_text("You no longer hold the lock")
+    shot(alice, "3-alice-lost-lock")
+
+
+def test_cancel_and_leaving_the_page_release_the_lock(live: Any, sign_in: Any) -> None:
+    alice = sign_in(live, "alice")
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    alice.click("#cancel")
+    expect(alice).to_have_url(live("/docs/welcome"))
+    assert live.lock("/docs/welcome") is None
+
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    assert live.lock("/docs/welcome") is not None
+    alice.goto("/jobs")  # leaving the page: pagehide sends a keepalive DELETE
+    deadline = time.monotonic() + 10
+    while live.lock("/docs/welcome") is not None and time.monotonic() < deadline:
+        alice.wait_for_timeout(100)
+    assert live.lock("/docs/welcome") is None
+
+
+def test_readme_screenshot(serve: Any, sign_in: Any, shot: Any) -> None:
+    """Bob's view of a document Alice is editing, with the default 10-minute lock.
+
+    With ``UPDATE_DOCS_SCREENSHOTS=1`` it also refreshes docs/_static/editor-locked.png.
+    """
+    live = serve(LOCKING_DEFAULT_TIMEOUT=600, EXAMPLE_HEARTBEAT_SECONDS=60)
+    alice = sign_in(live, "alice")
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    bob = sign_in(live, "bob")
+    bob.goto("/docs/welcome/edit")
+    expect(bob.locator("#status")).to_have_text(
+        re.compile(r"Locked by Alice since \d\d:\d\d \(expires in 10 min\)")
+    )
+    path = shot(bob, "editor-locked")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+        shutil.copyfile(path, ROOT / "docs" / "_static" / "editor-locked.png")
