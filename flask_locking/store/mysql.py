@@ -35,8 +35,14 @@ class MySQLStore(SQLStore):
     dialect_names = ("mysql", "mariadb")
 
     def now_expression(self) -> sa.ColumnElement[int]:
-        # NOW(3) is fixed for the duration of one statement.
-        return sa.cast(sa.func.round(sa.func.unix_timestamp(sa.func.now(3)) * 1000), sa.BigInteger)
+        # UTC_TIMESTAMP(3) is fixed for the duration of one statement. Not
+        # UNIX_TIMESTAMP(NOW(3)): that converts through the session time zone, and in a zone
+        # with daylight saving the repeated autumn hour maps to the same epoch twice, so the
+        # clock would run backwards for an hour and locks would outlive their timeout.
+        return sa.literal_column(
+            "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(3)) DIV 1000)",
+            sa.BigInteger,
+        )
 
     def build_upsert(self) -> sa.Executable:
         t = self.table
