@@ -156,7 +156,7 @@ def save_document(document: Document | None, slug: str) -> Response:
     if user is None:
         return api_error(401, "Sign in to edit documents.")
     lock = current_lock
-    if lock is None:
+    if not lock:  # a proxy: test its truth, never `is None`
         return api_error(428, no_lock_message(document.path, f"POST {document.path}/@lock"))
     body = json_body({"title": str, "body": str})
     if isinstance(body, str):
@@ -273,7 +273,7 @@ def job_api(company_id: int, job_id: int) -> Response:
     if user is None:
         return api_error(401, "Sign in to edit jobs.")
     lock = current_lock  # the guard answered 423 (locked) / 412 (stale) already
-    if lock is None:
+    if not lock:  # a proxy: test its truth, never `is None`
         return api_error(428, no_lock_message(job.path, f"POST {job.path}/lock/"))
     body = json_body({"status": str, "notes": str})
     if isinstance(body, str):
@@ -339,7 +339,7 @@ def reference_api(client_id: int) -> Response:
     if request.method == "GET":
         return jsonify(client=client.to_json(), lock=lock_json(locking.get(client.path)))
     lock = current_lock  # the guard answered 409 (locked or stale) already
-    if lock is None:
+    if not lock:  # a proxy: test its truth, never `is None`
         return reference_error(
             428, "Lock required", no_lock_message(client.path, f"POST {client.path}/lock")
         )
