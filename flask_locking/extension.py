@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app
 
-from .config import DEFAULTS, LockingConfig
+from .config import DEFAULTS, LockingConfig, _prefix
+from .dialects.base import Dialect
 from .dialects.content import ContentDialect
 from .engine import UNSET, LockEngine
 from .guard import dispatch_lock_endpoints, guard_request
@@ -107,6 +108,21 @@ class Locking:
         it says does not exist gets 404. The default: every id exists."""
         self.job_exists_callback = callback
         return callback
+
+    def add_dialect(
+        self, dialect_class: type[Dialect], prefix: str = "", *, app: Flask | None = None,
+    ) -> Dialect:
+        """Serve a host's own :class:`~flask_locking.dialects.Dialect` subclass under
+        ``prefix`` on ``app`` (default: the current app), before its first request. Guard
+        refusals on the paths it ``owns`` use its statuses and error format."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        state = self.state(target)
+        dialect = dialect_class(state, _prefix(prefix))
+        blueprint = dialect.create_blueprint()
+        target.register_blueprint(blueprint)
+        state.blueprint_names.add(blueprint.name)
+        state.dialects.insert(0, dialect)  # the host's own paths win over built-in dialects
+        return dialect
 
     def exempt(self, obj: F | Blueprint) -> Any:
         """Exempt a view function or a blueprint from the guard (decorator or call)."""

@@ -472,3 +472,63 @@ def test_prefix_at_the_root(make_app: Any) -> None:
     assert response.status_code == 201
     assert response.get_json()["resource"] == "/companies/4/jobs/5"
     assert_error(client.patch("/companies/4/jobs/5/tasks/1"), 423, "Locked")
+
+
+# -- a host's own dialect (the example of docs/dialects.rst) ---------------------------
+
+
+def test_a_host_dialect_in_a_few_lines(make_app: Any) -> None:
+    from flask import Blueprint, Response, request
+
+    from flask_locking.dialects import Dialect, EnvelopeErrorFormat
+
+    class OrderLocks(Dialect):
+        """PUT/DELETE <prefix>/orders/<id>/lock; the guard answers 423; envelope errors."""
+
+        name = "order_locks"
+        locked_status = 423
+        stale_status = 412
+        errors = EnvelopeErrorFormat()
+
+        def owns(self, key: str) -> bool:
+            return key.startswith(f"{self.prefix}/orders/")
+
+        def create_blueprint(self) -> Blueprint:
+            bp = Blueprint(self.name, __name__)
+            bp.add_url_rule(f"{self.prefix}/orders/<int:order_id>/lock", "lock",
+                            self.endpoint(self.view), methods=["PUT", "DELETE"])
+            return bp
+
+        def view(self, order_id: int) -> Response:
+            key = f"{self.prefix}/orders/{order_id}"
+            if request.method == "PUT":
+                lock, granted = self.acquire(key, depth="infinity")
+                return self.lock_response(lock, 201 if granted else 200)
+            self.release(key)
+            return Response(status=204)
+
+    app = make_app()
+    dialect = api(app).add_dialect(OrderLocks, "/shop/", app=app)
+    assert dialect.prefix == "/shop"
+
+    @app.patch("/shop/orders/<int:order_id>/lines/<int:line>")
+    def line(order_id: int, line: int) -> Any:
+        return jsonify(line=line)
+
+    client = app.test_client()
+    created = client.put("/shop/orders/9/lock", headers=ALICE)
+    assert created.status_code == 201
+    assert created.get_json()["resource"] == "/shop/orders/9"
+    assert client.put("/shop/orders/9/lock", headers=ALICE).status_code == 200
+    assert client.put("/shop/orders/9/lock", headers=BOB).get_json() == {
+        "status": "error", "code": 409, "message": "Conflict", "details": "Locking conflict",
+    }
+    refused = client.patch("/shop/orders/9/lines/1")
+    assert refused.status_code == 423
+    assert refused.get_json() == {
+        "status": "error", "code": 423, "message": "Locked", "details": "Resource is locked.",
+    }
+    token = created.get_json()["token"]
+    assert client.patch("/shop/orders/9/lines/1", headers={"Lock-Token": token}).status_code == 200
+    assert client.delete("/shop/orders/9/lock", headers=ALICE).status_code == 204
+    assert client.patch("/shop/orders/9/lines/1").status_code == 200
