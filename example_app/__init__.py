@@ -25,7 +25,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, instance_path: str | 
     """Build the example app.
 
     :param config: overrides of the defaults below (tests pass a short lock timeout).
-    :param instance_path: where the SQLite file lives (default: ``example_app/instance``).
+    :param instance_path: where the SQLite file lives (default: Flask's instance folder,
+        ``instance/`` next to the package).
     """
     app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
