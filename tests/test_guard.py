@@ -445,3 +445,13 @@ def test_store_that_times_out_answers_503_and_recovers(
     # The pools recover by themselves.
     assert client.patch("/docs/1", headers={"Lock-Token": held["token"]}).status_code == 200
     assert client.post("/docs/2/@lock", headers=ALICE).status_code == 200
+
+
+def test_guarding_post_never_blocks_the_lock_endpoints(make_app: Any) -> None:
+    app = make_app(LOCKING_GUARDED_METHODS={"POST", "PATCH", "DELETE"})
+    client = app.test_client()
+    lock(client)
+    conflict = client.post("/docs/1/@lock", headers=BOB)
+    assert conflict.status_code == 409  # the lock endpoint answered, not the guard
+    assert client.delete("/docs/1/@lock", headers=BOB).status_code == 409
+    assert client.delete("/docs/1/@lock", headers=ALICE).status_code == 200
