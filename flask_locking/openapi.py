@@ -260,7 +260,7 @@ class _Builder:
              "schema": {"type": "integer", "minimum": 0}}
             for name in ("companyID", "jobID")
         ]
-        operations = {
+        operations: dict[str, Any] = {
             "post": {
                 "summary": "Lock the job and everything below it.",
                 "requestBody": self.request_body("LockRequest"),
@@ -294,7 +294,7 @@ class _Builder:
         read_errors = [400, 401, 403, 404, 500, 503]
         client_id = {"name": "client_id", "in": "path", "required": True,
                      "schema": {"type": "integer"}}
-        security = [{"bearerAuth": []}]
+        security: list[dict[str, list[str]]] = [{"bearerAuth": []}]
         operations = {
             "post": {
                 "summary": "Lock the client's reference data.",
