@@ -148,7 +148,10 @@ def test_audience_and_issuer_when_configured(make_app: Any) -> None:
 def test_host_identity_loader_replaces_jwt(make_app: Any) -> None:
     app = make_app()  # the X-User identity loader, no JWT secret
     client = app.test_client()
-    envelope(client.post(LOCK_URL), 401, "Authentication failed", "No authenticated user")
+    envelope(client.post(LOCK_URL), 401, "Authentication failed", "JWT token not found")
+    # A bearer token the host's loader does not turn into a user:
+    envelope(client.post(LOCK_URL, headers=ALICE), 401, "Authentication failed",
+             "No authenticated user")
     response = client.post(LOCK_URL, headers={"X-User": "carol"})
     assert response.status_code == 201
     assert response.get_json()["creator"] == "carol"

@@ -215,10 +215,8 @@ class Dialect(ABC):
         """The caller; with :attr:`requires_identity`, 401 when there is none."""
         identity = current_identity(self.state)
         if identity is None and self.requires_identity:
-            loader = self.state.extension.identity_loader_callback
             raise AuthenticationRequired(
-                "JWT token not found" if loader is None and bearer_token() is None
-                else "No authenticated user"
+                "JWT token not found" if bearer_token() is None else "No authenticated user"
             )
         return identity
 
