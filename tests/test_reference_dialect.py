@@ -414,3 +414,16 @@ def test_identity_is_not_leaked_across_requests(client: Any) -> None:
     # The identity is per request: alice's request must not make the next anonymous one alice.
     lock(client, ALICE)
     envelope(client.delete(LOCK_URL), 401, "Authentication failed", "JWT token not found")
+
+
+def test_content_lock_on_reference_paths_needs_a_caller_too(make_app: Any) -> None:
+    # @lock is served on any routed path; on reference data it must not be a way around the
+    # reference dialect's authentication.
+    app = add_reference_routes(make_app(identity=False, LOCKING_JWT_SECRET=SECRET))
+    client = app.test_client()
+    response = client.post("/api/v2/clients/5/reference/@lock")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["type"] == "Unauthorized"
+    assert client.get(LOCK_URL, headers=ALICE).get_json() == UNLOCKED
+    assert client.post("/api/v2/clients/05/reference/@lock", headers=BOB).status_code == 200
+    assert client.get(LOCK_URL, headers=ALICE).get_json()["creator"] == "bob"  # same key

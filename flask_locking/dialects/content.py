@@ -49,7 +49,10 @@ class ContentDialect(Dialect):
 
     def view(self, path: str = "") -> Response:
         key = normalize(f"{self.prefix}/{path}")
-        key = (self.state.dialect_for(key) or self).resource_key(key)  # one key per resource
+        owner = self.state.dialect_for(key) or self
+        key = owner.resource_key(key)  # one key per resource
+        if owner.requires_identity:
+            owner.identity()  # @lock on e.g. reference data needs a caller, as its own endpoint does
         self._require_routed(key)
         if request.method == "POST":
             lock, _granted = self.acquire(key)
