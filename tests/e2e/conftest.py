@@ -29,9 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 VIEWPORT = {"width": 1000, "height": 600}
 
-#: Short locks so "the heartbeat keeps it alive past the first timeout" takes seconds.
-LOCK_TIMEOUT = 4
+#: Short locks so "the heartbeat keeps it alive past the first timeout" takes seconds, with
+#: a heartbeat far enough inside the timeout to survive a loaded machine.
+LOCK_TIMEOUT = 5
 HEARTBEAT = 1
+#: How long an expectation waits (other test runs may share the machine's two cores).
+EXPECT_TIMEOUT_MS = 15_000
 
 
 def _required() -> bool:
@@ -50,9 +53,10 @@ def playwright_browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         _unavailable(f"browser tests need Chromium at {CHROMIUM}")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("browser tests need the playwright Python package")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -121,7 +125,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveApp]]:
 
 @pytest.fixture
 def live(serve: Callable[..., LiveApp]) -> LiveApp:
-    """The app with short locks (4 s) and a 1 s heartbeat."""
+    """The app with short locks (5 s) and a 1 s heartbeat."""
     return serve()
 
 
@@ -132,7 +136,7 @@ def sign_in(playwright_browser: Any) -> Iterator[Callable[[LiveApp, str], Any]]:
 
     def open_as(live: LiveApp, user: str) -> Any:
         context = playwright_browser.new_context(viewport=VIEWPORT, base_url=live.url)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(EXPECT_TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
         page.goto("/login")
