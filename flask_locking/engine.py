@@ -22,7 +22,7 @@ from .errors import (
     LockPermissionDenied,
 )
 from .lock import Lock, Owner, owner_key
-from .resources import ancestors, normalize
+from .resources import ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
 from .tokens import derive_token, new_secret, tokens_equal
 
@@ -238,7 +238,7 @@ class LockEngine:
         """The live row whose lock covers the normalised path ``key`` (the lock on it, or an
         infinite-depth lock on an ancestor), in one indexed query."""
         candidates = [key, *ancestors(key)]
-        rows = self.store.live_among([c for c in candidates if len(c) <= 512])
+        rows = self.store.live_among([c for c in candidates if is_lockable(c)])
         if not rows:
             return None
         best: LockRow | None = None

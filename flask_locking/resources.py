@@ -42,6 +42,14 @@ def normalize(path: str, *, strict: bool = True) -> str:
     return key
 
 
+def is_lockable(key: str) -> bool:
+    """True when the normalised ``key`` could hold a lock: what strict :func:`normalize`
+    accepts. The guard looks up only such keys (a NUL byte would upset PostgreSQL)."""
+    return len(key) <= MAX_RESOURCE_LENGTH and not any(
+        ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key
+    )
+
+
 def ancestors(key: str) -> list[str]:
     """The proper ancestors of a normalised key, root first: ``/a/b`` → ``["/", "/a"]``."""
     if key == "/":

@@ -455,3 +455,23 @@ def test_guarding_post_never_blocks_the_lock_endpoints(make_app: Any) -> None:
     assert conflict.status_code == 409  # the lock endpoint answered, not the guard
     assert client.delete("/docs/1/@lock", headers=BOB).status_code == 409
     assert client.delete("/docs/1/@lock", headers=ALICE).status_code == 200
+
+
+@pytest.mark.parametrize("part", ["a%00b", "a%01", "a%7f", "x" * 600, "%C3%A9%E2%80%8B"])
+def test_guard_on_unlockable_paths_still_sees_locks_above(app: Flask, client: Any, part: str) -> None:
+    # No lock can sit on such a path, but an infinite lock above still covers it; and the
+    # lookup never sends the unlockable key to the database (PostgreSQL refuses NUL bytes).
+    assert client.patch(f"/docs/1/parts/{part}").status_code == 200
+    with app.app_context():
+        held = api(app).acquire("/docs/1", "alice", depth="infinity")
+    assert client.patch(f"/docs/1/parts/{part}").get_json() == LOCKED_BODY
+    ok = client.patch(f"/docs/1/parts/{part}", headers={"Lock-Token": held.token})
+    assert ok.status_code == 200
+    assert_stale(client.patch(f"/docs/2/parts/{part}", headers={"Lock-Token": held.token}))
+
+
+def test_guard_finds_a_lock_on_an_unusual_but_lockable_key(client: Any) -> None:
+    # Zero-width space and non-ASCII: lockable, so the guard must look them up.
+    held = lock(client, "/docs/%E2%80%8B%C3%A9")
+    assert client.patch("/docs/%E2%80%8B%C3%A9").get_json() == LOCKED_BODY
+    assert client.patch("/docs/%E2%80%8B%C3%A9", headers={"Lock-Token": held["token"]}).status_code == 200
