@@ -186,6 +186,8 @@ def test_database_goes_away_during_an_acquire(
     assert_unavailable(box["value"])
     proxy.up()
     time.sleep(0.3)  # let the orphaned server session finish whatever it does
+    orphan = bounded(lambda: client.get("/docs/7/@lock", headers={"X-User": "ann"})).get_json()
+    print(f"\nFIGURES fault acquire-in-flight: granted_by_cut_request={orphan['locked']}")
     # The lock was granted once or not at all: the owner's next POST is either the refresh
     # of that one grant or the one new grant, so the version moved by exactly one.
     again = bounded(lambda: client.post("/docs/7/@lock", headers={"X-User": "ann"}))
@@ -250,3 +252,20 @@ def test_stuck_row_lock_answers_within_the_store_timeout(
     assert_unavailable(response)
     print(f"\nFIGURES fault stuck-row: 503 after {took:.1f}s (store timeout {STORE_TIMEOUT}s)")
     assert client.post("/docs/9/@lock", headers={"X-User": "ann"}).status_code == 200
+
+
+def test_database_hangs_while_a_lock_is_held(apps: Callable[..., Flask], proxy: Proxy) -> None:
+    """The server stops answering but its sockets stay open (a frozen process): no request
+    waits forever — PostgreSQL has no client read timeout, the store's watchdog cuts the
+    connection; PyMySQL's read timeout does it on MariaDB."""
+    app = apps()
+    client = app.test_client()
+    held = client.post("/docs/3/@lock", headers={"X-User": "ann"})
+    token = held.get_json()["token"]
+    proxy.freeze()
+    assert_unavailable(bounded(lambda: client.get("/docs/3/@lock", headers={"X-User": "ann"})))
+    assert_unavailable(bounded(lambda: client.patch("/docs/3", headers={"Lock-Token": token})))
+    proxy.up()
+    back = bounded(lambda: client.get("/docs/3/@lock", headers={"X-User": "ann"}))
+    assert back.status_code == 200 and back.get_json()["token"] == token
+    assert client.patch("/docs/3", headers={"Lock-Token": token}).status_code == 200

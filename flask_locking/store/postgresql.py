@@ -9,11 +9,15 @@ the key of an infinite request; taken root first, so two acquirers never wait in
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, exc
+from sqlalchemy import bindparam, event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -95,4 +99,83 @@ class PostgreSQLStore(SQLStore):
 
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        _Watchdog(lambda: self.retry_budget + 1.0).attach(self.engine)
         super()._build_statements()
+
+
+class _Watchdog:
+    """Cut the socket of a connection kept busy past its deadline, so that nothing hangs.
+
+    ``statement_timeout`` and ``lock_timeout`` are enforced by the server, and libpq has no
+    read timeout: a server that stops answering with its sockets still open (a stopped or
+    frozen process, a host swapping) would keep a request waiting forever. Every checkout
+    (one store operation: one short transaction) and every pre-ping gets a deadline of
+    ``LOCKING_STORE_TIMEOUT`` + 1 s, after the server's own timeouts had their chance. A cut
+    connection fails at once (the server rolls back its transaction), the pool drops it,
+    and the store answers "unavailable".
+    """
+
+    def __init__(self, limit: Callable[[], float]) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, Any]] = {}
+        self._thread_pid: int | None = None
+
+    def attach(self, engine: sa.Engine) -> None:
+        event.listen(engine, "checkout", lambda dbapi_conn, _rec, _proxy: self.arm(dbapi_conn))
+        event.listen(engine, "checkin", lambda dbapi_conn, _rec: self.disarm(dbapi_conn))
+        dialect = engine.dialect
+        ping = dialect.do_ping
+
+        def bounded_ping(dbapi_connection: Any) -> bool:
+            self.arm(dbapi_connection)
+            try:
+                return ping(dbapi_connection)
+            finally:
+                self.disarm(dbapi_connection)
+
+        dialect.do_ping = bounded_ping  # type: ignore[method-assign]
+
+    def arm(self, dbapi_connection: Any) -> None:
+        deadline = time.monotonic() + self._limit()
+        pid = os.getpid()
+        if self._thread_pid not in (None, pid):  # a forked child: the parent's thread is gone
+            self._lock, self._armed, self._thread_pid = threading.Lock(), {}, None
+        with self._lock:
+            self._armed[id(dbapi_connection)] = (deadline, dbapi_connection)
+            if self._thread_pid is None:
+                self._thread_pid = pid
+                threading.Thread(target=self._watch, name="flask-locking-watchdog", daemon=True).start()
+
+    def disarm(self, dbapi_connection: Any) -> None:
+        if dbapi_connection is not None:
+            with self._lock:
+                self._armed.pop(id(dbapi_connection), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                if not self._armed:
+                    self._thread_pid = None
+                    return
+                late = [key for key, (deadline, _conn) in self._armed.items() if deadline <= now]
+                victims = [self._armed.pop(key)[1] for key in late]
+            for victim in victims:
+                _cut(victim)
+
+
+def _cut(dbapi_connection: Any) -> None:
+    """Shut the connection's socket down under the driver's feet (it then reports the
+    connection as broken)."""
+    try:
+        sock = socket.socket(fileno=os.dup(dbapi_connection.pgconn.socket))
+    except Exception:  # noqa: BLE001 - already closed: nothing to cut
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -19,6 +19,8 @@ class Proxy:
         self.listener.listen(64)
         self.port: int = self.listener.getsockname()[1]
         self.accepting = True
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.closed = False
         self.refused = 0
         self.accepted = 0
@@ -54,6 +56,9 @@ class Proxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                while not self.flowing.wait(0.1):  # frozen: hold the bytes, answer nothing
+                    if self.closed:
+                        return
                 dst.sendall(data)
         except OSError:
             pass
@@ -75,6 +80,12 @@ class Proxy:
     def up(self) -> None:
         """The database is back."""
         self.accepting = True
+        self.flowing.set()
+
+    def freeze(self) -> None:
+        """The database hangs: connections stay open (the kernel still answers), but no byte
+        goes through either way, like a server that is stopped (SIGSTOP) or swapping."""
+        self.flowing.clear()
 
     def close(self) -> None:
         self.closed = True
