@@ -12,9 +12,9 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "flask-locking"
 author = "flask-locking developers"
-copyright = "flask-locking developers"  # noqa: A001 - Sphinx's name
+copyright = "flask-locking developers"
 
-from flask_locking import __version__  # noqa: E402
+from flask_locking import __version__
 
 release = __version__
 version = ".".join(__version__.split(".")[:2])
