@@ -7,6 +7,7 @@ served even when a host catch-all route would match ``<path>/@lock`` first.
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
+from flask.globals import request_ctx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -69,7 +70,11 @@ class ContentDialect(Dialect):
             return
         if key.endswith(SUFFIX):
             raise NotFoundError(f"No resource at {key}.")
-        adapter = current_app.create_url_adapter(request)
+        # The adapter Flask already bound to this request's environ; building another one
+        # per request costs as much as the rest of the check.
+        adapter = getattr(request_ctx._get_current_object(), "url_adapter", None)
+        if adapter is None:
+            adapter = current_app.create_url_adapter(request)
         if adapter is None:
             return
         try:

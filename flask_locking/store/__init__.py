@@ -64,6 +64,8 @@ def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | 
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_timeout": timeout}
     if backend == "sqlite":
         kwargs.pop("pool_timeout")
+        # A file connection cannot drop: a ping would only add a statement to every checkout.
+        kwargs.pop("pool_pre_ping")
     else:
         kwargs["isolation_level"] = "READ COMMITTED"
     connect_args = dict(_CONNECT_ARGS[backend](timeout))

@@ -99,6 +99,8 @@ class SQLStore(LockStore):
         self._select_live_among = sa.select(t).where(
             t.c.resource.in_(bindparam("resources", expanding=True)), live
         )
+        self._live = live
+        self._live_among_by_count: dict[int, sa.Select[Any]] = {}
         # Overlaps that the row's own upsert cannot see: an infinite lock above, and (for an
         # infinite request) any live lock below.
         live_at = (t.c.locked_at_ms + t.c.timeout_ms) > bindparam("now", type_=sa.BigInteger)
@@ -190,8 +192,23 @@ class SQLStore(LockStore):
             return _row(conn.execute(self._select_live_one, {"resource": resource}).first())
 
     def live_among(self, resources: Sequence[str]) -> list[LockRow]:
+        # One statement per number of keys, with plain binds: an expanding IN would be
+        # re-rendered at every execution (this is the guard's per-request query).
+        count = len(resources)
+        stmt = self._live_among_by_count.get(count)
+        if stmt is None and 0 < count <= 64:
+            t = self.table
+            keys = t.c.resource.in_([bindparam(f"k{i}") for i in range(count)])
+            stmt = self._live_among_by_count.setdefault(
+                count, sa.select(t).where(keys, self._live)
+            )
+        if stmt is None:
+            params: dict[str, Any] = {"resources": list(resources)}
+            stmt = self._select_live_among
+        else:
+            params = {f"k{i}": key for i, key in enumerate(resources)}
         with self._translated(), self.single_statement() as conn:
-            result = conn.execute(self._select_live_among, {"resources": list(resources)})
+            result = conn.execute(stmt, params)
             return [LockRow(*r) for r in result]
 
     def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
