@@ -111,7 +111,7 @@ class LockEngine:
         """Acquire (or, for the holder, refresh) the lock; return it with its token and
         whether this was a new grant (``False``: the owner already held it)."""
         key = normalize(resource)
-        who = Owner.coerce(owner)
+        who = _storable(Owner.coerce(owner))
         infinite = _parse_depth(depth)
         if not isinstance(stealable, bool):
             raise InvalidInput("stealable must be true or false.")
@@ -311,6 +311,24 @@ class LockEngine:
     def _emit(self, event: str, lock: Lock) -> None:
         if self._notify is not None:
             self._notify(event, lock)
+
+
+def _storable(owner: Owner | None) -> Owner | None:
+    """The owner as every backend's lock table can hold it. An id decides ownership, so it
+    is never cut: one longer than 255 characters or holding a NUL byte is refused. The
+    display name is cut to 255 characters; a URL too long (> 1024) to store is dropped."""
+    if owner is None:
+        return None
+    if len(owner.id) > 255 or "\x00" in owner.id:
+        raise InvalidInput(
+            "The caller's identity id must be at most 255 characters, without NUL bytes."
+        )
+    name = owner.name.replace("\x00", "")[:255] if owner.name is not None else None
+    url = owner.url if owner.url is not None and len(owner.url) <= 1024 else None
+    url = url.replace("\x00", "") if url is not None else None
+    if (name, url) == (owner.name, owner.url):
+        return owner
+    return Owner(id=owner.id, name=name, url=url)
 
 
 def _parse_depth(depth: Any) -> bool:

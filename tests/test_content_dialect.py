@@ -416,3 +416,16 @@ def test_version_grows_at_every_new_grant_and_survives_release(app: Flask, clien
     assert versions == [1, 2, 3, 4, 5]
     # Another resource counts on its own.
     assert client.post("/docs/2/@lock", headers=BOB).get_json()["version"] == 1
+
+
+def test_identity_that_cannot_be_stored_is_400_on_every_backend(app: Flask, client: Any) -> None:
+    @api(app).identity_loader
+    def load() -> Owner:
+        return Owner(id="x" * 300, name="X")
+
+    response = client.post("/docs/1/@lock")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"]["type"] == "BadRequest"
+    assert "identity" in response.get_json()["error"]["message"]
+    with app.app_context():
+        assert api(app).locks() == []

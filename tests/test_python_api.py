@@ -391,3 +391,20 @@ def test_every_error_is_a_locking_error() -> None:
         obj = getattr(flask_locking, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, LockingError), name
+
+
+def test_owner_fields_that_do_not_fit_the_table(locking: Any) -> None:
+    # Every backend behaves the same: ids are never cut (they decide ownership) ...
+    for bad in ("x" * 256, "a\x00b"):
+        with pytest.raises(InvalidInput, match="identity"):
+            locking.acquire("/a", bad)
+    assert locking.locks() == []
+    longest = "i" * 255
+    assert locking.acquire("/a", longest).owner.id == longest
+    # ... display fields are cut or dropped rather than failing the lock.
+    lock = locking.acquire("/b", Owner(id="u1", name="李" * 300, url="https://x/" + "u" * 2000))
+    assert lock.owner == Owner(id="u1", name="李" * 255, url=None)
+    assert locking.get("/b").owner == lock.owner
+    emoji = Owner(id="😀", name="Zoë 😀", url="https://example.org/😀")
+    assert locking.acquire("/c", emoji).owner == emoji
+    assert locking.get("/c", owner="😀").token is not None
