@@ -40,7 +40,7 @@ def record(event: str, resource: str, who: str | None, version: int | None) -> N
                     at=time.time(), event=event, resource=resource, who=who, version=version
                 )
             )
-    except Exception:  # noqa: BLE001 - a log line must never break a lock operation
+    except Exception:  # a log line must never break a lock operation
         log.exception("could not record %s on %s", event, resource)
 
 

@@ -6,13 +6,24 @@ from .extensions import db
 from .models import Client, Document, Job
 
 DOCUMENTS = [
-    ("welcome", "Welcome", "This wiki shows flask-locking at work.\n\n"
-     "Open a page's editor as Alice and the same page as Bob in another browser: Bob sees "
-     "who is editing and until when, and cannot save over Alice's work."),
-    ("release-checklist", "Release checklist", "1. Bump the version.\n2. Update the changelog."
-     "\n3. Tag the release.\n4. Announce it."),
-    ("meeting-notes", "Meeting notes", "Monday: agreed to lock pages while editing.\n\n"
-     "Tuesday: agreed that admins may take over any lock."),
+    (
+        "welcome",
+        "Welcome",
+        ("This wiki shows flask-locking at work.\n\nOpen a page's editor as Alice and the same "
+        "page as Bob in another browser: Bob sees who is editing and until when, and cannot "
+        "save over Alice's work."),
+    ),
+    (
+        "release-checklist",
+        "Release checklist",
+        "1. Bump the version.\n2. Update the changelog.\n3. Tag the release.\n4. Announce it.",
+    ),
+    (
+        "meeting-notes",
+        "Meeting notes",
+        ("Monday: agreed to lock pages while editing.\n\n"
+        "Tuesday: agreed that admins may take over any lock."),
+    ),
 ]
 
 JOBS = [

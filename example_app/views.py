@@ -23,6 +23,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from flask_locking import AuthenticationRequired, LockingError, current_lock
 
@@ -87,7 +88,7 @@ def inject_user() -> dict[str, Any]:
 
 
 @bp.get("/")
-def index() -> Response:
+def index() -> ResponseReturnValue:
     return redirect(url_for("pages.documents"))
 
 
@@ -107,7 +108,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     session.pop("user", None)
     flash("Signed out.", "info")
     return redirect(url_for("pages.documents"))
@@ -193,7 +194,7 @@ def edit_document(slug: str) -> Any:
 
 
 @bp.post("/docs")
-def new_document() -> Response:
+def new_document() -> ResponseReturnValue:
     user = current_user()
     if user is None:
         abort(401)
@@ -226,7 +227,7 @@ def locks() -> str:
 
 
 @bp.post("/locks/release")
-def release_lock() -> Response:
+def release_lock() -> ResponseReturnValue:
     user = current_user()
     if user is None or not user.admin:
         abort(403)

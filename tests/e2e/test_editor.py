@@ -54,6 +54,11 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
     expect(bob.locator("#takeover")).to_be_visible()  # stealable by default
     shot(bob, "2-bob-sees-locked")
     # Bob cannot save behind the page's back either: the guard refuses the write.
+    bob.goto("/docs/welcome")
+    expect(bob.locator("#lock-banner")).to_contain_text("Being edited by Alice since")
+    shot(bob, "2b-bob-document-page")
+    bob.goto("/docs/welcome/edit")
+    expect(bob.locator("#status")).to_contain_text("Locked by Alice")
     refused = bob.request.patch(live("/docs/welcome"), data={"body": "Bob was here"})
     assert refused.status == 403
     assert refused.json()["error"]["message"] == "Resource is locked."
