@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 def _current_lock() -> Lock | None:
-    return g.get("_locking_current_lock")
+    lock: Lock | None = g.get("_locking_current_lock")
+    return lock
 
 
 #: The lock verified by the guard for this request (with its ``version`` for fencing), or

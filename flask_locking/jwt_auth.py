@@ -47,7 +47,7 @@ def decode(token: str, config: LockingConfig) -> dict[str, Any]:
         ) from error
     if not config.jwt_secret:
         raise RuntimeError("Set LOCKING_JWT_SECRET to verify bearer tokens.")
-    options = {"require": ["sub", "exp"]}
+    options: Any = {"require": ["sub", "exp"]}
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

@@ -102,7 +102,7 @@ class MySQLStore(SQLStore):
             yield conn
 
     def is_retryable(self, error: exc.DBAPIError) -> bool:
-        args = getattr(error.orig, "args", ())
+        args: tuple[Any, ...] = getattr(error.orig, "args", ())
         return bool(args) and args[0] in _RETRYABLE
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:

@@ -45,7 +45,7 @@ class SQLiteStore(SQLStore):
     def build_upsert(self) -> sa.Executable:
         t = self.table
         now = self.now_expression()
-        source = sa.select(
+        source: Any = sa.select(  # SQLAlchemy 2.1 cannot infer this many columns
             bindparam("resource"),
             bindparam("secret"),
             bindparam("owner_key"),
@@ -80,7 +80,7 @@ class SQLiteStore(SQLStore):
         return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def upsert_on_conflict(t: sa.Table, stmt: Any) -> Any:
+def upsert_on_conflict(t: sa.Table, stmt: Any) -> sa.Executable:
     """``ON CONFLICT (resource) DO UPDATE ... WHERE <expired or mine> RETURNING *``.
 
     Shared by SQLite and PostgreSQL, whose upserts have the same shape: the proposed row
@@ -92,7 +92,7 @@ def upsert_on_conflict(t: sa.Table, stmt: Any) -> Any:
     ex = stmt.excluded
     expired = (t.c.locked_at_ms + t.c.timeout_ms) <= ex.locked_at_ms
     mine = t.c.owner_key == ex.owner_key
-    return stmt.on_conflict_do_update(
+    upsert: sa.Executable = stmt.on_conflict_do_update(
         index_elements=[t.c.resource],
         set_={
             "secret": sa.case((expired, ex.secret), else_=t.c.secret),
@@ -108,6 +108,7 @@ def upsert_on_conflict(t: sa.Table, stmt: Any) -> Any:
         },
         where=sa.or_(expired, mine),
     ).returning(*t.c)
+    return upsert
 
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()
