@@ -216,3 +216,20 @@ def test_readme_screenshot(serve: Any, sign_in: Any, shot: Any) -> None:
     path = shot(bob, "editor-locked")
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
         shutil.copyfile(path, ROOT / "docs" / "_static" / "editor-locked.png")
+
+
+def test_save_releases_with_delete_when_the_server_does_not_unlock_on_save(
+    serve: Any, sign_in: Any
+) -> None:
+    live = serve(LOCKING_UNLOCK_ON_SAVE=False)
+    alice = sign_in(live, "alice")
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    alice.fill("#body", "Saved, then released with DELETE @lock.")
+    with alice.expect_request(
+        lambda r: r.method == "DELETE" and r.url.endswith("/docs/welcome/@lock")
+    ):
+        alice.click("#save")
+    expect(alice.locator("#saved")).to_be_visible()
+    assert live.lock("/docs/welcome") is None
+    assert document(live, "welcome").body == "Saved, then released with DELETE @lock."
