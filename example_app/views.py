@@ -102,8 +102,8 @@ def login() -> Any:
         session["user"] = user.id
         flash(f"Signed in as {user.name}.", "info")
         target = request.form.get("next") or ""
-        return redirect(target if target.startswith("/") and not target.startswith("//")
-                        else url_for("pages.documents"))
+        local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+        return redirect(target if local else url_for("pages.documents"))
     return render_template("login.html", next=request.args.get("next", ""))
 
 

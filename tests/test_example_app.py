@@ -111,6 +111,9 @@ def test_login_redirect_stays_on_this_site(demo: Flask) -> None:
     assert client.post("/login", data={"user": "bob", "next": "//evil.example/"}).headers[
         "Location"
     ] == "/docs"
+    assert client.post("/login", data={"user": "bob", "next": "/\\evil.example"}).headers[
+        "Location"
+    ] == "/docs"
     assert client.post("/login", data={"user": "bob", "next": "/jobs"}).headers["Location"] == "/jobs"
 
 
