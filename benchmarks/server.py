@@ -1,0 +1,291 @@
+"""Real-server figures: gunicorn on 127.0.0.1 driven by wrk (or a bounded Python client).
+
+Every load run is bounded in time (``--duration``) and in requests per connection; the only
+target is the loopback server this module starts and stops.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .apps import new_table_name
+from .common import Report, Settings, warn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "load.lua")
+#: requests per connection at most, in every load run
+MAX_REQUESTS_PER_CONNECTION = 200_000
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    s2: int = 0
+    s409: int = 0
+    s5: int = 0
+    other: int = 0
+    granted: int = 0
+    socket_errors: int = 0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(database_uri: str, table: str, worker_class: str, workers: int = 2,
+             threads: int = 4) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A gunicorn serving :func:`benchmarks.apps.server_app` on a free loopback port."""
+    port = free_port()
+    env = dict(os.environ, BENCH_DATABASE_URI=database_uri, LOCKING_TABLE_NAME=table,
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
+        "--log-level", "warning", "--timeout", "60", "benchmarks.apps:server_app()",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/docs/warmup")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start (exit code {process.poll()})")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_load(url: str, mode: str, connections: int, seconds: float) -> LoadResult:
+    """One bounded load run against ``url`` (wrk when installed, else Python threads)."""
+    if shutil.which("wrk"):
+        return _wrk(url, mode, connections, seconds)
+    return _python_load(url, mode, connections, seconds)
+
+
+def _wrk(url: str, mode: str, connections: int, seconds: float) -> LoadResult:
+    threads = connections if mode in ("hot", "distinct") else min(connections, 2)
+    command = [
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+        "--timeout", "10s", "-s", LUA, url, "--", mode,
+        str(MAX_REQUESTS_PER_CONNECTION * max(1, connections // threads)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line[len("BENCH_JSON "):])
+            return LoadResult(
+                requests=data["requests"],
+                seconds=data["duration_us"] / 1e6,
+                p50_ms=data["p50_us"] / 1000,
+                p99_ms=data["p99_us"] / 1000,
+                s2=data["s2"], s409=data["s409"], s5=data["s5"], other=data["other"],
+                granted=data["granted"],
+                socket_errors=data["connect_errors"] + data["read_errors"]
+                + data["write_errors"] + data["timeouts"],
+            )
+    raise RuntimeError(f"wrk gave no result: {done.stdout[-500:]} {done.stderr[-500:]}")
+
+
+def _python_load(url: str, mode: str, connections: int, seconds: float) -> LoadResult:
+    """The fallback load generator: one thread per connection, keep-alive, bounded."""
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    latencies: list[float] = []
+    counts = {"s2": 0, "s409": 0, "s5": 0, "other": 0, "granted": 0, "socket_errors": 0}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker(ident: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        user = {"X-User": f"u{ident}", "Content-Length": "0"}
+        token: str | None = None
+        path = "/docs/hot/@lock" if mode == "hot" else f"/docs/c{ident}/@lock"
+        mine: list[float] = []
+        local = dict.fromkeys(counts, 0)
+        for n in range(MAX_REQUESTS_PER_CONNECTION):
+            if time.monotonic() > deadline:
+                break
+            if mode == "bare":
+                method, target, headers = "POST", f"/bare/{ident}-{n}/lock", user
+            elif mode == "acquire":
+                method, target, headers = "POST", f"/docs/{ident}-{n}/@lock", user
+            elif token is not None:
+                method, target, headers = "DELETE", path, {**user, "Lock-Token": token}
+                token = None
+            else:
+                method, target, headers = "POST", path, user
+            t0 = time.perf_counter()
+            try:
+                conn.request(method, target, headers=headers)
+                response = conn.getresponse()
+                response.read()
+            except OSError:
+                local["socket_errors"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                continue
+            mine.append(time.perf_counter() - t0)
+            status = response.status
+            key = "s5" if status >= 500 else "s409" if status == 409 else (
+                "s2" if 200 <= status < 300 else "other")
+            local[key] += 1
+            if mode in ("hot", "distinct") and status == 200 and method == "POST":
+                token = response.getheader("Lock-Token")
+                local["granted"] += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            for k, v in local.items():
+                counts[k] += v
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=worker, args=(i + 1,)) for i in range(connections)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(seconds + 30)
+    elapsed = time.monotonic() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
+
+    return LoadResult(requests=len(latencies), seconds=elapsed, p50_ms=pct(0.5), p99_ms=pct(0.99),
+                      **counts)
+
+
+# -- backends ------------------------------------------------------------------------------
+
+
+@contextmanager
+def backends(settings: Settings) -> Iterator[list[tuple[str, str, str]]]:
+    """``(name, database URI, table)`` for SQLite (a temp file) and PostgreSQL when given.
+    PostgreSQL tables are dropped afterwards."""
+    directory = tempfile.mkdtemp(prefix="flbench-server-")
+    chosen = [("sqlite", f"sqlite:///{directory}/locks.sqlite3", "bench_locks")]
+    pg_tables: list[str] = []
+    url = settings.postgresql_url
+    if url:
+        try:
+            engine = sa.create_engine(url)
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            table = new_table_name()
+            pg_tables.append(table)
+            chosen.append(("postgresql", url, table))
+        except Exception as error:  # noqa: BLE001 - report and go on with SQLite
+            warn(f"PostgreSQL at {url} is not reachable, skipped: {error}")
+    try:
+        yield chosen
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        if url and pg_tables:
+            drop_tables(url, pg_tables)
+
+
+def drop_tables(url: str, tables: list[str]) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in tables:
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}_meta"'))
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+    finally:
+        engine.dispose()
+
+
+def _alternate(url: str, modes: tuple[str, str], connections: int, seconds: float,
+               rounds: int = 2) -> dict[str, list[LoadResult]]:
+    """Run the two modes in alternating rounds so drift hits both."""
+    results: dict[str, list[LoadResult]] = {mode: [] for mode in modes}
+    for round_number in range(rounds):
+        order = modes if round_number % 2 == 0 else modes[::-1]
+        for mode in order:
+            results[mode].append(run_load(url, mode, connections, seconds / rounds))
+    return results
+
+
+def _summary(results: list[LoadResult]) -> dict[str, Any]:
+    return {
+        "req_s": round(statistics.median(r.rps for r in results), 1),
+        "p50_ms": round(statistics.mean(r.p50_ms for r in results), 2),
+        "p99_ms": round(statistics.mean(r.p99_ms for r in results), 2),
+        "5xx": sum(r.s5 for r in results),
+        "socket_errors": sum(r.socket_errors for r in results),
+    }
+
+
+def run_server(report: Report, settings: Settings) -> None:
+    report.section("Real server: gunicorn on 127.0.0.1, lock acquire vs a bare route "
+                   f"({'wrk' if shutil.which('wrk') else 'Python client'})")
+    with backends(settings) as chosen:
+        for backend, uri, table in chosen:
+            for worker_class, connections in (("sync", 8), ("gthread", 16)):
+                with gunicorn(uri, table, worker_class) as (url, _process):
+                    run_load(url, "acquire", 4, 1)  # warm-up: every worker opens its store
+                    results = _alternate(url, ("bare", "acquire"), connections,
+                                         settings.load_seconds)
+                bare, acquire = _summary(results["bare"]), _summary(results["acquire"])
+                label = f"{backend} {worker_class} x2 workers, {connections} connections"
+                report.row(f"{label}: bare POST", **bare)
+                report.row(f"{label}: lock acquire", **acquire,
+                           ratio=round(acquire["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0)
+
+
+def run_contention(report: Report, settings: Settings) -> None:
+    report.section("Contention: 32 clients on one hot resource vs 32 on distinct resources "
+                   "(lock cycles, gunicorn gthread)")
+    with backends(settings) as chosen:
+        for backend, uri, table in chosen:
+            with gunicorn(uri, table, "gthread") as (url, _process):
+                run_load(url, "distinct", 4, 1)
+                results = _alternate(url, ("distinct", "hot"), 32, settings.load_seconds)
+            distinct, hot = _summary(results["distinct"]), _summary(results["hot"])
+            granted = {m: sum(r.granted for r in results[m]) for m in results}
+            conflicts = sum(r.s409 for r in results["hot"])
+            other = sum(r.other for r in results["hot"]) + sum(r.other for r in results["distinct"])
+            report.row(f"{backend}: distinct resources", **distinct, grants=granted["distinct"])
+            report.row(f"{backend}: one hot resource", **hot, grants=granted["hot"],
+                       conflicts_409=conflicts,
+                       ratio=round(hot["req_s"] / distinct["req_s"], 3) if distinct["req_s"] else 0)
+            if other:
+                report.note(f"{backend}: {other} answers that were neither 2xx, 409 nor 5xx")
