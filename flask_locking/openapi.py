@@ -24,6 +24,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from . import __version__
+from .dialects import jobs as jobs_module
+from .dialects import reference as reference_module
 from .dialects.content import ContentDialect
 from .dialects.jobs import JobsDialect
 from .dialects.reference import ReferenceDialect
@@ -50,6 +52,7 @@ _REASONS = {
     "expired one.",
     403: "The authorizer refused the action (view, lock, unlock or steal).",
     404: "Not found.",
+    405: "This method is not served here; the Allow header lists the ones that are.",
     409: "Locked by someone else (the body carries the holder where the format allows), or "
     "the lock to refresh is gone.",
     413: "The request body is larger than LOCKING_MAX_BODY_BYTES.",
@@ -175,6 +178,10 @@ class _Builder:
                 "description": _REASONS[code],
                 "content": {"application/json": {"schema": _ref("schemas", schema)}},
             }
+            if code == 405:
+                response["headers"] = {
+                    "Allow": {"schema": {"type": "string"}, "description": "Served methods."}
+                }
             if code == 401:
                 response["headers"] = {
                     "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}
@@ -245,7 +252,7 @@ class _Builder:
             "required": True,
             "description": "The resource path (it may contain slashes); the host app must "
             "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
-            "schema": {"type": "string", "pattern": "^[^?#]+$"},
+            "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f?#]+$"},
         }
         self.spec.path(
             path=f"{dialect.prefix}/{{path}}/@lock",
@@ -283,6 +290,7 @@ class _Builder:
         operations["delete"]["responses"]["404"]["description"] = (
             "Job lock does not exist (or the job does not)."
         )
+        _not_served(self, operations, jobs_module.ROUTED, "Error")
         self.spec.path(
             path=f"{dialect.prefix}/companies/{{companyID}}/jobs/{{jobID}}/lock/",
             operations=_tagged(operations, "jobs"),
@@ -327,6 +335,7 @@ class _Builder:
                 },
             },
         }
+        _not_served(self, operations, reference_module.ROUTED, "EnvelopeError")
         self.spec.path(
             path=f"{dialect.prefix}/clients/{{client_id}}/reference/lock",
             operations=_tagged(operations, "reference"),
@@ -339,6 +348,20 @@ class _Builder:
         for name in ("LockRequest", "RefreshRequest"):
             document["components"]["schemas"][name]["properties"]["timeout"]["maximum"] = maximum
         return document
+
+
+def _not_served(
+    builder: _Builder, operations: dict[str, Any], routed: tuple[str, ...], schema: str
+) -> None:
+    """Document the methods a dialect routes only to answer 405 in its own error format
+    (so ``OPTIONS``/``Allow`` and the document agree)."""
+    for method in routed:
+        name = method.lower()
+        if name not in operations:
+            operations[name] = {
+                "summary": f"{method} is not served: 405 with the methods that are.",
+                "responses": builder.errors([405], schema),
+            }
 
 
 def _tagged(operations: dict[str, Any], tag: str) -> dict[str, Any]:

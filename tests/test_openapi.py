@@ -255,3 +255,42 @@ def test_cli_prints_the_document(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["locks", "openapi"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == json.loads(json.dumps(build_spec(app)))
+
+
+# -- schemathesis against the live example app ------------------------------------------
+
+try:
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+    from schemathesis.checks import positive_data_acceptance
+except ImportError:  # pragma: no cover - the [test] extra installs it
+    schemathesis = None
+
+
+@pytest.fixture
+def example_api(tmp_path: Any) -> Any:
+    example_app = pytest.importorskip("example_app")
+    app = example_app.create_app(
+        {"LOCKING_OPENAPI_URL": "/locking/openapi.json"}, instance_path=str(tmp_path)
+    )
+    yield schemathesis.openapi.from_wsgi("/locking/openapi.json", app)
+    app.extensions["locking"].close()
+
+
+if schemathesis is not None:
+    example_schema = schemathesis.pytest.from_fixture("example_api")
+
+    @example_schema.parametrize()
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    def test_schemathesis_against_the_example_app(case: Any) -> None:
+        """Generated requests to every documented operation: no 5xx, every status and body
+        as documented, Allow headers true. A method routed only to answer 405 is documented
+        as such, so a valid request there is expected to be refused."""
+        responses = case.operation.definition.raw["responses"]
+        excluded = [positive_data_acceptance] if set(responses) == {"405"} else []
+        case.call_and_validate(excluded_checks=excluded)
+
+else:  # pragma: no cover
+
+    def test_schemathesis_against_the_example_app() -> None:
+        pytest.skip("schemathesis is not installed: pip install schemathesis")
