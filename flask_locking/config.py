@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_RETRY_AFTER": 5,
     "LOCKING_UNLOCK_ON_SAVE": True,  # a 2xx guarded write with "Lock-Release: true" releases
     "LOCKING_OPENAPI_URL": None,  # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
+    "LOCKING_SWAGGER_UI_URL": None,  # e.g. "/locking/docs" (needs [swagger-ui] and LOCKING_OPENAPI_URL)
     # Dialects
     "LOCKING_CONTENT_ENABLED": True,
     "LOCKING_CONTENT_URL_PREFIX": "",

@@ -88,6 +88,16 @@ class Locking:
             openapi_blueprint = create_blueprint(app.config["LOCKING_OPENAPI_URL"])
             app.register_blueprint(openapi_blueprint)
             state.blueprint_names.add(openapi_blueprint.name)
+        if app.config["LOCKING_SWAGGER_UI_URL"]:
+            from .openapi import create_swagger_ui_blueprint
+
+            if not app.config["LOCKING_OPENAPI_URL"]:
+                raise RuntimeError("LOCKING_SWAGGER_UI_URL needs LOCKING_OPENAPI_URL to be set.")
+            ui_blueprint = create_swagger_ui_blueprint(
+                app.config["LOCKING_SWAGGER_UI_URL"], app.config["LOCKING_OPENAPI_URL"]
+            )
+            app.register_blueprint(ui_blueprint)
+            state.blueprint_names.add(ui_blueprint.name)
 
     # -- host hooks ----------------------------------------------------------------------
 

@@ -385,6 +385,19 @@ def build_spec(app: Flask | None = None) -> dict[str, Any]:
     return builder.finish()
 
 
+def create_swagger_ui_blueprint(url: str, openapi_url: str) -> Blueprint:
+    """Swagger UI at ``url`` for the document at ``openapi_url``, from the assets bundled in
+    flask-swagger-ui (extra ``[swagger-ui]``): nothing is loaded from a CDN."""
+    from flask_swagger_ui import get_swaggerui_blueprint
+
+    return get_swaggerui_blueprint(  # type: ignore[no-any-return]
+        url.rstrip("/"),
+        openapi_url,
+        config={"app_name": "flask-locking lock endpoints"},
+        blueprint_name="locking_swagger_ui",
+    )
+
+
 def create_blueprint(url: str) -> Blueprint:
     """A blueprint serving the current app's document at ``url`` (``GET``)."""
     bp = Blueprint("locking_openapi", __name__)

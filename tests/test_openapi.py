@@ -251,6 +251,34 @@ def test_served_only_when_configured(make_app: AppFactory) -> None:
     openapi_spec_validator.validate(response.json)
 
 
+def test_swagger_ui_from_bundled_assets(make_app: AppFactory) -> None:
+    pytest.importorskip("flask_swagger_ui")
+    assert make_app().test_client().get("/locking/docs/").status_code == 404
+    app = make_app(LOCKING_OPENAPI_URL="/locking/openapi.json",
+                   LOCKING_SWAGGER_UI_URL="/locking/docs")
+    client = app.test_client()
+    page = client.get("/locking/docs/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '"url": "/locking/openapi.json"' in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "/locking/docs/swagger-ui-bundle.js" in sources
+    assert all(source.startswith("/locking/docs/") for source in sources), sources  # no CDN
+    for source in sources:
+        asset = client.get(source)
+        assert asset.status_code == 200 and len(asset.get_data()) > 0, source
+        asset.close()
+    bundle = client.get("/locking/docs/swagger-ui-bundle.js")
+    assert b"SwaggerUIBundle" in bundle.get_data()
+    bundle.close()
+
+
+def test_swagger_ui_needs_the_document_url(make_app: AppFactory) -> None:
+    pytest.importorskip("flask_swagger_ui")
+    with pytest.raises(RuntimeError, match="LOCKING_OPENAPI_URL"):
+        make_app(LOCKING_SWAGGER_UI_URL="/locking/docs")
+
+
 def test_cli_prints_the_document(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["locks", "openapi"])
     assert result.exit_code == 0, result.output
