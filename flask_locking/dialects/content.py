@@ -72,7 +72,7 @@ class ContentDialect(Dialect):
             raise NotFoundError(f"No resource at {key}.")
         # The adapter Flask already bound to this request's environ; building another one
         # per request costs as much as the rest of the check.
-        adapter = getattr(request_ctx._get_current_object(), "url_adapter", None)
+        adapter = getattr(request_ctx, "url_adapter", None)
         if adapter is None:
             adapter = current_app.create_url_adapter(request)
         if adapter is None:
