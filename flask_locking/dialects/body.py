@@ -25,6 +25,8 @@ def json_object(max_bytes: int) -> dict[str, Any]:
     :class:`BodyTooLarge` (413) past ``max_bytes``.
     """
     length = request.content_length
+    if length == 0:
+        return {}  # the common case (POST/DELETE without a body): no stream to build
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"The request body is {length} bytes; at most {max_bytes} are accepted.")
     raw = request.stream.read(max_bytes + 1) if length is None else request.get_data(cache=True)
