@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +28,14 @@ class Owner:
             return value
         if isinstance(value, str):
             return cls(id=value, name=value) if value else None
+        if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
+            return cls(id=str(value), name=str(value))  # a bare numeric or UUID user id
+        if not any(hasattr(value, a) for a in ("id", "get_id", "is_anonymous")):
+            # Never guess "anonymous": every such caller would share one identity.
+            raise TypeError(
+                "An identity must be None, a user id, or an object with an id (or get_id()), "
+                f"not {type(value).__name__}."
+            )
         if getattr(value, "is_anonymous", False) is True:
             return None
         ident = getattr(value, "id", None)

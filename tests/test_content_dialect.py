@@ -409,8 +409,7 @@ def test_version_grows_at_every_new_grant_and_survives_release(app: Flask, clien
     versions.append(client.post("/docs/1/@lock", headers=ALICE).get_json()["version"])
     client.delete("/docs/1/@lock", headers=ALICE)
     with app.app_context():
-        api(app).acquire("/docs/1", "carol", timeout=0.15)
-    versions.append(client.get("/docs/1/@lock").get_json()["version"])
+        versions.append(api(app).acquire("/docs/1", "carol", timeout=0.15).version)
     time.sleep(0.3)  # expired
     versions.append(client.post("/docs/1/@lock", headers=BOB).get_json()["version"])
     assert versions == [1, 2, 3, 4, 5]
@@ -429,3 +428,47 @@ def test_identity_that_cannot_be_stored_is_400_on_every_backend(app: Flask, clie
     assert "identity" in response.get_json()["error"]["message"]
     with app.app_context():
         assert api(app).locks() == []
+
+
+def test_numeric_user_ids_are_distinct_identities(app: Flask, client: Any) -> None:
+    @api(app).identity_loader
+    def load() -> int | None:
+        user = client_user.get("id")
+        return int(user) if user is not None else None
+
+    client_user: dict[str, str] = {"id": "1"}
+    body = client.post("/docs/1/@lock").get_json()
+    assert body["creator"] == "1"
+    client_user["id"] = "2"
+    assert client.post("/docs/1/@lock").status_code == 409  # not "the same anonymous user"
+    assert client.delete("/docs/1/@lock").status_code == 409
+    client_user.pop("id")
+    assert client.delete("/docs/1/@lock").status_code == 409  # nor the anonymous one
+
+
+def test_url_prefix_puts_lock_endpoints_and_keys_under_it(make_app: Any) -> None:
+    app = make_app(LOCKING_CONTENT_URL_PREFIX="/api/")
+
+    @app.route("/api/docs/<doc_id>", methods=["GET", "PATCH"])
+    def api_doc(doc_id: str) -> Any:
+        return jsonify(id=doc_id)
+
+    client = app.test_client()
+    body = client.post("/api/docs/1/@lock", headers=ALICE).get_json()
+    assert body["resource"] == "/api/docs/1"
+    assert client.patch("/api/docs/1").status_code == 403
+    assert client.patch("/api/docs/1", headers={"Lock-Token": body["token"]}).status_code == 200
+    # Outside the prefix there is no @lock endpoint.
+    assert client.post("/docs/1/@lock", headers=ALICE).status_code == 404
+
+
+def test_content_dialect_switched_off_keeps_the_guard(make_app: Any) -> None:
+    app = make_app(LOCKING_CONTENT_ENABLED=False)
+    client = app.test_client()
+    assert client.post("/docs/1/@lock", headers=ALICE).status_code == 404
+    with app.app_context():
+        held = api(app).acquire("/docs/1", "alice")
+    response = client.patch("/docs/1")
+    assert response.status_code == 403
+    assert response.get_json() == {"error": {"type": "Forbidden", "message": "Resource is locked."}}
+    assert client.patch("/docs/1", headers={"Lock-Token": held.token}).status_code == 200

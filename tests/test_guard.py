@@ -152,9 +152,11 @@ def test_token_when_nothing_is_locked_is_412(client: Any) -> None:
 
 def test_expired_token_is_412(app: Flask, client: Any) -> None:
     with app.app_context():
-        token = api(app).acquire("/docs/1", "alice", timeout=0.2).token
+        token = api(app).acquire("/docs/1", "alice", timeout=60).token
     assert client.patch("/docs/1", headers={"Lock-Token": token}).status_code == 200
-    time.sleep(0.4)
+    with app.app_context():
+        api(app).refresh("/docs/1", token, timeout=0.1)  # shorten the lease, then let it end
+    time.sleep(0.3)
     assert_stale(client.patch("/docs/1", headers={"Lock-Token": token}))
     # No token at all is fine now: the lock is gone.
     assert client.patch("/docs/1").status_code == 200

@@ -122,9 +122,7 @@ def test_user_id_cannot_pose_as_the_anonymous_identity(locking: Any) -> None:
 def test_fractional_timeouts_expire(locking: Any) -> None:
     short = locking.acquire("/docs/1", "alice", timeout=0.2)
     assert short.timeout == pytest.approx(0.2)
-    assert locking.get("/docs/1") is not None
-    with pytest.raises(LockConflict):
-        locking.acquire("/docs/1", "bob")
+    assert short.expires_at - short.time == pytest.approx(0.2, abs=0.0011)
     time.sleep(0.4)
     assert locking.get("/docs/1") is None
     assert locking.locks() == []
@@ -178,17 +176,20 @@ def test_default_timeout_above_max_is_refused_at_init(make_app: Any) -> None:
 
 
 def test_refresh_restarts_the_timeout_and_keeps_the_token(locking: Any) -> None:
-    lock = locking.acquire("/docs/1", "alice", timeout=0.3)
-    time.sleep(0.15)
+    lock = locking.acquire("/docs/1", "alice", timeout=30)
+    time.sleep(0.05)
     refreshed = locking.refresh("/docs/1", lock.token)
     assert refreshed.token == lock.token
     assert refreshed.version == lock.version
     assert refreshed.time > lock.time
-    assert refreshed.timeout == pytest.approx(0.3)
+    assert refreshed.expires_at - refreshed.time == pytest.approx(30)  # restarted, same length
+    assert refreshed.timeout == 30
+    shorter = locking.refresh("/docs/1", lock.token, timeout=0.5)
+    assert shorter.timeout == pytest.approx(0.5)
+    assert shorter.expires_at - shorter.time == pytest.approx(0.5)
     longer = locking.refresh("/docs/1", lock.token, timeout=60)
     assert longer.timeout == 60
-    time.sleep(0.35)
-    assert locking.get("/docs/1") is not None  # the first lease would have run out
+    assert longer.expires_at - longer.time == pytest.approx(60)
 
 
 def test_refresh_with_a_wrong_token_is_a_conflict(locking: Any) -> None:
@@ -408,3 +409,23 @@ def test_owner_fields_that_do_not_fit_the_table(locking: Any) -> None:
     emoji = Owner(id="😀", name="Zoë 😀", url="https://example.org/😀")
     assert locking.acquire("/c", emoji).owner == emoji
     assert locking.get("/c", owner="😀").token is not None
+
+
+def test_numeric_and_uuid_owner_ids(locking: Any) -> None:
+    import uuid
+
+    assert locking.acquire("/a", 7).owner == Owner(id="7", name="7")
+    assert locking.acquire("/a", "7").version == 1  # the same identity as the string id
+    with pytest.raises(LockConflict):
+        locking.acquire("/a", 8)
+    with pytest.raises(LockConflict):
+        locking.acquire("/a")  # nor anonymous
+    user = uuid.UUID(int=5)
+    assert locking.acquire("/b", user).owner.id == str(user)
+
+
+@pytest.mark.parametrize("owner", [{"id": "a"}, True, 1.5, object()])
+def test_unusable_owner_is_a_type_error_not_anonymous(locking: Any, owner: Any) -> None:
+    with pytest.raises(TypeError, match="identity"):
+        locking.acquire("/a", owner)
+    assert locking.locks() == []
