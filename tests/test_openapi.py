@@ -309,7 +309,8 @@ if schemathesis is not None:
     example_schema = schemathesis.pytest.from_fixture("example_api")
 
     @example_schema.parametrize()
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=25, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
     def test_schemathesis_against_the_example_app(case: Any) -> None:
         """Generated requests to every documented operation: no 5xx, every status and body
         as documented, Allow headers true. A method routed only to answer 405 is documented
