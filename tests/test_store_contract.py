@@ -27,6 +27,8 @@ def store(database_url: str, table_name: str) -> Iterator[SQLStore]:
     store = racers.open_store(database_url, table_name)
     store.create_schema()
     yield store
+    # every operation, refused ones included, gave its connection back
+    assert store.engine.pool.checkedout() == 0
     store.dispose()
     if not database_url.startswith("sqlite"):
         drop_tables(database_url, table_name)
