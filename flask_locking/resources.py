@@ -39,14 +39,22 @@ def normalize(path: str, *, strict: bool = True) -> str:
             )
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
             raise InvalidResource("The path contains control characters.")
+        if " /" in key + "/":
+            # MySQL/MariaDB compare keys ignoring trailing spaces ("/a " = "/a"), so such
+            # keys are refused on every backend rather than mean different things.
+            raise InvalidResource(
+                f"The path {path!r} has a segment ending in a space; such paths cannot be locked."
+            )
     return key
 
 
 def is_lockable(key: str) -> bool:
     """True when the normalised ``key`` could hold a lock: what strict :func:`normalize`
     accepts. The guard looks up only such keys (a NUL byte would upset PostgreSQL)."""
-    return len(key) <= MAX_RESOURCE_LENGTH and not any(
-        ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key
+    return (
+        len(key) <= MAX_RESOURCE_LENGTH
+        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)
+        and " /" not in key + "/"
     )
 
 

@@ -429,3 +429,19 @@ def test_unusable_owner_is_a_type_error_not_anonymous(locking: Any, owner: Any) 
     with pytest.raises(TypeError, match="identity"):
         locking.acquire("/a", owner)
     assert locking.locks() == []
+
+
+def test_keys_differing_by_trailing_spaces_never_collide(app: Flask, locking: Any) -> None:
+    # MySQL/MariaDB compare "/docs/1 " equal to "/docs/1"; such keys are refused everywhere,
+    # and the guard never looks them up, so every backend answers the same.
+    mine = locking.acquire("/docs/1", "alice", depth="infinity", timeout=60)
+    for key in ("/docs/1 ", "/docs/1 /parts/a", "/docs /1"):
+        with pytest.raises(InvalidResource, match="space"):
+            locking.acquire(key, "bob")
+    assert [lock.resource for lock in locking.locks()] == ["/docs/1"]
+    client = app.test_client()
+    assert client.patch("/docs/1%20").status_code == 200  # another path, not locked
+    assert client.patch("/docs/1%20/parts/a").status_code == 200
+    assert client.patch("/docs/1/parts/a").status_code == 403
+    assert client.post("/docs/1%20/@lock").status_code == 400
+    assert locking.get("/docs/1", owner="alice").token == mine.token

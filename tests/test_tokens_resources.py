@@ -9,6 +9,7 @@ from flask_locking.resources import (
     MAX_RESOURCE_LENGTH,
     ancestors,
     descendant_bounds,
+    is_lockable,
     is_within,
     normalize,
 )
@@ -153,3 +154,18 @@ def test_is_within() -> None:
     assert is_within("/anything", "/")
     assert not is_within("/ab", "/a")
     assert not is_within("/a", "/a/b")
+
+
+@pytest.mark.parametrize("path", ["/a ", "/a /b", "/a/b  ", "/ ", "/a/ /b"])
+def test_segments_ending_in_a_space_are_refused(path: str) -> None:
+    # MySQL/MariaDB would compare "/a " equal to "/a": refused everywhere instead.
+    with pytest.raises(InvalidResource, match="space"):
+        normalize(path)
+    assert not is_lockable(normalize(path, strict=False))
+
+
+def test_spaces_inside_segments_are_fine() -> None:
+    for path in ("/a b", "/ a/b", "/a/ b c"):
+        key = normalize(path)
+        assert is_lockable(key)
+        assert all(is_lockable(a) for a in ancestors(key))
