@@ -378,6 +378,8 @@ def test_lock_served_past_a_host_catch_all_route(make_app: Any, database_url: st
     assert body["resource"] == "/pages/about"
     assert "caught" not in body
     assert client.get("/pages/about/@lock", headers=BOB).get_json()["creator"] == "alice"
+    assert client.head("/pages/about/@lock", headers=ALICE).status_code == 200
+    assert client.put("/pages/about/@lock", headers=ALICE).status_code == 405
     assert client.post("/pages/about/@lock", headers=BOB).status_code == 409
     # The host's catch-all still serves the page itself, and the guard protects it.
     assert client.get("/pages/about").get_json() == {"caught": "pages/about"}

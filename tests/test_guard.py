@@ -477,3 +477,27 @@ def test_guard_finds_a_lock_on_an_unusual_but_lockable_key(client: Any) -> None:
     held = lock(client, "/docs/%E2%80%8B%C3%A9")
     assert client.patch("/docs/%E2%80%8B%C3%A9").get_json() == LOCKED_BODY
     assert client.patch("/docs/%E2%80%8B%C3%A9", headers={"Lock-Token": held["token"]}).status_code == 200
+
+
+def test_guard_query_uses_the_primary_key_on_sqlite(make_app: Any, tmp_path: Any) -> None:
+    app = make_app(database_url=f"sqlite:///{tmp_path}/plan.sqlite3")
+    client = app.test_client()
+    lock(client, "/docs/1/parts/a")
+    engine = app.extensions["locking"].engine.store.engine
+    captured: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        captured.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.patch("/docs/1/parts/a").status_code == 403
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(captured) == 1
+    statement, parameters = captured[0]
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    details = " | ".join(str(row[-1]) for row in plan)
+    assert "SCAN" not in details.replace("SCAN CONSTANT ROW", ""), details
+    assert "INDEX" in details.upper() or "PRIMARY KEY" in details.upper(), details
