@@ -11,7 +11,7 @@ from .config import DEFAULTS, LockingConfig, _prefix
 from .dialects.base import Dialect
 from .dialects.content import ContentDialect
 from .engine import UNSET, LockEngine
-from .guard import dispatch_lock_endpoints, guard_request
+from .guard import before_request
 from .identity import Authorizer, IdentityLoader
 from .lock import Lock
 from .state import LockingState
@@ -67,8 +67,7 @@ class Locking:
                 state.dialects.append(dialect)
         if state.fallback_dialect is None:
             state.fallback_dialect = ContentDialect(state, "")
-        app.before_request(dispatch_lock_endpoints)
-        app.before_request(guard_request)
+        app.before_request(before_request)  # serves @lock endpoints, then guards
 
         from .cli import locks_cli
 

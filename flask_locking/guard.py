@@ -6,6 +6,7 @@ costs one indexed query: the live locks on the path and on each of its ancestors
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, g, request
@@ -30,11 +31,22 @@ def _current_lock() -> Lock | None:
 current_lock: Lock | None = LocalProxy(_current_lock)  # type: ignore[assignment]
 
 
+def before_request() -> Response | None:
+    """The extension's one ``before_request`` hook: :func:`dispatch_lock_endpoints`, then
+    :func:`guard_request` (one hook instead of two: Flask's per-hook cost is paid by every
+    request of the host app)."""
+    response = dispatch_lock_endpoints()
+    if response is not None:
+        return response
+    return guard_request()
+
+
 def dispatch_lock_endpoints() -> Response | None:
     """Serve ``<path>/@lock`` even when a host route (a catch-all) matched it first."""
     state: LockingState = current_app.extensions["locking"]
     content = state.content_dialect
-    if content is None or request.blueprint == content.name or not content.claims_request():
+    # The cheap path test first: most requests are not for ``@lock`` at all.
+    if content is None or not content.claims_request() or request.blueprint == content.name:
         return None
     return content.dispatch()
 
@@ -69,7 +81,8 @@ def guard_request() -> Response | None:
         return _refused(dialect.refuse_locked(lock), "locked", lock, key)
     if not engine.token_matches(row, token):
         return _refused(dialect.refuse_stale(lock), "stale", lock, key)
-    g._locking_current_lock = engine.to_lock(row, reveal=True)
+    # The presented token is the grant's token (just compared): no second HMAC and Lock.
+    g._locking_current_lock = dataclasses.replace(lock, token=token)
     return None
 
 
