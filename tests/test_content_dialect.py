@@ -474,3 +474,14 @@ def test_content_dialect_switched_off_keeps_the_guard(make_app: Any) -> None:
     assert response.status_code == 403
     assert response.get_json() == {"error": {"type": "Forbidden", "message": "Resource is locked."}}
     assert client.patch("/docs/1", headers={"Lock-Token": held.token}).status_code == 200
+
+
+def test_conflict_through_an_infinite_lock_above_names_the_holder(app: Flask, client: Any) -> None:
+    with app.app_context():
+        api(app).acquire("/docs/1", "alice", depth="infinity")
+    response = client.post("/docs/1/parts/a/@lock", headers=BOB)
+    body = assert_error(response, 409, "Conflict")
+    assert body["lock"]["resource"] == "/docs/1"
+    assert body["lock"]["depth"] == "infinity"
+    assert "token" not in body["lock"]
+    assert "/docs/1" in body["error"]["message"]
