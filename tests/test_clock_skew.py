@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from conftest import drop_tables
-
 from helpers import procs, racers
 
 SKEWS = (3600.0, -3600.0)  # one process an hour ahead, the other an hour behind

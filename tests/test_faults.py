@@ -18,11 +18,10 @@ import pytest
 import sqlalchemy as sa
 from conftest import drop_tables
 from flask import Flask
-from sqlalchemy.engine import make_url
-
 from helpers import racers
 from helpers.app import create_app
 from helpers.proxy import Proxy
+from sqlalchemy.engine import make_url
 
 STORE_TIMEOUT = 2.0
 #: No request may take longer than this, whatever the database does (a hang check, far
@@ -139,7 +138,9 @@ def test_lock_held_while_database_is_down(apps: Callable[..., Flask], proxy: Pro
         ("PATCH", "/docs/1/@lock", ann),
         ("DELETE", "/docs/1/@lock", ann),
     ]:
-        assert_unavailable(bounded(lambda: client.open(path, method=method, headers=headers)))
+        assert_unavailable(
+            bounded(lambda p=path, m=method, h=headers: client.open(p, method=m, headers=h))
+        )
     # the guard fails closed: no guarded write goes through, with or without the token
     assert_unavailable(bounded(lambda: client.patch("/docs/1", headers={"Lock-Token": token})))
     assert_unavailable(bounded(lambda: client.patch("/docs/1")))

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from conftest import backend_url, drop_tables
-
 from helpers import racers
 
 WORKERS = 4
@@ -55,7 +54,7 @@ def server(tmp_path: Any, table_name: str) -> Iterator[int]:
     store.dispose()
     port = free_port()
     env = {**os.environ, "LOCKING_TEST_APP_DB": url, "LOCKING_TEST_APP_TABLE": table_name}
-    log = open(tmp_path / "gunicorn.log", "w")
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - open for the server's life
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{port}",
          "--chdir", str(HERE), "--timeout", "60", "helpers.app:create_app()"],

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from conftest import drop_tables
-
 from helpers import procs, racers
 
 PROCESSES = 4
@@ -79,6 +78,35 @@ def test_herd_python_api(backend: str, database_url: str, store_table: str) -> N
         parties=PROCESSES * THREADS,
     )
     _check_herd(messages, backend, "python-api")
+
+
+def _overlap(a: tuple[str, bool], b: tuple[str, bool]) -> bool:
+    (key_a, inf_a), (key_b, inf_b) = a, b
+    return key_a == key_b or (inf_a and key_b.startswith(key_a + "/")) or (
+        inf_b and key_a.startswith(key_b + "/")
+    )
+
+
+def test_herd_on_overlapping_keys(backend: str, database_url: str, store_table: str) -> None:
+    """Infinite-depth locks on a root and a middle node, and depth-0 locks below and beside
+    them, all requested at once: the winners of a round never overlap (the serialisation of
+    different rows: BEGIN IMMEDIATE, advisory locks, locking reads)."""
+    messages = procs.run(
+        racers.herd_tree,
+        [(database_url, store_table, p, THREADS, ROUNDS) for p in range(PROCESSES)],
+        parties=PROCESSES * THREADS,
+    )
+    outcomes = [o for m in messages for o in m[2]]
+    assert not [o for o in outcomes if o[0] == "error"], [o for o in outcomes if o[0] == "error"]
+    assert len(outcomes) == ROUNDS * PROCESSES * THREADS
+    shapes: Counter[str] = Counter()
+    for r in range(ROUNDS):
+        winners = {(o[2], o[3]) for o in outcomes if o[1] == r and o[0] == "win"}
+        assert winners, f"round {r}: nobody won"
+        clashes = [(a, b) for a in winners for b in winners if a < b and _overlap(a, b)]
+        assert not clashes, (r, clashes)
+        shapes["root" if (f"/t{r}", True) in winners else "middle" if (f"/t{r}/a", True) in winners else "leaves"] += 1
+    print(f"\nFIGURES herd[tree] {backend}: rounds={ROUNDS} contenders={PROCESSES * THREADS} winning shapes={dict(shapes)} clashes=0")
 
 
 def _spin(target: Any, url: str, table: str, seconds: float) -> tuple[list[tuple[Any, ...]], list[str], int]:

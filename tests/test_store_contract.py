@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from conftest import drop_tables
+from helpers import procs, racers
+from helpers.racers import make_request
 
 from flask_locking.store import HeldElsewhere, LockRow
 from flask_locking.store.sql import SQLStore
-from helpers import procs, racers
-from helpers.racers import make_request
 
 LONG = 60_000
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import queue as queue_module
 from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ def check_grants(grants: Sequence[tuple[Any, ...]]) -> tuple[list[str], list[str
         seen[grant[0]] = grant
     ordered = sorted(grants, key=lambda g: (g[1], g[0]))
     overlaps = []
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if after[1] < before[2]:
             overlaps.append(f"{after} starts before {before} ends")
         if after[0] <= before[0]:

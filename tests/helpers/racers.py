@@ -333,3 +333,50 @@ def create_and_share(url: str, table: str, proc: int, barrier: Any, queue: Any) 
         queue.put(("shared", proc, key, result.row.version))
 
     _report(queue, f"create_and_share {proc}", body)
+
+
+# -- hierarchy herd ------------------------------------------------------------------------
+
+
+def tree_keys(r: int, proc: int, i: int) -> tuple[str, bool]:
+    """What contender ``i`` of process ``proc`` asks for in round ``r``: infinite locks on
+    the round's root and on a middle node, and depth-0 locks on leaves below and beside it."""
+    kind = i % 4
+    if kind == 0:
+        return f"/t{r}", True
+    if kind == 1:
+        return f"/t{r}/a", True
+    if kind == 2:
+        return f"/t{r}/a/b{proc}", False
+    return f"/t{r}/z{proc}", False
+
+
+def herd_tree(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:
+    """Each round, contenders race for overlapping keys of one tree at once."""
+
+    def body() -> None:
+        store = open_store(url, table)
+        results: list[tuple[Any, ...]] = []
+        guard = threading.Lock()
+
+        def contender(i: int) -> None:
+            owner = f"p{proc}t{i}"
+            for r in range(rounds):
+                resource, infinite = tree_keys(r, proc, i)
+                barrier.wait(timeout=60)
+                try:
+                    store.acquire(make_request(resource, owner, 60_000, infinite=infinite))
+                except HeldElsewhere:
+                    outcome: tuple[Any, ...] = ("conflict", r, resource, infinite)
+                except Exception as error:  # noqa: BLE001
+                    outcome = ("error", r, resource, repr(error))
+                else:
+                    outcome = ("win", r, resource, infinite)
+                with guard:
+                    results.append(outcome)
+
+        _threads(threads, contender)
+        store.dispose()
+        queue.put(("results", proc, results))
+
+    _report(queue, f"herd_tree {proc}", body)
