@@ -303,3 +303,34 @@ def test_generated_key_is_shared_on_every_backend(make_app: Any, database_url: s
     store = one.extensions["locking"].engine.store
     with store.engine.connect() as conn:
         assert len(conn.execute(sa.select(store.meta)).all()) == 1
+
+
+def test_mysql_lock_table_is_unicode_whatever_the_database_default(tmp_path: Any) -> None:
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("LOCKING_TEST_MYSQL_URL")
+    if not url:
+        pytest.skip("mysql tests need LOCKING_TEST_MYSQL_URL (e.g. set by .ci/run)")
+    name = "fl_latin1_" + uuid.uuid4().hex[:8]
+    server = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with server.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET latin1"))
+    app = make_plain_app(
+        tmp_path, "latin1", SECRET_KEY="s",
+        LOCKING_DATABASE_URI=make_url(url).set(database=name).render_as_string(False),
+    )
+    try:
+        locking = Locking(app)
+        with app.app_context():
+            from flask_locking import Owner
+
+            owner = Owner(id="李😀", name="Zoë 李 😀", url="https://example.org/😀")
+            assert locking.acquire("/docs/😀", owner).owner == owner
+            assert locking.get("/docs/😀").owner == owner
+    finally:
+        app.extensions["locking"].close()
+        with server.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {name}"))
+        server.dispose()

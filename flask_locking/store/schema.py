@@ -46,6 +46,8 @@ def lock_table(metadata: MetaData, name: str) -> Table:
         # Fencing counter: +1 at every new grant of this resource; the row is never
         # deleted, so it never goes back.
         Column("version", BigInteger, nullable=False),
+        # Owner names and ids are any Unicode, whatever the database's default charset.
+        mysql_charset="utf8mb4",
     )
 
 
@@ -61,4 +63,5 @@ def meta_table(metadata: MetaData, lock_table_name: str) -> Table:
         Column("name", String(64), primary_key=True),
         Column("value", String(255), nullable=False),
         Column("schema_version", Integer, nullable=False, default=1),
+        mysql_charset="utf8mb4",
     )
