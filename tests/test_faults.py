@@ -27,6 +27,9 @@ STORE_TIMEOUT = 2.0
 #: No request may take longer than this, whatever the database does (a hang check, far
 #: above the store timeout; never a performance assertion).
 HANG_BOUND = 5 * STORE_TIMEOUT
+#: Store timeout of the tests that cut the database off mid-request: long enough that the
+#: server's own lock timeout never ends the request first, even on a slow machine.
+IN_FLIGHT_TIMEOUT = 8.0
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -48,12 +51,13 @@ def apps(database_url: str, table_name: str, proxy: Proxy) -> Iterator[Callable[
     made: list[Flask] = []
 
     def make(**config: Any) -> Flask:
-        app = create_app(
-            LOCKING_DATABASE_URI=through_proxy.render_as_string(hide_password=False),
-            LOCKING_TABLE_NAME=table_name,
-            LOCKING_STORE_TIMEOUT=STORE_TIMEOUT,
+        settings = {
+            "LOCKING_DATABASE_URI": through_proxy.render_as_string(hide_password=False),
+            "LOCKING_TABLE_NAME": table_name,
+            "LOCKING_STORE_TIMEOUT": STORE_TIMEOUT,
             **config,
-        )
+        }
+        app = create_app(**settings)
         made.append(app)
         return app
 
@@ -105,6 +109,30 @@ class RowBlocker:
         self.conn.rollback()
         self.conn.close()
         self.engine.dispose()
+
+
+def wait_until_blocked(database_url: str, table: str) -> None:
+    """Wait until a statement on ``table`` is waiting for a row lock on the server."""
+    engine = sa.create_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        probe = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+        )
+    else:
+        probe = sa.text(
+            "SELECT count(*) FROM information_schema.innodb_trx"
+            " WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE :q"
+        )
+    try:
+        with engine.connect() as conn:
+            for _ in range(200):
+                if conn.execute(probe, {"q": f"%{table}%"}).scalar():
+                    return
+                conn.rollback()
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
+    raise AssertionError("the request never reached the database's lock wait")
 
 
 def in_flight(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -173,14 +201,14 @@ def _tombstone(database_url: str, table: str, resource: str) -> int:
 def test_database_goes_away_during_an_acquire(
     apps: Callable[..., Flask], proxy: Proxy, database_url: str, table_name: str,
 ) -> None:
-    app = apps()
+    app = apps(LOCKING_STORE_TIMEOUT=IN_FLIGHT_TIMEOUT)
     client = app.test_client()
     assert client.get("/docs/7/@lock").status_code == 200  # table made, pool warm
     old_version = _tombstone(database_url, table_name, "/docs/7")
     blocker = RowBlocker(database_url, table_name, "/docs/7")
     try:
         thread, box = in_flight(lambda: client.post("/docs/7/@lock", headers={"X-User": "ann"}))
-        time.sleep(0.5)  # the upsert is now waiting for the row
+        wait_until_blocked(database_url, table_name)  # the upsert waits for the row
         assert thread.is_alive()
         proxy.down()
         thread.join(HANG_BOUND)
@@ -203,14 +231,14 @@ def test_database_goes_away_during_an_acquire(
 def test_database_goes_away_during_a_release(
     apps: Callable[..., Flask], proxy: Proxy, database_url: str, table_name: str,
 ) -> None:
-    app = apps()
+    app = apps(LOCKING_STORE_TIMEOUT=IN_FLIGHT_TIMEOUT)
     client = app.test_client()
     held = client.post("/docs/8/@lock", headers={"X-User": "ann"})
     token, version = held.get_json()["token"], held.get_json()["version"]
     blocker = RowBlocker(database_url, table_name, "/docs/8")
     try:
         thread, box = in_flight(lambda: client.delete("/docs/8/@lock", headers={"X-User": "ann"}))
-        time.sleep(0.5)
+        wait_until_blocked(database_url, table_name)  # the conditional UPDATE waits
         assert thread.is_alive()
         proxy.down()
         thread.join(HANG_BOUND)
