@@ -319,16 +319,21 @@ def _storable(owner: Owner | None) -> Owner | None:
     display name is cut to 255 characters; a URL too long (> 1024) to store is dropped."""
     if owner is None:
         return None
-    if len(owner.id) > 255 or "\x00" in owner.id:
+    if len(owner.id) > 255 or _text(owner.id) != owner.id:
         raise InvalidInput(
-            "The caller's identity id must be at most 255 characters, without NUL bytes."
+            "The caller's identity id must be at most 255 characters of valid Unicode, "
+            "without NUL bytes."
         )
-    name = owner.name.replace("\x00", "")[:255] if owner.name is not None else None
-    url = owner.url if owner.url is not None and len(owner.url) <= 1024 else None
-    url = url.replace("\x00", "") if url is not None else None
+    name = _text(owner.name)[:255] if owner.name is not None else None
+    url = _text(owner.url) if owner.url is not None and len(owner.url) <= 1024 else None
     if (name, url) == (owner.name, owner.url):
         return owner
     return Owner(id=owner.id, name=name, url=url)
+
+
+def _text(value: str) -> str:
+    """``value`` without NUL bytes and lone surrogates, which no backend stores."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _parse_depth(depth: Any) -> bool:

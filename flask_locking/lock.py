@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,14 +53,21 @@ class Owner:
         )
 
 
-#: The ``owner_key`` stored for anonymous locks. User ids are stored prefixed with ``u:``
+#: The ``owner_key`` stored for anonymous locks. User keys are prefixed with ``u:``
 #: so that no user id can collide with the anonymous identity.
 ANONYMOUS_KEY = "anonymous"
 
 
 def owner_key(owner: Owner | None) -> str:
-    """The string stored and compared to decide whether a caller owns a lock."""
-    return ANONYMOUS_KEY if owner is None else "u:" + owner.id
+    """The string stored and compared to decide whether a caller owns a lock.
+
+    A user's key is ``u:`` + the SHA-256 hex digest of the id: canonical lowercase ASCII,
+    so every backend compares it exactly (MySQL/MariaDB's default collations would take
+    ``"Alice"``, ``"alice"``, ``"alicé"`` and ``"alice "`` for one owner).
+    """
+    if owner is None:
+        return ANONYMOUS_KEY
+    return "u:" + hashlib.sha256(owner.id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ def normalize(path: str, *, strict: bool = True) -> str:
             )
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
             raise InvalidResource("The path contains control characters.")
+        if not _is_utf8(key):
+            raise InvalidResource("The path is not valid Unicode text (lone surrogates).")
         if " /" in key + "/":
             # MySQL/MariaDB compare keys ignoring trailing spaces ("/a " = "/a"), so such
             # keys are refused on every backend rather than mean different things.
@@ -55,7 +57,17 @@ def is_lockable(key: str) -> bool:
         len(key) <= MAX_RESOURCE_LENGTH
         and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)
         and " /" not in key + "/"
+        and _is_utf8(key)
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """False for strings no database can store (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def ancestors(key: str) -> list[str]:

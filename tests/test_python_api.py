@@ -445,3 +445,31 @@ def test_keys_differing_by_trailing_spaces_never_collide(app: Flask, locking: An
     assert client.patch("/docs/1/parts/a").status_code == 403
     assert client.post("/docs/1%20/@lock").status_code == 400
     assert locking.get("/docs/1", owner="alice").token == mine.token
+
+
+@pytest.mark.parametrize("other", ["ALICE", "Alice", "alicé", "alice ", " alice", "alice\t"])
+def test_owner_ids_are_compared_exactly_on_every_backend(locking: Any, other: str) -> None:
+    # MySQL/MariaDB's default collations are case-, accent- and pad-insensitive: a
+    # look-alike id must neither take over the lock nor be shown its token.
+    mine = locking.acquire("/docs/1", "alice")
+    with pytest.raises(LockConflict):
+        locking.acquire("/docs/1", other)
+    with pytest.raises(LockConflict):
+        locking.release("/docs/1", owner=other)
+    assert locking.get("/docs/1", owner=other).token is None
+    held = locking.get("/docs/1", owner="alice")
+    assert held.token == mine.token and held.owner.id == "alice"
+
+
+def test_text_no_backend_can_store(locking: Any) -> None:
+    for resource in ("/a\ud800", "/\udcff/b"):
+        with pytest.raises(InvalidResource, match="Unicode"):
+            locking.acquire(resource, "alice")
+    with pytest.raises(InvalidInput, match="identity"):
+        locking.acquire("/a", "\ud800")
+    odd = Owner(id="u1", name="n\udcff\x00", url="https://x/\ud800")
+    lock = locking.acquire("/b", odd)
+    assert lock.owner == Owner(id="u1", name="n?", url="https://x/?")
+    # Reading as such an owner is merely "not the owner", never a crash.
+    assert locking.get("/b", owner="\ud800").token is None
+    assert locking.locks() == [locking.get("/b")]

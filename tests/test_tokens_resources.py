@@ -169,3 +169,10 @@ def test_spaces_inside_segments_are_fine() -> None:
         key = normalize(path)
         assert is_lockable(key)
         assert all(is_lockable(a) for a in ancestors(key))
+
+
+def test_lone_surrogates_are_refused() -> None:
+    with pytest.raises(InvalidResource, match="Unicode"):
+        normalize("/a\ud800")
+    assert not is_lockable("/a\ud800")
+    assert normalize("/a\ud800", strict=False) == "/a\ud800"  # the guard just won't look it up
