@@ -65,6 +65,10 @@ def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
+#: One lockable path segment, as a regular expression (see ``resources.normalize``).
+_SEGMENT = "[^/\\x00-\\x1f\\x7f?#]*[^/\\x00-\\x1f\\x7f?#. ]"
+
+
 class _Builder:
     """Adds one dialect's paths at a time to an :class:`APISpec`."""
 
@@ -252,7 +256,13 @@ class _Builder:
             "required": True,
             "description": "The resource path (it may contain slashes); the host app must "
             "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
-            "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f?#]+$"},
+            # Lockable paths only: segments end in neither a space nor a dot (so no "." or
+            # ".." segments), no control characters; the server answers 400 to the rest.
+            "schema": {
+                "type": "string",
+                "maxLength": 500,
+                "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$",
+            },
         }
         self.spec.path(
             path=f"{dialect.prefix}/{{path}}/@lock",
