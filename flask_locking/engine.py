@@ -225,11 +225,15 @@ class LockEngine:
                 return lock
         return None
 
-    def get(self, resource: str, *, owner: Any = UNSET, token: str | None = None) -> Lock | None:
+    def get(
+        self, resource: str, *, owner: Any = UNSET, token: str | None = None,
+        covering: bool = False,
+    ) -> Lock | None:
         """The live lock on ``resource``, or ``None``. The token is included only when
-        ``owner`` is the lock's owner or ``token`` is its token."""
+        ``owner`` is the lock's owner or ``token`` is its token. With ``covering``, an
+        infinite-depth lock on an ancestor counts too (its ``resource`` says where it is)."""
         key = normalize(resource)
-        row = self.store.live(key)
+        row = self.covering(key) if covering else self.store.live(key)
         if row is None:
             return None
         return self.to_lock(row, reveal=self._holds(row, token, owner))

@@ -485,3 +485,18 @@ def test_conflict_through_an_infinite_lock_above_names_the_holder(app: Flask, cl
     assert body["lock"]["depth"] == "infinity"
     assert "token" not in body["lock"]
     assert "/docs/1" in body["error"]["message"]
+
+
+def test_get_shows_an_infinite_lock_held_above_the_path(make_app: Any) -> None:
+    """GET answers as the guard decides: a path under an infinite lock reads as locked,
+    with ``resource`` naming where the lock is held, and the token only for its owner."""
+    app = make_app()
+    client = app.test_client()
+    with app.app_context():
+        held = api(app).acquire("/docs", "alice", depth="infinity")
+    mine = client.get("/docs/1/@lock", headers={"X-User": "alice"}).get_json()
+    theirs = client.get("/docs/1/@lock", headers={"X-User": "bob"}).get_json()
+    assert mine["locked"] is True and mine["resource"] == "/docs"
+    assert mine["token"] == held.token
+    assert theirs["locked"] is True and theirs["resource"] == "/docs" and "token" not in theirs
+    assert client.patch("/docs/1", headers={"X-User": "bob"}).status_code == 403

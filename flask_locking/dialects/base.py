@@ -249,7 +249,10 @@ class Dialect(ABC):
         """GET: authorize ``view``; the token only for the owner or a caller presenting it."""
         identity = self.identity()
         self.authorize("view", key, identity)
-        return self.state.engine.get(key, owner=identity, token=self.request_token())
+        # The lock that covers the key, as the guard sees it: an infinite lock above counts.
+        return self.state.engine.get(
+            key, owner=identity, token=self.request_token(), covering=True
+        )
 
     def refresh(self, key: str) -> Lock:
         """PATCH: authorize ``lock``; refresh with the presented token, else as the owner."""
