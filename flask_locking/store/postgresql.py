@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, event, exc
+from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from .base import AcquireRequest, LockRow
+from .base import AcquireRequest
 from .sql import SQLStore
-from .sqlite import upsert_on_conflict
+from .upsert import OnConflictUpsert, proposed_values
 
 _ADVISORY = sa.text(
     "SELECT count(CASE WHEN k.n <= :shared"
@@ -36,7 +36,7 @@ _ADVISORY = sa.text(
 _RETRYABLE = {"40001", "40P01"}
 
 
-class PostgreSQLStore(SQLStore):
+class PostgreSQLStore(OnConflictUpsert, SQLStore):
     """Lock store on PostgreSQL (READ COMMITTED)."""
 
     dialect_names = ("postgresql",)
@@ -46,34 +46,13 @@ class PostgreSQLStore(SQLStore):
             sa.func.floor(sa.extract("epoch", sa.func.clock_timestamp()) * 1000), sa.BigInteger
         )
 
-    def build_upsert(self) -> sa.Executable:
-        t = self.table
-        clock = sa.select(self.now_expression().label("now")).subquery("clock")
-        source = sa.select(
-            bindparam("resource", type_=sa.String),
-            bindparam("secret", type_=sa.String),
-            bindparam("owner_key", type_=sa.String),
-            bindparam("owner_id", type_=sa.String),
-            bindparam("owner_name", type_=sa.String),
-            bindparam("owner_url", type_=sa.String),
-            bindparam("stealable", type_=sa.Boolean),
-            bindparam("infinite", type_=sa.Boolean),
-            bindparam("timeout_ms", type_=sa.BigInteger),
-            clock.c.now,
-            sa.literal(1, sa.BigInteger),
-        ).select_from(clock)
-        stmt = pg_insert(t).from_select(
-            [
-                "resource", "secret", "owner_key", "owner_id", "owner_name", "owner_url",
-                "stealable", "infinite", "timeout_ms", "locked_at_ms", "version",
-            ],
-            source,
-        )
-        return upsert_on_conflict(t, stmt)
+    def insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
 
-    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
-        raw = conn.execute(self._upsert, params).first()
-        return None if raw is None else LockRow(*raw)
+    def proposed_source(self) -> sa.Select[Any]:
+        # clock_timestamp() moves during a statement: read it once, in a subquery.
+        clock = sa.select(self.now_expression().label("now")).subquery("clock")
+        return sa.select(*proposed_values(clock.c.now)).select_from(clock)
 
     def serialize_hierarchy(self, conn: Connection, request: AcquireRequest) -> None:
         keys = list(request.ancestors)
@@ -93,9 +72,6 @@ class PostgreSQLStore(SQLStore):
 
     def is_retryable(self, error: exc.DBAPIError) -> bool:
         return getattr(error.orig, "sqlstate", None) in _RETRYABLE
-
-    def insert_ignore(self, table: sa.Table) -> sa.Insert:
-        return pg_insert(table).on_conflict_do_nothing()
 
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
