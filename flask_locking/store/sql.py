@@ -112,6 +112,8 @@ class SQLStore(LockStore):
         self._overlap_deep = self.lock_overlap_check(
             sa.select(t).where(live_at, sa.or_(above, below)).limit(1)
         )
+        self._live_at, self._below = live_at, below
+        self._overlap_by_shape: dict[tuple[int, bool], sa.Select[Any]] = {}
         # (bind names differ from column names: UPDATE reserves those for its SET clause)
         grant = sa.and_(
             t.c.resource == bindparam("grant_resource"),
@@ -179,12 +181,26 @@ class SQLStore(LockStore):
         raise StoreUnavailable("The lock store stayed busy; try again.")
 
     def _overlapping(self, conn: Connection, request: AcquireRequest, now: int) -> LockRow | None:
-        params: dict[str, Any] = {"now": now, "ancestors": list(request.ancestors)}
+        # As in live_among: one statement per number of ancestors, with plain binds.
+        ancestors = list(request.ancestors)
+        shape = (len(ancestors), request.infinite)
+        stmt = self._overlap_by_shape.get(shape)
+        if stmt is None and 0 < len(ancestors) <= 64:
+            t = self.table
+            keys = t.c.resource.in_([bindparam(f"a{i}") for i in range(len(ancestors))])
+            above = sa.and_(keys, t.c.infinite)
+            where = sa.or_(above, self._below) if request.infinite else above
+            stmt = self._overlap_by_shape.setdefault(
+                shape, self.lock_overlap_check(sa.select(t).where(self._live_at, where).limit(1))
+            )
+        params: dict[str, Any] = {"now": now}
+        if stmt is None:
+            params["ancestors"] = ancestors
+            stmt = self._overlap_deep if request.infinite else self._overlap_shallow
+        else:
+            params.update({f"a{i}": key for i, key in enumerate(ancestors)})
         if request.infinite:
             params["low"], params["high"] = descendant_bounds(request.resource)
-            stmt = self._overlap_deep
-        else:
-            stmt = self._overlap_shallow
         return _row(conn.execute(stmt, params).first())
 
     def live(self, resource: str) -> LockRow | None:
