@@ -54,9 +54,20 @@ class NotFoundError(Exception):
     """A dialect-level 404 (no such routed resource, job, or lock)."""
 
 
-def integer_segment(value: str, *, signed: bool = False) -> int | None:
+def integer_segment(value: str, *, signed: bool = False, routed: bool = False) -> int | None:
     """``value`` as an integer when it is one in ASCII digits (a leading ``-`` only when
-    ``signed``; at most 18 digits), else ``None``. For ids in lock URLs."""
+    ``signed``; at most 18 digits), else ``None``. For ids in lock URLs.
+
+    With ``routed`` (the guard reading a path), any spelling a host's router turns into
+    that integer counts: Werkzeug's ``int`` converter takes any Unicode decimal digits and
+    any number of leading zeros, so a full-width ``7`` is job 7 and must be guarded as such.
+    """
+    if routed:
+        digits = value.removeprefix("-")
+        if not digits.isdecimal() or len(digits) > 4000:
+            return None
+        number = int(value)
+        return number if signed or number >= 0 else None
     digits = value[1:] if signed and value.startswith("-") else value
     if not digits or len(digits) > 18 or not (digits.isascii() and digits.isdigit()):
         return None

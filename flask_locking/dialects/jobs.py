@@ -32,7 +32,8 @@ class JobsDialect(Dialect):
         segments = key[len(self.prefix) :].split("/")  # ["", "companies", c, "jobs", j, ...]
         if len(segments) < 5 or segments[1] != "companies" or segments[3] != "jobs":
             return None
-        company, job = integer_segment(segments[2]), integer_segment(segments[4])
+        company = integer_segment(segments[2], routed=True)
+        job = integer_segment(segments[4], routed=True)
         if company is None or job is None:
             return None
         return company, job

@@ -34,7 +34,7 @@ class ReferenceDialect(Dialect):
         segments = key[len(self.prefix) :].split("/")  # ["", "clients", id, "reference", ...]
         if len(segments) < 4 or segments[1] != "clients" or segments[3] != "reference":
             return None
-        return integer_segment(segments[2], signed=True)
+        return integer_segment(segments[2], signed=True, routed=True)
 
     def owns(self, key: str) -> bool:
         return self.client_id(key) is not None
