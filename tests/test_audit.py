@@ -56,3 +56,48 @@ def test_guard_reads_client_ids_as_the_host_router_does(make_app: Any, path: str
     assert client.post("/api/v2/clients/5/reference/lock", headers=ALICE).status_code == 201
     response = client.patch(path, headers=BOB)
     assert response.status_code == 409, response.get_data(as_text=True)
+
+
+# -- content paths: one resource, one key, however the host's router spells it ------------
+
+
+def _item_routes(app: Flask) -> Flask:
+    @app.route("/items/<int:item>", methods=["GET", "PATCH"])
+    def item(item: int) -> Any:
+        return jsonify(item=item)
+
+    @app.route("/items/<int:item>/parts/<part>", methods=["PATCH"])
+    def item_part(item: int, part: str) -> Any:
+        return jsonify(item=item, part=part)
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/items/07", "/items/%EF%BC%97", "/items/0007/"])
+def test_guard_refuses_every_spelling_the_host_routes_to_a_locked_item(
+    make_app: Any, path: str
+) -> None:
+    app = _item_routes(make_app())
+    client = app.test_client()
+    assert client.post("/items/7/@lock", headers=ALICE).status_code == 200
+    assert client.patch("/items/7", headers=BOB).status_code == 403
+    response = client.patch(path, headers=BOB)
+    assert response.status_code == 403, response.get_data(as_text=True)
+
+
+def test_lock_taken_through_another_spelling_is_the_same_lock(make_app: Any) -> None:
+    app = _item_routes(make_app())
+    client = app.test_client()
+    body = client.post("/items/007/@lock", headers=ALICE).get_json()
+    assert body["resource"] == "/items/7"
+    assert client.post("/items/7/@lock", headers=BOB).status_code == 409
+    assert client.patch("/items/7", headers={**BOB, "Lock-Token": body["token"]}).status_code == 200
+
+
+def test_infinite_lock_covers_every_spelling_below_it(make_app: Any) -> None:
+    app = _item_routes(make_app())
+    with app.app_context():
+        app.extensions["locking"].extension.acquire("/items/7", "alice", depth="infinity")
+    client = app.test_client()
+    assert client.patch("/items/7/parts/a", headers=BOB).status_code == 403
+    assert client.patch("/items/%EF%BC%97/parts/a", headers=BOB).status_code == 403

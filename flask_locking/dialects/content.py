@@ -6,6 +6,8 @@ served even when a host catch-all route would match ``<path>/@lock`` first.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from flask import Blueprint, Response, current_app, request
 from flask.globals import request_ctx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -28,6 +30,29 @@ class ContentDialect(Dialect):
 
     def owns(self, key: str) -> bool:
         return True  # the default for every path no other dialect claims
+
+    def resource_key(self, key: str) -> str:
+        # A host route with converters routes several spellings to one resource
+        # (``<int:id>`` takes ``/items/07`` and a full-width ``7`` as ``/items/7``): the key
+        # is the path the router builds back from what it matched, so the guard and @lock
+        # agree on one key per resource. Unrouted paths keep their own spelling.
+        adapter = getattr(request_ctx, "url_adapter", None)
+        if adapter is None:
+            return key
+        try:
+            try:
+                rule, args = adapter.match(key, method="GET", return_rule=True)
+            except MethodNotAllowed as error:  # routed for other methods only
+                methods = sorted(error.valid_methods or ())
+                if not methods:
+                    return key
+                rule, args = adapter.match(key, method=methods[0], return_rule=True)
+            built = rule.build(args, append_unknown=False)
+        except Exception:  # noqa: BLE001 - NotFound, a redirect, a converter's own error
+            return key
+        if built is None:
+            return key
+        return normalize(unquote(built[1]), strict=False)
 
     def create_blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__)
