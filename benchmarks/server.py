@@ -254,10 +254,40 @@ def _summary(results: list[LoadResult]) -> dict[str, Any]:
     }
 
 
+def postgresql_floor(url: str, count: int = 200) -> tuple[str, float]:
+    """The server version, and the milliseconds of one upsert + COMMIT on one connection:
+    the floor under any lock acquisition on that server (a commit waits for its WAL flush)."""
+    engine = sa.create_engine(url)
+    table = new_table_name() + "_floor"
+    try:
+        with engine.connect() as conn:
+            server = str(conn.execute(sa.text("SHOW server_version")).scalar_one())
+            conn.execute(sa.text(f'CREATE TABLE "{table}" (k text PRIMARY KEY, v bigint)'))
+            conn.commit()
+            upsert = sa.text(f'INSERT INTO "{table}" VALUES (:k, 1) ON CONFLICT (k) '
+                             f'DO UPDATE SET v = "{table}".v + 1')
+            started = time.perf_counter()
+            for i in range(count):
+                conn.execute(upsert, {"k": str(i % 16)})
+                conn.commit()
+            per_commit = (time.perf_counter() - started) / count * 1000
+            conn.execute(sa.text(f'DROP TABLE "{table}"'))
+            conn.commit()
+        return server, per_commit
+    finally:
+        engine.dispose()
+
+
 def run_server(report: Report, settings: Settings) -> None:
     report.section("Real server: gunicorn on 127.0.0.1, lock acquire vs a bare route "
                    f"({'wrk' if shutil.which('wrk') else 'Python client'})")
     with backends(settings) as chosen:
+        for backend, uri, _table in chosen:
+            if backend == "postgresql":
+                server, per_commit = postgresql_floor(uri)
+                report.note(f"PostgreSQL {server}: one raw upsert + COMMIT on one connection "
+                            f"takes {per_commit:.2f} ms (the storage floor: ~"
+                            f"{1000 / per_commit:.0f} write transactions/s per connection)")
         for backend, uri, table in chosen:
             for worker_class, connections in (("sync", 8), ("gthread", 16)):
                 with gunicorn(uri, table, worker_class) as (url, _process):
