@@ -101,3 +101,38 @@ def test_infinite_lock_covers_every_spelling_below_it(make_app: Any) -> None:
     client = app.test_client()
     assert client.patch("/items/7/parts/a", headers=BOB).status_code == 403
     assert client.patch("/items/%EF%BC%97/parts/a", headers=BOB).status_code == 403
+
+
+# -- an owner's re-lock refreshes; it never weakens the lock --------------------------------
+
+
+def test_owner_relock_without_a_body_keeps_a_lock_unstealable(
+    make_app: Any, database_url: str
+) -> None:
+    client = make_app(database_url=database_url).test_client()
+    url = "/api/v1.0/companies/1/jobs/2/lock/"
+    first = client.post(url, headers=ALICE, json={"stealable": False}).get_json()
+    again = client.post(url, headers=ALICE)  # a second tab, or a client refreshing by POST
+    assert again.status_code == 200
+    assert again.get_json()["stealable"] is False
+    assert again.get_json()["token"] == first["token"]
+    # So nobody may force it away unless the authorizer grants ``steal``.
+    assert client.delete(url, headers=BOB, json={"force": True}).status_code == 403
+
+
+def test_owner_relock_at_depth_zero_keeps_an_infinite_lock_infinite(
+    make_app: Any, database_url: str
+) -> None:
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    api = app.extensions["locking"].extension
+    with app.app_context():
+        held = api.acquire("/docs", "alice", depth="infinity")
+        again = api.acquire("/docs", "alice")
+        assert again.depth == "infinity" and again.token == held.token
+    assert client.patch("/docs/2", headers=BOB).status_code == 403
+    # Widening on re-lock still works, and still conflicts with others' locks below.
+    with app.app_context():
+        api.release("/docs", owner="alice")
+        assert api.acquire("/docs", "bob").depth == 0
+        assert api.acquire("/docs", "bob", depth="infinity").depth == "infinity"

@@ -75,8 +75,13 @@ class MySQLStore(SQLStore):
                 ("owner_id", pick(take, "owner_id")),
                 ("owner_name", pick(take, "owner_name")),
                 ("owner_url", pick(take, "owner_url")),
-                ("stealable", pick(take, "stealable")),
-                ("infinite", pick(take, "infinite")),
+                # The owner locking again may strengthen its lock but never weaken it.
+                ("stealable", sa.case((expired, new.stealable),
+                                      (take, sa.and_(t.c.stealable, new.stealable)),
+                                      else_=t.c.stealable)),
+                ("infinite", sa.case((expired, new.infinite),
+                                     (take, sa.or_(t.c.infinite, new.infinite)),
+                                     else_=t.c.infinite)),
                 ("owner_key", pick(take, "owner_key")),
                 # Expiry columns last: everything above still saw the old grant.
                 ("locked_at_ms", pick(mine_now, "locked_at_ms")),
