@@ -146,11 +146,12 @@ def run_guard(report: Report, settings: Settings) -> None:
             ratio = timings[f"{title} without"].median / timings[f"{title} with"].median
             target = targets[kind]
             report.note(f"{title}: {ratio:.3f}x" + (f" (target >= {target}x)" if target else ""))
-        for label, call in (
+        counted: list[tuple[str, Callable[[], Any]]] = [
             ("GET", lambda: guarded.get("/docs/1")),
             ("PATCH unlocked", lambda: guarded.patch("/docs/1")),
             ("PATCH locked + token", lambda: guarded.patch("/docs/locked", headers=right)),
-        ):
+        ]
+        for label, call in counted:
             with statement_counter(app) as seen:
                 call()
             report.note(f"SQL statements for a {label}: {len(seen)} {seen}")

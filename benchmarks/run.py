@@ -46,7 +46,7 @@ def machine() -> dict[str, str]:
     }
     try:
         found = re.search(r"\d+\.\d+", subprocess.run(
-            ["psql", "--version"], capture_output=True, text=True, timeout=5
+            ["psql", "--version"], capture_output=True, text=True, timeout=5, check=False
         ).stdout)
         if found:
             info["postgresql"] = found.group(0) + " (psql client)"

@@ -120,7 +120,7 @@ def run_memory(report: Report, settings: Settings) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
         [sys.executable, "-c", _MEMORY_CHILD, str(cycles), str(budget), root],
-        capture_output=True, text=True, timeout=budget + 120,
+        capture_output=True, text=True, timeout=budget + 120, check=False,
     )
     for line in done.stdout.splitlines():
         if line.startswith("MEMORY_JSON "):
