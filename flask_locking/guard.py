@@ -35,6 +35,10 @@ def before_request() -> Response | None:
     """The extension's one ``before_request`` hook: :func:`dispatch_lock_endpoints`, then
     :func:`guard_request` (one hook instead of two: Flask's per-hook cost is paid by every
     request of the host app)."""
+    # ``g`` spans several requests when they run in an app context pushed beforehand (a
+    # test fixture, a script): one caller's identity or verified lock must not carry over.
+    g.pop("_locking_identity", None)
+    g.pop("_locking_current_lock", None)
     response = dispatch_lock_endpoints()
     if response is not None:
         return response

@@ -136,3 +136,24 @@ def test_owner_relock_at_depth_zero_keeps_an_infinite_lock_infinite(
         api.release("/docs", owner="alice")
         assert api.acquire("/docs", "bob").depth == 0
         assert api.acquire("/docs", "bob", depth="infinity").depth == "infinity"
+
+
+# -- per-request state must not outlive its request --------------------------------------
+
+
+def test_requests_sharing_an_app_context_do_not_share_identity_or_lock(make_app: Any) -> None:
+    # Flask reuses an app context that is already pushed (a test fixture, a script driving
+    # the app): ``g`` then spans several requests and must not carry one caller into the next.
+    app = make_app()
+    client = app.test_client()
+    with app.app_context():
+        token = client.post("/docs/1/@lock", headers=ALICE).get_json()["token"]
+        seen = client.get("/docs/1/@lock", headers=BOB).get_json()
+        assert "token" not in seen
+        assert client.delete("/docs/1/@lock", headers=BOB).status_code == 409
+        assert client.patch("/docs/1", headers={**ALICE, "Lock-Token": token}).status_code == 200
+        other = client.patch("/docs/2", headers={**BOB, "Lock-Release": "true"})
+        assert other.status_code == 200 and other.headers.get("Lock-Released") is None
+        assert client.get("/docs/2").get_json()["version"] is None
+    with app.app_context():
+        assert app.extensions["locking"].extension.get("/docs/1") is not None
