@@ -157,3 +157,22 @@ def test_requests_sharing_an_app_context_do_not_share_identity_or_lock(make_app:
         assert client.get("/docs/2").get_json()["version"] is None
     with app.app_context():
         assert app.extensions["locking"].extension.get("/docs/1") is not None
+
+
+# -- a token decides for the grant it opens; a stale one never acts on a newer grant -------
+
+
+def test_stale_token_never_releases_or_refreshes_the_owners_newer_grant(make_app: Any) -> None:
+    client = make_app().test_client()
+    old = client.post("/docs/1/@lock", headers=ALICE).get_json()["token"]
+    assert client.delete("/docs/1/@lock", headers=ALICE).status_code == 200
+    new = client.post("/docs/1/@lock", headers=ALICE).get_json()  # alice's other tab
+    stale = {**ALICE, "Lock-Token": old}
+    # The first tab retries its DELETE (its answer was lost), or refreshes late: both carry
+    # the token of a grant that ended, and must not touch the other tab's lock.
+    assert client.delete("/docs/1/@lock", headers=stale).status_code == 409
+    assert client.patch("/docs/1/@lock", headers=stale).status_code == 409
+    after = client.get("/docs/1/@lock", headers=ALICE).get_json()
+    assert after["token"] == new["token"] and after["version"] == new["version"]
+    # Without a token, the owner still releases as the owner (SPEC §3.5).
+    assert client.delete("/docs/1/@lock", headers=ALICE).get_json() == {"locked": False, "stealable": True}
