@@ -176,3 +176,20 @@ def test_stale_token_never_releases_or_refreshes_the_owners_newer_grant(make_app
     assert after["token"] == new["token"] and after["version"] == new["version"]
     # Without a token, the owner still releases as the owner (SPEC §3.5).
     assert client.delete("/docs/1/@lock", headers=ALICE).get_json() == {"locked": False, "stealable": True}
+
+
+def test_python_api_release_with_a_stale_token_keeps_the_newer_anonymous_grant(
+    app: Flask,
+) -> None:
+    api = app.extensions["locking"].extension
+    with app.app_context():
+        old = api.acquire("/docs/1")
+        api.release("/docs/1", token=old.token)
+        new = api.acquire("/docs/1")  # anonymous callers are one identity: a new grant
+        assert new.token != old.token
+        from flask_locking import LockConflict
+
+        with pytest.raises(LockConflict):
+            api.release("/docs/1", token=old.token)  # a retry with the old grant's token
+        assert api.get("/docs/1") is not None
+        assert api.release("/docs/1") is not None  # no token: as the anonymous owner
