@@ -305,7 +305,8 @@ class LockEngine:
             timeout = self.default_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise InvalidTimeout(f"timeout must be a number of seconds, not {timeout!r}.")
-        if not math.isfinite(timeout) or not MIN_TIMEOUT <= timeout <= self.max_timeout:
+        # (range first: math.isfinite() cannot convert an int beyond float's range)
+        if not MIN_TIMEOUT <= timeout <= self.max_timeout or not math.isfinite(timeout):
             raise InvalidTimeout(
                 f"timeout must be between {MIN_TIMEOUT} and {self.max_timeout:g} seconds, "
                 f"not {timeout!r}."

@@ -193,3 +193,11 @@ def test_python_api_release_with_a_stale_token_keeps_the_newer_anonymous_grant(
             api.release("/docs/1", token=old.token)  # a retry with the old grant's token
         assert api.get("/docs/1") is not None
         assert api.release("/docs/1") is not None  # no token: as the anonymous owner
+
+
+@pytest.mark.parametrize("timeout", [10**400, -(10**400)])
+def test_python_api_huge_integer_timeout_is_an_invalid_timeout(app: Flask, timeout: int) -> None:
+    from flask_locking import InvalidTimeout
+
+    with app.app_context(), pytest.raises(InvalidTimeout):
+        app.extensions["locking"].extension.acquire("/docs/1", "alice", timeout=timeout)
