@@ -104,7 +104,9 @@ def _is_exempt(state: LockingState) -> bool:
         return True
     extension = state.extension
     if request.blueprint is not None and any(
-        name in extension.exempt_blueprints for name in request.blueprints
+        # A nested blueprint is registered as "parent.child"; exempt(child) names "child".
+        name in extension.exempt_blueprints or name.rsplit(".", 1)[-1] in extension.exempt_blueprints
+        for name in request.blueprints
     ):
         return True
     view: Any = current_app.view_functions.get(request.endpoint or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from .extension import Locking
 
 #: Every store created in this process, so a forked worker can drop inherited connections.
+log = logging.getLogger("flask_locking")
+
 _STORES: weakref.WeakSet[SQLStore] = weakref.WeakSet()
 
 
@@ -126,4 +129,9 @@ def _has_receivers(event: str) -> bool:
 def _send_signal(event: str, lock: Lock) -> None:
     signal = BY_EVENT[event]
     if signal.receivers:
-        signal.send(current_app._get_current_object(), lock=lock)  # type: ignore[attr-defined]
+        try:
+            signal.send(current_app._get_current_object(), lock=lock)  # type: ignore[attr-defined]
+        except Exception:
+            # The lock operation has committed: a failing receiver must not turn a grant
+            # into a 500 that hides the token from its new owner.
+            log.exception("flask-locking: a %s signal receiver failed", event)

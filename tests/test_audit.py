@@ -201,3 +201,56 @@ def test_python_api_huge_integer_timeout_is_an_invalid_timeout(app: Flask, timeo
 
     with app.app_context(), pytest.raises(InvalidTimeout):
         app.extensions["locking"].extension.acquire("/docs/1", "alice", timeout=timeout)
+
+
+# -- found by the audit, fixed by the lead --------------------------------------------------
+
+
+def test_cors_preflight_on_lock_passes_a_host_catch_all(make_app: Any) -> None:
+    """OPTIONS on ``P/@lock`` answers 200 with ``Allow`` even when a host catch-all route
+    takes every method (a 405 there would fail every CORS preflight)."""
+    app = make_app()
+
+    @app.route("/<path:anything>", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
+    def catch_all(anything: str) -> Any:
+        return jsonify(anything=anything)
+
+    response = app.test_client().options("/docs/1/@lock")
+    assert response.status_code == 200
+    assert {"POST", "PATCH", "DELETE"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+def test_a_failing_signal_receiver_does_not_hide_a_committed_grant(make_app: Any) -> None:
+    """The grant is committed before signals go out: a receiver that raises is logged, and
+    the new owner still gets its token."""
+    from flask_locking.signals import lock_acquired
+
+    app = make_app()
+
+    def broken(sender: Any, **extra: Any) -> None:
+        raise RuntimeError("audit log is down")
+
+    with lock_acquired.connected_to(broken, sender=app):
+        response = app.test_client().post("/docs/1/@lock", headers=ALICE)
+    assert response.status_code == 200 and response.get_json()["token"]
+
+
+def test_exempting_a_nested_blueprint_by_its_object(make_app: Any) -> None:
+    """``locking.exempt(child)`` exempts a child blueprint registered under a parent (whose
+    request blueprint name is ``parent.child``)."""
+    from flask import Blueprint
+
+    app = make_app()
+    parent, child = Blueprint("parent", __name__), Blueprint("child", __name__)
+
+    @child.route("/docs/<doc_id>/notes", methods=["PATCH"])
+    def notes(doc_id: str) -> Any:
+        return jsonify(ok=True)
+
+    app.extensions["locking"].extension.exempt(child)
+    parent.register_blueprint(child)
+    app.register_blueprint(parent)
+    with app.app_context():
+        app.extensions["locking"].extension.acquire("/docs/1", "alice", depth="infinity")
+    assert app.test_client().patch("/docs/1/notes", headers=BOB).status_code == 200
+    assert app.test_client().patch("/docs/1", headers=BOB).status_code == 403

@@ -68,6 +68,9 @@ class ContentDialect(Dialect):
 
     def dispatch(self) -> Response:
         """Serve the current request as a ``@lock`` request, whatever route matched it."""
+        if request.method == "OPTIONS":  # CORS preflight must pass a host catch-all too
+            allowed = ", ".join((*METHODS, "HEAD", "OPTIONS"))
+            return Response(status=200, headers={"Allow": allowed})
         if request.method not in METHODS and request.method != "HEAD":
             return self.error(405, f"{request.method} is not allowed on @lock; use one of "
                               f"{', '.join(METHODS)}.", headers={"Allow": ", ".join(METHODS)})
