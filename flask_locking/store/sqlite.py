@@ -7,6 +7,8 @@ makes the upsert plus the overlap check of one acquisition a single atomic step.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -70,8 +72,28 @@ def configure_sqlite_engine(engine: Engine, *, busy_ms: int = 5000) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor, busy_ms / 1000)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     _configured.add(engine)
+
+
+def _enable_wal(cursor: Any, budget: float) -> None:
+    """Switch the file to WAL (persistent, so once per file in practice).
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once
+    rather than through the busy handler when several processes open a new file together;
+    retry within the busy timeout, as the busy handler would have.
+    """
+    deadline = time.monotonic() + budget
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
