@@ -65,6 +65,15 @@ def _json(response: httpx.Response) -> Any:
         return None
 
 
+def _refused_as_stale(response: httpx.Response) -> bool:
+    """True when the guard refused a write because the token is no longer the live lock's:
+    412, or the reference dialect's 409 envelope ("Locking conflict")."""
+    if response.status_code == 412:
+        return True
+    body = _json(response) if response.status_code == 409 else None
+    return isinstance(body, dict) and body.get("details") == "Locking conflict"
+
+
 def _error_message(response: httpx.Response) -> str:
     body = _json(response)
     if isinstance(body, dict):
@@ -326,7 +335,8 @@ class HeldLock:
         """Send a request with the lock's token (default URL: the locked resource).
 
         A write (anything but GET/HEAD/OPTIONS) raises :class:`LockLost` when the lock is
-        lost, before sending; one the server refuses as stale (412) raises it too.
+        lost, before sending; one the guard refuses as stale (412, or the reference
+        dialect's 409 "Locking conflict") raises it too.
         """
         method = method.upper()
         if method not in SAFE_METHODS:
@@ -337,7 +347,7 @@ class HeldLock:
         response = self.client.http.request(
             method, url if url is not None else self.url, headers=headers, **kwargs
         )
-        if method not in SAFE_METHODS and response.status_code == 412:
+        if method not in SAFE_METHODS and _refused_as_stale(response):
             self._lose(f"the server refused the token: {_error_message(response)}")
             raise LockLost(f"The lock on {self.url} was lost: {_error_message(response)}", response)
         return response

@@ -168,3 +168,27 @@ def test_job_locks_refresh_by_locking_again(make_app: AppFactory) -> None:
     assert bob.http.post(f"{job}/lock/").status_code == 201
     alice.close()
     bob.close()
+
+
+def test_reference_guard_409_is_a_lost_lock(make_app: AppFactory) -> None:
+    """The reference dialect's guard refuses a stale token with its 409 envelope; the client
+    reads that as a lost lock, like a 412 elsewhere."""
+    app = make_app()
+    url = "/api/v2/clients/1/reference"
+
+    @app.route(url, methods=["PATCH"])
+    def reference() -> Any:
+        return {"saved": True}
+
+    transport = httpx.WSGITransport(app=app)
+    alice = LockingClient("http://testserver", transport=transport, headers={"X-User": "alice"})
+    with alice.lock(url, lock_url=f"{url}/lock", refresh_method="POST", auto_refresh=False) as lock:
+        assert lock.patch(json={}).status_code == 200
+        with app.app_context():  # taken over: released by force, then locked by bob
+            locking = app.extensions["locking"].extension
+            locking.release(url, owner="bob", force=True)
+            locking.acquire(url, "bob", depth="infinity")
+        with pytest.raises(LockLost) as caught:
+            lock.patch(json={})
+        assert caught.value.response is not None and caught.value.response.status_code == 409
+    alice.close()
