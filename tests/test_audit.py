@@ -254,3 +254,20 @@ def test_exempting_a_nested_blueprint_by_its_object(make_app: Any) -> None:
         app.extensions["locking"].extension.acquire("/docs/1", "alice", depth="infinity")
     assert app.test_client().patch("/docs/1/notes", headers=BOB).status_code == 200
     assert app.test_client().patch("/docs/1", headers=BOB).status_code == 403
+
+
+def test_a_released_lock_leaves_no_owner_data_behind(make_app: Any) -> None:
+    """Release keeps a tombstone (key and version, so versions never go back) but no
+    secret and no owner's id, name or URL."""
+    import sqlalchemy as sa
+
+    app = make_app()
+    with app.app_context():
+        locking = app.extensions["locking"].extension
+        held = locking.acquire("/docs/1", "alice")
+        locking.release("/docs/1", token=held.token)
+        store = app.extensions["locking"].engine.store
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(store.table)).one()
+    assert row.version == 1 and row.secret == ""
+    assert (row.owner_id, row.owner_name, row.owner_url) == (None, None, None)

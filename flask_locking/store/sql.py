@@ -126,7 +126,10 @@ class SQLStore(LockStore):
             .where(grant)
             .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
         )
-        self._release = sa.update(t).where(grant).values(timeout_ms=0, secret="")
+        # A released row stays as a tombstone holding only the key and the version.
+        self._release = sa.update(t).where(grant).values(
+            timeout_ms=0, secret="", owner_id=None, owner_name=None, owner_url=None
+        )
         self._purge = (
             sa.update(t)
             .where((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
