@@ -174,7 +174,7 @@ class LockEngine:
         row = self.store.live(key)
         if row is None:
             raise LockNotHeld(f"There is no live lock on {key} to refresh: it expired or was released.")
-        if not self._holds(row, token, owner):
+        if not self._holds(row, token, UNSET if token is not None else owner):
             holder = self.to_lock(row)
             raise LockConflict(_held_message(key, holder), holder)
         refreshed = self.store.refresh(row, timeout_ms if timeout_ms is not None else row.timeout_ms)
@@ -210,7 +210,10 @@ class LockEngine:
                 return None
             lock = self.to_lock(row)
             stolen = False
-            if not self._holds(row, token, owner):
+            # A presented token decides alone (unless stealing anyway): a stale token must
+            # never fall back to the owner and end the owner's newer grant (another tab).
+            claim = UNSET if token is not None and not force else owner
+            if not self._holds(row, token, claim):
                 if not force:
                     raise LockConflict(_held_message(key, lock), lock)
                 if not row.stealable and not (may_steal is not None and may_steal(lock)):

@@ -186,11 +186,8 @@ class Locking:
 
             return is_allowed(state, "steal", lock.resource, Owner.coerce(owner))
 
-        # A token with no owner given decides alone: a stale one must not fall back to the
-        # anonymous identity and end a newer anonymous grant.
-        as_owner = UNSET if token is not None and owner is None and not force else owner
         return state.engine.release(
-            resource, token=token, owner=as_owner, force=force, may_steal=may_steal
+            resource, token=token, owner=owner, force=force, may_steal=may_steal
         )
 
     def get(self, resource: str, *, owner: Any = UNSET) -> Lock | None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..engine import UNSET
 from ..errors import (
     AuthenticationRequired,
     InvalidInput,
@@ -271,11 +270,8 @@ class Dialect(ABC):
         identity = self.identity()
         self.authorize("lock", key, identity)
         fields = self.body(timeout=whole_seconds(self.state.config.max_timeout))
-        token = self.request_token()
-        # A presented token decides alone: a stale one (a grant that ended) must not fall
-        # back to the owner and act on the owner's newer grant (another tab's lock).
         return self.state.engine.refresh(
-            key, token, owner=identity if token is None else UNSET, timeout=fields.get("timeout")
+            key, self.request_token(), owner=identity, timeout=fields.get("timeout")
         )
 
     def release(self, key: str, *, force: bool | None = None) -> Lock | None:
@@ -289,13 +285,8 @@ class Dialect(ABC):
         def may_steal(lock: Lock) -> bool:
             return is_allowed(self.state, "steal", key, identity)
 
-        token = self.request_token()
         return self.state.engine.release(
-            key,
-            token=token,
-            owner=identity if token is None or force else UNSET,  # as in refresh()
-            force=force,
-            may_steal=may_steal,
+            key, token=self.request_token(), owner=identity, force=force, may_steal=may_steal
         )
 
     @staticmethod
