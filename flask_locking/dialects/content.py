@@ -11,7 +11,6 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, current_app, request
 from flask.globals import request_ctx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
 
 from ..resources import normalize
 from .base import Dialect, NotFoundError
@@ -32,27 +31,40 @@ class ContentDialect(Dialect):
         return True  # the default for every path no other dialect claims
 
     def resource_key(self, key: str) -> str:
-        # A host route with converters routes several spellings to one resource
-        # (``<int:id>`` takes ``/items/07`` and a full-width ``7`` as ``/items/7``): the key
-        # is the path the router builds back from what it matched, so the guard and @lock
-        # agree on one key per resource. Unrouted paths keep their own spelling.
+        return self._route(key)[0]
+
+    def _route(self, key: str) -> tuple[str, bool]:
+        """``(key, routed)``: the key the host router builds back for ``key``, and whether
+        the host routes ``key`` at all (for any method).
+
+        A host route with converters routes several spellings to one resource
+        (``<int:id>`` takes ``/items/07`` and a full-width ``7`` as ``/items/7``): the key is
+        the path the router builds back from what it matched, so the guard and @lock agree
+        on one key per resource. Unrouted paths keep their own spelling.
+        """
+        # The adapter Flask already bound to this request's environ; building another one
+        # per request costs as much as the rest of the check.
         adapter = getattr(request_ctx, "url_adapter", None)
         if adapter is None:
-            return key
+            adapter = current_app.create_url_adapter(request)
+        if adapter is None:
+            return key, True
         try:
             try:
                 rule, args = adapter.match(key, method="GET", return_rule=True)
             except MethodNotAllowed as error:  # routed for other methods only
                 methods = sorted(error.valid_methods or ())
                 if not methods:
-                    return key
+                    return key, True
                 rule, args = adapter.match(key, method=methods[0], return_rule=True)
             built = rule.build(args, append_unknown=False)
-        except Exception:  # noqa: BLE001 - NotFound, a redirect, a converter's own error
-            return key
+        except NotFound:
+            return key, False
+        except Exception:  # noqa: BLE001 - a redirect (routed with a slash), a converter's error
+            return key, True
         if built is None:
-            return key
-        return normalize(unquote(built[1]), strict=False)
+            return key, True
+        return normalize(unquote(built[1]), strict=False), True
 
     def create_blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__)
@@ -79,10 +91,12 @@ class ContentDialect(Dialect):
     def view(self, path: str = "") -> Response:
         key = normalize(f"{self.prefix}/{path}")
         owner = self.state.dialect_for(key) or self
-        key = owner.resource_key(key)  # one key per resource
         if owner.requires_identity:
             owner.identity()  # @lock on e.g. reference data needs a caller, as its own endpoint does
-        self._require_routed(key)
+        canonical, routed = self._route(key)  # one route match serves both questions
+        if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):
+            raise NotFoundError(f"No resource at {key}: the app does not route that path.")
+        key = canonical if owner is self else owner.resource_key(key)  # one key per resource
         if request.method == "POST":
             lock, _granted = self.acquire(key)
             return self.lock_response(lock)
@@ -92,22 +106,3 @@ class ContentDialect(Dialect):
             return self.lock_response(self.refresh(key))
         self.release(key)
         return self.lock_response(None)
-
-    def _require_routed(self, key: str) -> None:
-        if not self.state.config.content_require_route:
-            return
-        if key.endswith(SUFFIX):
-            raise NotFoundError(f"No resource at {key}.")
-        # The adapter Flask already bound to this request's environ; building another one
-        # per request costs as much as the rest of the check.
-        adapter = getattr(request_ctx, "url_adapter", None)
-        if adapter is None:
-            adapter = current_app.create_url_adapter(request)
-        if adapter is None:
-            return
-        try:
-            adapter.match(key, method="GET")
-        except (MethodNotAllowed, RequestRedirect):
-            return  # routed (for another method, or with a trailing slash)
-        except NotFound:
-            raise NotFoundError(f"No resource at {key}: the app does not route that path.") from None
