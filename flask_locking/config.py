@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_CONTENT_ENABLED": True,
     "LOCKING_CONTENT_URL_PREFIX": "",
     "LOCKING_CONTENT_REQUIRE_ROUTE": True,
+    "LOCKING_CONTENT_COMPAT": "strict",  # or "plone": answer @lock as Plone does (docs/dialects.rst)
     "LOCKING_JOBS_ENABLED": True,
     "LOCKING_JOBS_URL_PREFIX": "/api/v1.0",
     "LOCKING_REFERENCE_ENABLED": True,
@@ -63,6 +64,7 @@ class LockingConfig:
     content_enabled: bool
     content_url_prefix: str
     content_require_route: bool
+    content_compat: str
     jobs_enabled: bool
     jobs_url_prefix: str
     reference_enabled: bool
@@ -107,6 +109,7 @@ class LockingConfig:
             content_enabled=bool(get("LOCKING_CONTENT_ENABLED")),
             content_url_prefix=_prefix(get("LOCKING_CONTENT_URL_PREFIX")),
             content_require_route=bool(get("LOCKING_CONTENT_REQUIRE_ROUTE")),
+            content_compat=_content_compat(get("LOCKING_CONTENT_COMPAT")),
             jobs_enabled=bool(get("LOCKING_JOBS_ENABLED")),
             jobs_url_prefix=_prefix(get("LOCKING_JOBS_URL_PREFIX")),
             reference_enabled=bool(get("LOCKING_REFERENCE_ENABLED")),
@@ -118,6 +121,19 @@ class LockingConfig:
             jwt_issuer=get("LOCKING_JWT_ISSUER"),
             jwt_leeway=float(get("LOCKING_JWT_LEEWAY")),
         )
+
+
+#: The values ``LOCKING_CONTENT_COMPAT`` accepts.
+CONTENT_COMPAT_MODES = ("strict", "plone")
+
+
+def _content_compat(value: Any) -> str:
+    if value not in CONTENT_COMPAT_MODES:  # exact: "Plone" or "plone5" is a typo, not a mode
+        raise ValueError(
+            "LOCKING_CONTENT_COMPAT must be one of "
+            f"{', '.join(repr(m) for m in CONTENT_COMPAT_MODES)}, not {value!r}."
+        )
+    return str(value)
 
 
 def _iterable(value: Any) -> Iterable[str]:

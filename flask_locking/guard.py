@@ -77,7 +77,7 @@ def guard_request() -> Response | None:
             return None
         return dialect.unavailable()
     if row is None:
-        if token is None:
+        if token is None or dialect.ignores_unheld_token():
             return None
         return _refused(dialect.refuse_stale(None), "stale", None, key)
     lock = engine.to_lock(row)

@@ -158,6 +158,11 @@ class Dialect(ABC):
             response.headers[name] = value
         return response
 
+    def ignores_unheld_token(self) -> bool:
+        """Whether the guard lets a write through that carries a ``Lock-Token`` while no
+        live lock covers the resource. Default ``False``: refused as stale (SPEC §4)."""
+        return False
+
     def refuse_locked(self, lock: Lock) -> Response:
         """The guard's answer to a write without a token on a locked resource."""
         return self.error(self.locked_status, "Resource is locked.", lock=None)
@@ -178,10 +183,13 @@ class Dialect(ABC):
             headers={"Retry-After": str(self.state.config.retry_after)},
         )
 
+    def lock_json(self, lock: Lock | None) -> dict[str, Any]:
+        """The body showing ``lock`` (``None``: the unlocked body) to the caller."""
+        return lock.to_json() if lock is not None else {"locked": False, "stealable": True}
+
     def lock_response(self, lock: Lock | None, status: int = 200) -> Response:
         """The lock JSON (or the unlocked body), with ``Lock-Token`` when the token is shown."""
-        body = lock.to_json() if lock is not None else {"locked": False, "stealable": True}
-        response = jsonify(body)
+        response = jsonify(self.lock_json(lock))
         response.status_code = status
         if lock is not None and lock.token is not None:
             response.headers["Lock-Token"] = lock.token

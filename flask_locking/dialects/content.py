@@ -6,14 +6,22 @@ served even when a host catch-all route would match ``<path>/@lock`` first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, request
 from flask.globals import request_ctx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ..errors import AuthenticationRequired, LockConflict, LockPermissionDenied
+from ..identity import current_identity
 from ..resources import normalize
 from .base import Dialect, NotFoundError
+from .compat import compat_for
+
+if TYPE_CHECKING:
+    from ..lock import Lock
+    from ..state import LockingState
 
 #: The last path segment that addresses a resource's lock.
 SUFFIX = "/@lock"
@@ -21,11 +29,18 @@ METHODS = ("GET", "POST", "PATCH", "DELETE")
 
 
 class ContentDialect(Dialect):
-    """Plone-style ``@lock``: 200 on lock, 409 on conflict, guard 403 / 412."""
+    """Plone-style ``@lock``: 200 on lock, 409 on conflict, guard 403 / 412 (strict mode;
+    ``LOCKING_CONTENT_COMPAT = "plone"`` answers as Plone does, see :attr:`compat`)."""
 
     name = "locking_content"
     locked_status = 403
     stale_status = 412
+
+    def __init__(self, state: LockingState, prefix: str) -> None:
+        super().__init__(state, prefix)
+        #: How this dialect answers where Plone and the strict contract differ
+        #: (``LOCKING_CONTENT_COMPAT``; see :mod:`flask_locking.dialects.compat`).
+        self.compat = compat_for(state.config.content_compat)
 
     def owns(self, key: str) -> bool:
         return True  # the default for every path no other dialect claims
@@ -97,12 +112,31 @@ class ContentDialect(Dialect):
         if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):
             raise NotFoundError(f"No resource at {key}: the app does not route that path.")
         key = canonical if owner is self else owner.resource_key(key)  # one key per resource
-        if request.method == "POST":
-            lock, _granted = self.acquire(key)
-            return self.lock_response(lock)
         if request.method in ("GET", "HEAD"):  # Flask routes HEAD to GET views
             return self.lock_response(self.inspect(key))
-        if request.method == "PATCH":
-            return self.lock_response(self.refresh(key))
-        self.release(key)
-        return self.lock_response(None)
+        if self.compat.writes_need_identity and self.identity() is None:
+            raise AuthenticationRequired("Log in to lock, refresh or unlock content.")
+        lock: Lock | None
+        try:
+            if request.method == "POST":
+                lock = self.acquire(key)[0]
+            elif request.method == "PATCH":
+                lock = self.refresh(key)
+            else:
+                self.release(key)
+                lock = None
+        except (LockConflict, LockPermissionDenied) as refusal:
+            if not self.compat.answers_refusal(refusal):
+                raise
+            # The lock as it stands after the call that changed nothing (token withheld
+            # unless the caller owns it): what Plone answers.
+            lock = self.state.engine.get(
+                key, owner=self.identity(), token=self.request_token(), covering=True
+            )
+        return self.lock_response(lock)
+
+    def lock_json(self, lock: Lock | None) -> dict[str, Any]:
+        return self.compat.lock_json(lock, current_identity(self.state))
+
+    def ignores_unheld_token(self) -> bool:
+        return self.compat.ignores_unheld_token
