@@ -86,7 +86,9 @@ class PloneCompat(StrictCompat):
 
 
 #: The policy of each ``LOCKING_CONTENT_COMPAT`` value.
-POLICIES: dict[str, StrictCompat] = {policy.mode: policy for policy in (StrictCompat(), PloneCompat())}
+POLICIES: dict[str, StrictCompat] = {
+    policy.mode: policy for policy in (StrictCompat(), PloneCompat())
+}
 
 
 def compat_for(mode: str) -> StrictCompat:
