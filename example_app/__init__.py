@@ -37,6 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, instance_path: str | 
         SESSION_COOKIE_SAMESITE="Lax",
         # Locks last 10 minutes unless refreshed; the editor refreshes every minute.
         LOCKING_DEFAULT_TIMEOUT=600,
+        # "plone" answers @lock as Plone does, for Volto-style clients
+        # (EXAMPLE_LOCKING_CONTENT_COMPAT=plone flask --app example_app run).
+        LOCKING_CONTENT_COMPAT="strict",
         # Verifies the demo bearer JWTs that the reference-data page mints (HS256).
         LOCKING_JWT_SECRET="example-app-jwt-secret-not-a-secret",
         #: Seconds between the editor's lock refreshes (default: a third of the timeout,

@@ -61,7 +61,10 @@
   async function acquire() {
     say("", "");
     const r = await demo.api("POST", lockUrl, { body: { stealable: wantStealable } });
-    if (r.status === 200) return hold(r.data);
+    // Plone mode (LOCKING_CONTENT_COMPAT = "plone") answers someone else's lock with 200
+    // and the holder's lock, without a token: only a token says the lock is ours.
+    if (r.status === 200 && r.data.token) return hold(r.data);
+    if (r.status === 200 && r.data.locked) return watch(r.data);
     if (r.status === 409) return watch(r.data && r.data.lock);
     editable(false);
     setStatus("error", "Could not lock the document: " + demo.escapeHtml(demo.errorMessage(r)));
@@ -105,12 +108,13 @@
   async function beat() {
     if (!token) return;
     const r = await demo.api("PATCH", lockUrl, { token: token });
-    if (r.ok) {
+    if (r.ok && r.data.token) {
       myLock = r.data;
       root.dataset.beats = String((parseInt(root.dataset.beats || "0", 10) || 0) + 1);
       renderMine();
-    } else if (r.status === 409 || r.status === 404) {
-      loseLock(r.data && r.data.lock);
+    } else if (r.ok || r.status === 409 || r.status === 404) {
+      // (plone mode: 200 with the holder's lock, or the unlocked body)
+      loseLock(r.data && (r.data.lock || (r.data.locked ? r.data : null)));
     } else {
       setStatus("error", "Could not refresh the lock (" + demo.escapeHtml(demo.errorMessage(r)) +
         "); retrying.");
@@ -234,8 +238,9 @@
     takeover.disabled = true;
     const r = await demo.api("DELETE", lockUrl, { body: { force: true } });
     takeover.disabled = false;
-    if (!r.ok) {
-      say("error", "Could not take over (" + r.status + "): " + demo.errorMessage(r));
+    if (!r.ok || r.data.locked) {  // plone mode: a refused steal is a 200, still locked
+      say("error", "Could not take over (" + r.status + "): " +
+        (r.ok ? "the lock is still held." : demo.errorMessage(r)));
       return refreshWaiting();
     }
     await acquire();
