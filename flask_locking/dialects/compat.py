@@ -46,7 +46,8 @@ class StrictCompat:
 
     def lock_json(self, lock: Lock | None, viewer: Owner | None) -> dict[str, Any]:
         """The body showing ``lock`` (``None``: unlocked) to ``viewer``. The token is in it
-        only when ``lock`` carries one, which the engine fills in for the owner alone."""
+        only when ``lock`` carries one: the engine fills it in for the owner alone (or for a
+        caller that presented it)."""
         return lock.to_json() if lock is not None else dict(UNLOCKED_JSON)
 
 
