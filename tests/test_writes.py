@@ -7,6 +7,7 @@ other lock operations, and the fencing rule over arbitrary version sequences.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from flask_locking import LockLost, Locking, StoreUnavailable, current_lock
+from flask_locking import Locking, LockLost, StoreUnavailable, current_lock
 from flask_locking.fencing import FencedMixin, fenced_update
 from flask_locking.signals import lock_refreshed, write_refused
 from flask_locking.writes import hold, is_held, same_database
@@ -41,6 +42,7 @@ class Host:
             return sorted(conn.execute(sa.select(self.Item.__table__.c.name)).scalars())
 
 
+@contextlib.contextmanager
 def build(database_url: str, table_name: str, tmp_path: Any, **config: Any) -> Iterator[Host]:
     """A Flask-SQLAlchemy host sharing its database with the locks. ``PATCH /items/<name>``
     adds an item; ``?lose=1`` releases the lock (from another connection) first, and
@@ -95,7 +97,8 @@ def build(database_url: str, table_name: str, tmp_path: Any, **config: Any) -> I
 
 @pytest.fixture
 def host(database_url: str, table_name: str, tmp_path: Any) -> Iterator[Host]:
-    yield from build(database_url, table_name, tmp_path)
+    with build(database_url, table_name, tmp_path) as built:
+        yield built
 
 
 def lock(host: Host, resource: str, timeout: float = 60, depth: int | str = 0) -> Any:
@@ -146,7 +149,7 @@ def test_a_lost_lock_is_the_dialects_stale_refusal_and_rolls_back(
 
 
 def test_hold_on_flush(database_url: str, table_name: str, tmp_path: Any) -> None:
-    for host in build(database_url, table_name, tmp_path, LOCKING_HOLD_ON_FLUSH=True):
+    with build(database_url, table_name, tmp_path, LOCKING_HOLD_ON_FLUSH=True) as host:
         client = host.app.test_client()
         token = lock(host, "/items/a").token
         ok = client.patch("/items/a?hold=0", headers={"X-User": "alice", "Lock-Token": token})
@@ -174,7 +177,7 @@ def test_a_held_row_makes_other_lock_operations_wait_then_give_way(
     """The lease runs out while the host's transaction still holds the row: the lock reads
     as expired, but nobody can take, release or refresh it until that transaction ends;
     they wait at most LOCKING_STORE_TIMEOUT and answer StoreUnavailable. Then it gives way."""
-    for host in build(database_url, table_name, tmp_path, LOCKING_STORE_TIMEOUT=0.5):
+    with build(database_url, table_name, tmp_path, LOCKING_STORE_TIMEOUT=0.5) as host:
         app, locking = host.app, host.locking
         with app.app_context():
             held = locking.acquire("/items/h", "alice", timeout=0.3)
@@ -207,7 +210,7 @@ def test_a_held_row_makes_other_lock_operations_wait_then_give_way(
 
 
 def test_a_held_row_delays_release_and_refresh(database_url: str, table_name: str, tmp_path: Any) -> None:
-    for host in build(database_url, table_name, tmp_path, LOCKING_STORE_TIMEOUT=0.5):
+    with build(database_url, table_name, tmp_path, LOCKING_STORE_TIMEOUT=0.5) as host:
         app, locking = host.app, host.locking
         with app.app_context():
             held = locking.acquire("/items/r", "alice", timeout=60)
@@ -235,16 +238,12 @@ def test_a_held_row_delays_release_and_refresh(database_url: str, table_name: st
 
 
 def test_hold_refuses_a_session_on_another_database(tmp_path: Any) -> None:
-    hosts = build(f"sqlite:///{tmp_path}/host.sqlite3", "lk_other", tmp_path,
-                  LOCKING_DATABASE_URI=f"sqlite:///{tmp_path}/locks.sqlite3")
-    host = next(hosts)
-    try:
+    locks = f"sqlite:///{tmp_path}/locks.sqlite3"
+    with build(f"sqlite:///{tmp_path}/host.sqlite3", "lk_other", tmp_path, LOCKING_DATABASE_URI=locks) as host:
         with host.app.app_context():
             held = host.locking.acquire("/items/z", "alice")
             with pytest.raises(RuntimeError, match="FencedMixin"):
                 hold(host.db.session, held)
-    finally:
-        hosts.close()
 
 
 def test_hold_without_a_verified_lock_is_lost(host: Host) -> None:
