@@ -27,6 +27,10 @@ ROUNDS = int(os.environ.get("LOCKING_TEST_RACE_ROUNDS", "1000"))
 #: every other pair wait, so more pairs only add waiting.
 PAIRS = {"sqlite": 2, "postgresql": 8, "mysql": 8}
 
+#: A's lease (seconds): short, so rounds are fast; long enough that A usually gets past the
+#: guard and its hold before it ends (a round in which it does not is not counted).
+LEASE = {"sqlite": 0.03, "postgresql": 0.05, "mysql": 0.06}
+
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -45,18 +49,19 @@ def report(label: str, tally: Tally) -> None:
 
 
 def test_without_hold_the_stale_write_lands(race: Race, backend: str) -> None:
-    tally = run_pairs(race, "none", 20, PAIRS[backend])
+    tally = run_pairs(race, "none", 20, PAIRS[backend], lease=LEASE[backend])
     report(f"{backend} none", tally)
     # The gap is real: A's write, verified by the guard, commits after B took the lock and
-    # read the document, and overwrites B's newer write.
-    assert tally.late_writes >= 1
-    assert tally.lost_updates >= 1
+    # read the document, and overwrites B's newer write (in every round: A is let go once
+    # B has finished).
+    assert tally.late_writes == tally.lost_updates == tally.rounds
 
 
 def test_hold_closes_the_gap(race: Race, flush_race: Race, backend: str) -> None:
-    early = run_pairs(race, "early", ROUNDS * 4 // 10, PAIRS[backend])
-    late = run_pairs(race, "late", ROUNDS * 3 // 10, PAIRS[backend])
-    flush = run_pairs(flush_race, "flush", ROUNDS - early.rounds - late.rounds, PAIRS[backend])
+    options = {"lease": LEASE[backend]}
+    early = run_pairs(race, "early", ROUNDS * 4 // 10, PAIRS[backend], **options)
+    late = run_pairs(race, "late", ROUNDS * 3 // 10, PAIRS[backend], **options)
+    flush = run_pairs(flush_race, "flush", ROUNDS - early.rounds - late.rounds, PAIRS[backend], **options)
     for label, tally in (("early", early), ("late", late), ("flush", flush)):
         report(f"{backend} {label}", tally)
     total = Tally()
@@ -80,10 +85,13 @@ def test_hold_closes_the_gap(race: Race, flush_race: Race, backend: str) -> None
         assert total.grant_before_a_commit == 0
 
 
-@pytest.mark.parametrize("lock_backend", ["sqlite", "postgresql"])
-def test_fencing_on_another_database(lock_backend: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize(("lock_backend", "rounds"), [("postgresql", ROUNDS), ("sqlite", ROUNDS // 5)])
+def test_fencing_on_another_database(lock_backend: str, rounds: int, tmp_path: Any) -> None:
     """Host records in a SQLite file, locks elsewhere (PostgreSQL, or another SQLite file):
-    no atomicity, but a write under an older grant never overwrites a newer one."""
+    no atomicity, but a write under an older grant never overwrites a newer one.
+
+    (The clock-based counts of the tally compare two databases' clocks here: meaningless,
+    not asserted.)"""
     host_url = f"sqlite:///{tmp_path}/host.sqlite3"
     lock_url = backend_url(lock_backend, tmp_path / "locks")
     if lock_backend == "sqlite":
@@ -93,18 +101,18 @@ def test_fencing_on_another_database(lock_backend: str, tmp_path: Any) -> None:
     try:
         gap = run_pairs(race, "unfenced", 20, 1)
         report(f"fencing/{lock_backend} unfenced", gap)
-        assert gap.lost_updates >= 1 and gap.a_after_b >= 1
+        assert gap.lost_updates == gap.a_after_b == gap.rounds
 
-        early = run_pairs(race, "fenced-early", ROUNDS // 2, 2)
-        late = run_pairs(race, "fenced-late", ROUNDS - early.rounds, 2)
+        early = run_pairs(race, "fenced-early", rounds // 2, 2)
+        late = run_pairs(race, "fenced-late", rounds - early.rounds, 2)
     finally:
         runs.close()
     for label, tally in (("fenced-early", early), ("fenced-late", late)):
         report(f"fencing/{lock_backend} {label}", tally)
-    assert early.rounds + late.rounds == ROUNDS
+    assert early.rounds + late.rounds == rounds
     assert early.lost_updates == late.lost_updates == 0
     assert early.a_after_b == late.a_after_b == 0
-    # A write flushed before B's save stands, and B's newer one follows it; one flushed
-    # after B's save is refused (B usually saves first in the "late" mode, not always).
+    # A write flushed before B's save stands, and B's newer one (which waited for it)
+    # follows; one made after B's save is refused.
     assert early.a_committed == early.rounds
-    assert late.a_refused >= 1
+    assert late.a_refused == late.rounds

@@ -126,6 +126,9 @@ def build_race(
         **config,
     )
     db.init_app(app)
+    if host_url.startswith("sqlite"):
+        with app.app_context():
+            sa.event.listen(db.engine, "connect", _fast_sqlite)
     locking = Locking(app, db=db)
     pauses: dict[int, Pause] = {}
 
@@ -178,6 +181,15 @@ def build_race(
             db.engine.dispose()
 
 
+def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # As the lock store sets its own connections up: WAL (readers never wait for the
+    # writer) and no fsync at every commit; a test on a loaded machine needs both.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
 def _write_a(db: Any, Doc: Any, Write: Any, doc: Any, lock: Any, clock: Any, *, fence: bool) -> None:
     if fence:
         doc.fence(lock)
@@ -186,9 +198,19 @@ def _write_a(db: Any, Doc: Any, Write: Any, doc: Any, lock: Any, clock: Any, *, 
     db.session.add(Write(doc_id=doc.id, writer="A", version=lock.version, at_ms=clock))
 
 
+#: Modes in which A holds something B's grant or write must wait for during the pause.
+BLOCKING = {"early", "fenced-early"}
+
+
 def run_pair(race: Race, doc_id: int, mode: str, rounds: int, *, lease: float = 0.04,
-             head_start: float = 0.01, max_attempts: int | None = None) -> Tally:
-    """``rounds`` rounds of the race on one document, A and B on threads of their own."""
+             max_attempts: int | None = None) -> Tally:
+    """``rounds`` rounds of the race on one document, A and B on threads of their own.
+
+    A is let go once B has finished, or, when A holds what B needs (``BLOCKING``), after
+    B had a short head start: B is then waiting for A, and the round checks that it
+    waited (a head start of any length gives the same outcome; it is not a timing).
+    """
+    head_start = 0.01 if mode in BLOCKING else 10.0
     tally = Tally()
     app, db, Doc, Write = race.app, race.db, race.Doc, race.Write
     resource = f"/race/{doc_id}"
