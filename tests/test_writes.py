@@ -238,12 +238,11 @@ def test_a_held_row_delays_release_and_refresh(database_url: str, table_name: st
 
 
 def test_hold_refuses_a_session_on_another_database(tmp_path: Any) -> None:
-    locks = f"sqlite:///{tmp_path}/locks.sqlite3"
-    with build(f"sqlite:///{tmp_path}/host.sqlite3", "lk_other", tmp_path, LOCKING_DATABASE_URI=locks) as host:
-        with host.app.app_context():
-            held = host.locking.acquire("/items/z", "alice")
-            with pytest.raises(RuntimeError, match="FencedMixin"):
-                hold(host.db.session, held)
+    host_url, locks = f"sqlite:///{tmp_path}/host.sqlite3", f"sqlite:///{tmp_path}/locks.sqlite3"
+    with build(host_url, "lk_other", tmp_path, LOCKING_DATABASE_URI=locks) as host, host.app.app_context():
+        held = host.locking.acquire("/items/z", "alice")
+        with pytest.raises(RuntimeError, match="FencedMixin"):
+            hold(host.db.session, held)
 
 
 def test_hold_without_a_verified_lock_is_lost(host: Host) -> None:
