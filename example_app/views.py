@@ -165,6 +165,10 @@ def save_document(document: Document | None, slug: str) -> Response:
     title = body.get("title", document.title).strip()
     if not title:
         return api_error(400, "The title must not be empty.")
+    # Re-check the lock in this transaction and hold it until the commit: a lease that ran
+    # out (or a take-over) since the guard's check refuses the save with 412 instead of
+    # writing over the next editor's work (docs/writes.rst).
+    lock.hold(db.session)
     document.title = title[:200]
     document.body = body.get("body", document.body)
     document.revision += 1

@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_GUARD_FAIL_OPEN": False,
     "LOCKING_RETRY_AFTER": 5,
     "LOCKING_UNLOCK_ON_SAVE": True,  # a 2xx guarded write with "Lock-Release: true" releases
+    "LOCKING_HOLD_ON_FLUSH": False,  # hold the verified lock in db.session on its first flush
+    "LOCKING_REFRESH_ON_WRITE": False,  # a verified guarded write restarts the lease
     "LOCKING_OPENAPI_URL": None,  # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
     "LOCKING_SWAGGER_UI_URL": None,  # e.g. "/locking/docs" (needs [swagger-ui] and LOCKING_OPENAPI_URL)
     # Dialects
@@ -75,6 +77,8 @@ class LockingConfig:
     jwt_audience: str | None
     jwt_issuer: str | None
     jwt_leeway: float
+    hold_on_flush: bool = False
+    refresh_on_write: bool = False
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> LockingConfig:
@@ -120,6 +124,8 @@ class LockingConfig:
             jwt_audience=get("LOCKING_JWT_AUDIENCE"),
             jwt_issuer=get("LOCKING_JWT_ISSUER"),
             jwt_leeway=float(get("LOCKING_JWT_LEEWAY")),
+            hold_on_flush=bool(get("LOCKING_HOLD_ON_FLUSH")),
+            refresh_on_write=bool(get("LOCKING_REFRESH_ON_WRITE")),
         )
 
 

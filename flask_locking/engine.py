@@ -184,6 +184,21 @@ class LockEngine:
         self._emit("refreshed", lock.without_token())
         return lock
 
+    def extend(self, row: LockRow) -> Lock | None:
+        """Restart the lease of exactly the grant in ``row`` (with its own timeout) while it
+        is still live; the extended lock (token withheld), or ``None`` when it had ended.
+
+        For ``LOCKING_REFRESH_ON_WRITE``: the guard has just verified the token against
+        ``row``, and the store's statement compares the grant again, so a lease that ended
+        in between is never revived.
+        """
+        extended = self.store.extend(row)
+        if extended is None:
+            return None
+        lock = self.to_lock(extended)
+        self._emit("refreshed", lock)
+        return lock
+
     def release(
         self,
         resource: str,

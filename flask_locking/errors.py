@@ -44,6 +44,17 @@ class LockNotHeld(LockConflict, LookupError):
     """There is no live lock the caller could refresh: it expired, was released or stolen."""
 
 
+class LockLost(LockNotHeld):
+    """The verified lock ended before the host's write could be made under it: it expired,
+    was released, stolen or taken over, or a fenced record was already written under a
+    newer grant (a higher ``version``).
+
+    Raised by :meth:`Lock.hold <flask_locking.lock.Lock.hold>` and the fencing helpers. In a
+    request, flask-locking answers it with the dialect's *stale* status (412 for content and
+    job locks, 409 for reference-data locks), as the guard does for a stale token.
+    """
+
+
 class LockNotFound(LockingError, LookupError):
     """There is no live lock on the resource at all."""
 

@@ -69,6 +69,10 @@ class Locking:
             state.fallback_dialect = ContentDialect(state, "")
         app.before_request(before_request)  # serves @lock endpoints, then guards
 
+        from . import writes
+
+        writes.init_app(app, state)
+
         from .cli import locks_cli
 
         app.cli.add_command(locks_cli)

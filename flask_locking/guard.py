@@ -15,6 +15,7 @@ from werkzeug.local import LocalProxy
 from .errors import StoreUnavailable
 from .resources import normalize
 from .signals import write_refused
+from .writes import verified
 
 if TYPE_CHECKING:
     from .lock import Lock
@@ -87,7 +88,7 @@ def guard_request() -> Response | None:
         return _refused(dialect.refuse_stale(lock), "stale", lock, key)
     # The presented token is the grant's token (just compared): no second HMAC and Lock.
     g._locking_current_lock = dataclasses.replace(lock, token=token)
-    return None
+    return verified(state, dialect, row)  # LOCKING_REFRESH_ON_WRITE
 
 
 def _refused(response: Response, reason: str, lock: Lock | None, path: str) -> Response:

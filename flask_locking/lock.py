@@ -103,6 +103,19 @@ class Lock:
         """True when the lock also covers every path below :attr:`resource`."""
         return self.depth == "infinity"
 
+    def hold(self, session: Any) -> Lock:
+        """Hold this lock in ``session``'s transaction until it commits or rolls back, after
+        checking in that transaction that the grant is still live and this lock's.
+
+        Meant for the verified lock of a guarded write, on a session whose database also
+        keeps the locks: ``current_lock.hold(db.session)`` before (or while) writing. Raises
+        :class:`~flask_locking.LockLost` (the request then answers the dialect's *stale*
+        status) when the lock ended. See :func:`flask_locking.writes.hold`.
+        """
+        from .writes import hold
+
+        return hold(session, self)
+
     def without_token(self) -> Lock:
         """The same lock with the token withheld, for anyone but its owner."""
         return dataclasses.replace(self, token=None) if self.token is not None else self

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 
 from example_app import create_app, db, locking
@@ -147,6 +147,34 @@ def test_lock_save_with_token_releases_and_records_the_lock_version(demo: Flask)
         "updated_at": None, "updated_by": "Alice", "lock_version": lock["version"],
     }
     assert alice.get("/docs/welcome/@lock").get_json() == {"locked": False, "stealable": True}
+
+
+def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """The document save holds its lock in its own transaction (issue 16): a lock taken
+    over between the guard's check and the save answers 412 and changes nothing."""
+    app = create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+
+    @app.before_request  # runs after the guard: the take-over lands inside the gap
+    def take_over_in_the_gap() -> None:
+        if request.headers.get("X-Take-Over"):
+            locking.release("/docs/welcome", owner="bob", force=True)
+            locking.acquire("/docs/welcome", "bob")
+
+    try:
+        alice = signed_in(app, "alice")
+        before = doc(app, "welcome")
+        token = alice.post("/docs/welcome/@lock").get_json()["token"]
+        lost = alice.patch(
+            "/docs/welcome", json={"body": "stale"}, headers={"Lock-Token": token, "X-Take-Over": "1"}
+        )
+        assert lost.status_code == 412
+        assert lost.get_json()["error"]["type"] == "PreconditionFailed"
+        assert doc(app, "welcome") == before
+    finally:
+        app.extensions["locking"].close()
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 def test_a_save_needs_a_lock_and_a_valid_body(demo: Flask) -> None:

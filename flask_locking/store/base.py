@@ -91,6 +91,11 @@ class LockStore(ABC):
     def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
         """Restart the timeout of exactly this grant; ``None`` when it is no longer live."""
 
+    def extend(self, row: LockRow) -> LockRow | None:
+        """Restart the lease of exactly this grant with its own timeout, if it is still live
+        (``LOCKING_REFRESH_ON_WRITE``). Stores that can do it in one statement override this."""
+        return self.refresh(row, row.timeout_ms)
+
     @abstractmethod
     def release(self, row: LockRow) -> bool:
         """End exactly this grant; False when it had already ended (expired, released, stolen)."""

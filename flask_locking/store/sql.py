@@ -239,6 +239,30 @@ class SQLStore(LockStore):
                 return None
             return _row(conn.execute(self._select_row, {"resource": row.resource}).first())
 
+    def extend(self, row: LockRow) -> LockRow | None:
+        if not self.engine.dialect.update_returning:  # MariaDB: UPDATE, then read back
+            return self.refresh(row, row.timeout_ms)
+        # One statement checks the grant (secret, version, live) and restarts its lease.
+        stmt = getattr(self, "_extend", None)
+        if stmt is None:
+            stmt = self._extend = self._refresh.returning(*self.table.c)
+        params = {**_grant(row), "new_timeout_ms": row.timeout_ms}
+        with self._translated(), self.single_statement() as conn:
+            return _row(conn.execute(stmt, params).first())
+
+    def hold_statement(self) -> sa.Executable:
+        """The statement :func:`flask_locking.writes.hold` runs in the host's own
+        transaction: the live row of one grant (binds ``hold_resource`` and ``hold_version``), locked
+        in share mode (PostgreSQL ``FOR SHARE``, MySQL/MariaDB ``LOCK IN SHARE MODE``) until
+        that transaction ends, so every acquisition, refresh, release or purge of the row
+        waits for it."""
+        t = self.table
+        return (
+            sa.select(t)
+            .where(t.c.resource == bindparam("hold_resource"), t.c.version == bindparam("hold_version"), self._live)
+            .with_for_update(read=True)
+        )
+
     def release(self, row: LockRow) -> bool:
         params = _grant(row)
         with self._translated(), self.single_statement() as conn:
@@ -320,8 +344,15 @@ class SQLStore(LockStore):
         return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
 
 
-class _Retry(Exception):
-    """Internal: the acquisition hit a deadlock or serialisation failure; run it again."""
+class _Retry(StoreUnavailable):
+    """Internal: the acquisition hit a deadlock or serialisation failure; run it again.
+
+    Outside the acquisition's retry loop (a release or refresh that waited out the lock
+    timeout behind a held row, see :meth:`SQLStore.hold_statement`) it is what it says: the
+    store stayed busy."""
+
+    def __init__(self) -> None:
+        super().__init__("The lock store stayed busy; try again.")
 
 
 def _row(raw: Any) -> LockRow | None:

@@ -47,6 +47,19 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         # before ON CONFLICT in INSERT ... SELECT, hence the WHERE true.
         return sa.select(*proposed_values(self.now_expression())).where(sa.true())
 
+    def hold_statement(self) -> sa.Executable:
+        # SQLite has no row locks (FOR SHARE compiles to nothing). A no-op UPDATE makes the
+        # host's transaction a write transaction: it takes the database's one write lock,
+        # so no other connection's write (a store's BEGIN IMMEDIATE included) can commit
+        # before the host's transaction ends. Readers (WAL) go on.
+        t = self.table
+        return (
+            sa.update(t)
+            .where(t.c.resource == sa.bindparam("hold_resource"), t.c.version == sa.bindparam("hold_version"), self._live)
+            .values(version=t.c.version)
+            .returning(*t.c)
+        )
+
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
