@@ -1,0 +1,315 @@
+"""One resource, one key (SPEC §4a), as a property over host routing shapes and spellings.
+
+Hypothesis draws how a host routes a resource (converter, trailing slash, strict slashes,
+a GET catch-all, a static route at the root, different rules per method, nested
+blueprints, a subdomain, a SCRIPT_NAME mount, a host dialect) and how a client spells its
+URL (zero padding, Unicode digits, uuid case, percent-encoding, ``//``, dot segments, a
+trailing slash). Alice locks the resource through one spelling; then, for every other
+spelling, a write without the token must not reach the view with the locked resource's
+arguments, and Bob's ``@lock`` must not be granted. The views, not the extension, say
+which resource a request reached: the oracle is the host's own router.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid as uuid_module
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from flask import Blueprint, Flask, Response, jsonify, request
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
+from werkzeug.routing import BaseConverter
+
+from flask_locking import Locking
+from flask_locking.dialects import Dialect, EnvelopeErrorFormat
+
+settings.register_profile(
+    "resource-identity", max_examples=200, deadline=None, database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],  # no tracing "explain" phase: slow
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+PROFILE = settings.get_profile("resource-identity")
+ALICE = {"X-User": "alice"}
+BOB = {"X-User": "bob"}
+STATIC = tempfile.mkdtemp(prefix="locking-static-")
+
+
+class HexConverter(BaseConverter):
+    """A host's own converter with one canonical spelling: ``0FF`` and ``ff`` are 255."""
+
+    regex = "[0-9a-fA-F]+"
+
+    def to_python(self, value: str) -> int:
+        return int(value, 16)
+
+    def to_url(self, value: Any) -> str:
+        return format(int(value), "x")
+
+
+# -- how a resource is routed, and how its URL can be spelled -------------------------------
+
+FAMILIES = ("int", "uuid", "string", "path", "hex")
+UUID = uuid_module.UUID("7d2b5e7c-0c1f-4d7e-9a55-3b1f0c2a9e41")
+CANONICAL: dict[str, Any] = {"int": 7, "uuid": UUID, "string": "caf\u00e9", "path": "a/b", "hex": 255}
+#: The canonical resource as its route builds it.
+CANONICAL_URL = {"int": "7", "uuid": str(UUID), "string": "caf%C3%A9", "path": "a/b", "hex": "ff"}
+
+
+def identity(family: str, value: Any) -> Any:
+    """What resource a view's argument names, as the host's own code reads it."""
+    if family == "path":
+        parts: list[str] = []
+        for part in str(value).split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(part)
+        return "/".join(parts)
+    return value
+
+
+def spellings(family: str) -> st.SearchStrategy[str]:
+    """Ways to write the canonical resource's segment that the host's router reads as it."""
+    if family == "int":
+        return st.sampled_from(["7", "07", "0007", "\uff17", "\u0667", "0\uff17", "%37", "%EF%BC%97"])
+    if family == "uuid":
+        text = str(UUID)
+        return st.sampled_from([text, text.upper(), text[:8].upper() + text[8:], quote(text, safe="")])
+    if family == "string":
+        return st.sampled_from(["caf\u00e9", "caf%C3%A9", "%63af%C3%A9"])
+    if family == "path":
+        return st.sampled_from(["a/b", "a//b", "a/./b", "./a/b", "a/x/../b", "a/%62", "a/b/."])
+    return st.sampled_from(["ff", "FF", "0ff", "00Ff", "%46F"])
+
+
+@dataclass
+class Shape:
+    family: str
+    slash: bool  # the write rule ends with "/"
+    strict: bool
+    catch_all: bool
+    static_root: bool
+    split_methods: bool  # GET and PATCH served by different rules
+    mount: str  # "app", "nested", "subdomain", "script"
+    dialect: bool  # an OrderLocks-style host dialect locks the resource, depth infinity
+    reached: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return "/api/v1" if self.mount == "nested" else ""
+
+    @property
+    def base_url(self) -> str:
+        if self.mount == "subdomain":
+            return "http://acme.example.test"
+        if self.mount == "script":
+            return "http://example.test/tenant_a"
+        return "http://example.test"
+
+    def url(self, segment: str, *, trailing: bool = False, doubled: bool = False) -> str:
+        start = "/shop/orders/" if self.dialect else "/things/"
+        path = f"{self.prefix}{start}{segment}"
+        if self.dialect:
+            path += "/lines/1"
+        if doubled:
+            path = path.replace("/shop/", "//shop/").replace("/things/", "/things//")
+        return path + ("/" if trailing else "")
+
+
+shapes = st.builds(
+    Shape,
+    family=st.sampled_from(FAMILIES),
+    slash=st.booleans(),
+    strict=st.booleans(),
+    catch_all=st.booleans(),
+    static_root=st.booleans(),
+    split_methods=st.booleans(),
+    mount=st.sampled_from(["app", "nested", "subdomain", "script"]),
+    dialect=st.booleans(),
+).filter(lambda shape: not (shape.dialect and shape.mount == "subdomain"))  # dialect rules: no subdomain
+
+
+class OrderLocks(Dialect):
+    """The custom dialect of docs/dialects.rst, as a host would write it."""
+
+    name = "order_locks"
+    locked_status = 423
+    stale_status = 412
+    errors = EnvelopeErrorFormat()
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(f"{self.prefix}/orders/")
+
+    def create_blueprint(self) -> Blueprint:
+        bp = Blueprint(self.name, __name__)
+        bp.add_url_rule(f"{self.prefix}/orders/<int:order_id>/lock", "lock",
+                        self.endpoint(self.view), methods=["PUT", "DELETE"])
+        return bp
+
+    def view(self, order_id: int) -> Response:
+        key = f"{self.prefix}/orders/{order_id}"
+        if request.method == "PUT":
+            lock, granted = self.acquire(key, depth="infinity")
+            return self.lock_response(lock, 201 if granted else 200)
+        self.release(key)
+        return Response(status=204)
+
+
+def build_app(shape: Shape) -> Flask:
+    family = "int" if shape.dialect else shape.family
+    kwargs: dict[str, Any] = {"instance_path": tempfile.mkdtemp(prefix="locking-pbt-")}
+    if shape.static_root:
+        kwargs.update(static_url_path="", static_folder=STATIC)
+    if shape.mount == "subdomain":
+        kwargs["subdomain_matching"] = True
+    app = Flask(__name__, **kwargs)
+    app.url_map.converters["hex"] = HexConverter
+    app.config.update(TESTING=True, SECRET_KEY="pbt", SERVER_NAME="example.test")
+    if shape.mount == "subdomain":
+        app.url_map.default_subdomain = ""
+    tail = "/" if shape.slash else ""
+    if shape.dialect:
+        rule = f"/shop/orders/<int:value>/lines/<int:line>{tail}"
+    else:
+        rule = f"/things/<{family}:value>{tail}"
+
+    def write(value: Any, line: int = 0) -> Any:
+        shape.reached.append((request.method, identity(family, value)))
+        return jsonify(ok=True)
+
+    def read(**_: Any) -> Any:
+        return jsonify(ok=True)
+
+    options: dict[str, Any] = {"strict_slashes": shape.strict}
+    if shape.mount == "subdomain":
+        options["subdomain"] = "<tenant>"
+    target: Any = app
+    if shape.mount == "nested":
+        target = Blueprint("v1", __name__, url_prefix="/v1")
+    methods = ["PATCH"] if shape.split_methods else ["GET", "PATCH"]
+
+    def write_view(tenant: str = "", **args: Any) -> Any:
+        return write(**args)
+
+    def read_view(tenant: str = "", **args: Any) -> Any:
+        return read(**args)
+
+    target.add_url_rule(rule, "write", write_view, methods=methods, **options)
+    if shape.split_methods:
+        # GET is served by a looser rule: a plain string, no converter canonicalises it.
+        loose = rule.replace(f"<{family}:value>", "<path:value>").replace("<int:line>", "<line>")
+        target.add_url_rule(loose, "read", read_view, methods=["GET"], **options)
+    if shape.catch_all:
+        app.add_url_rule("/<path:anything>", "catch_all", read, methods=["GET"])
+    if shape.mount == "nested":
+        parent = Blueprint("api", __name__, url_prefix="/api")
+        parent.register_blueprint(target)
+        app.register_blueprint(parent)
+    locking = Locking(app)
+    locking.identity_loader(lambda: request.headers.get("X-User"))
+    if shape.dialect:
+        locking.add_dialect(OrderLocks, shape.prefix + "/shop", app=app)
+    return app
+
+
+@dataclass
+class Attack:
+    segment: str
+    trailing: bool
+    doubled: bool
+
+
+def attacks(family: str) -> st.SearchStrategy[list[Attack]]:
+    attack = st.builds(Attack, segment=spellings(family), trailing=st.booleans(), doubled=st.booleans())
+    return st.lists(attack, min_size=1, max_size=4)
+
+
+@settings(PROFILE)
+@given(shape=shapes, data=st.data())
+def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.DataObject) -> None:
+    note(f"shape: {shape}")
+    app = build_app(shape)
+    family = "int" if shape.dialect else shape.family
+    client = app.test_client()
+    base = shape.base_url
+    canonical = CANONICAL[family]
+    # Everything is drawn before the first request: what is drawn never depends on answers.
+    lock_segment = data.draw(spellings(family), label="lock spelling")
+    tries = data.draw(attacks(family), label="attacks")
+    try:
+        # Alice locks the resource through one spelling.
+        if shape.dialect:
+            response = client.put(
+                f"{shape.prefix}/shop/orders/{lock_segment}/lock", headers=ALICE, base_url=base
+            )
+            if response.status_code == 404:  # the dialect's own <int> rule: ASCII only
+                response = client.put(f"{shape.prefix}/shop/orders/7/lock", headers=ALICE, base_url=base)
+            assert response.status_code == 201, response.get_data(as_text=True)
+        else:
+            lock_url = shape.url(lock_segment, trailing=shape.slash) + "/@lock"
+            response = client.post(lock_url, headers=ALICE, base_url=base)
+            if response.status_code != 200:  # a spelling @lock refuses (dot segments): canonical
+                lock_url = shape.url(CANONICAL_URL[family], trailing=shape.slash) + "/@lock"
+                response = client.post(lock_url, headers=ALICE, base_url=base)
+            assert response.status_code == 200, (lock_url, response.get_data(as_text=True))
+        token = response.get_json()["token"]
+        # The lock holds: the canonical spelling with the token reaches the view.
+        good = shape.url(CANONICAL_URL[family], trailing=shape.slash)
+        shape.reached.clear()
+        allowed = client.patch(good, headers={**ALICE, "Lock-Token": token}, base_url=base)
+        assert allowed.status_code == 200, (good, allowed.get_data(as_text=True))
+        assert shape.reached == [("PATCH", identity(family, canonical))]
+        # No other spelling reaches it without the token, and none locks it a second time.
+        for attack in tries:
+            url = shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled)
+            shape.reached.clear()
+            for _hop in range(3):  # a client following 307/308 redirects, as browsers do
+                answer = client.patch(url, headers=BOB, base_url=base)
+                if answer.status_code not in (307, 308):
+                    break
+                url = answer.headers["Location"].split(base.split("/", 3)[2], 1)[-1]
+                if shape.mount == "script":
+                    url = url.removeprefix("/tenant_a")
+            bypass = [hit for hit in shape.reached if hit[1] == identity(family, canonical)]
+            assert not bypass, f"PATCH {url} reached the locked resource without its token"
+            if not shape.dialect:
+                lock_url = shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled)
+                second = client.post(lock_url.rstrip("/") + "/@lock", headers=BOB, base_url=base)
+                assert second.status_code != 200, f"POST {lock_url}/@lock granted a second lock"
+    finally:
+        app.extensions["locking"].close()
+
+
+@pytest.mark.parametrize("mount", ["subdomain", "script"])
+def test_tenants_of_one_store_never_block_each_other(mount: str, tmp_path: Any) -> None:
+    """Two tenants (subdomains, or two mounts of one app) share one lock store."""
+    shape = Shape("int", False, True, False, False, False, mount, False)
+    app = build_app(shape)
+    app.config["LOCKING_DATABASE_URI"] = f"sqlite:///{tmp_path}/shared.sqlite3"
+    client = app.test_client()
+    acme, globex = (
+        ("http://acme.example.test", "http://globex.example.test")
+        if mount == "subdomain"
+        else ("http://example.test/tenant_a", "http://example.test/tenant_b")
+    )
+    try:
+        held = client.post("/things/7/@lock", headers=ALICE, base_url=acme)
+        assert held.status_code == 200
+        resource = held.get_json()["resource"]
+        assert resource.endswith("]/things/7") and resource.startswith("[")
+        # Globex's user neither sees acme's lock nor is refused by it.
+        assert client.get("/things/7/@lock", headers=BOB, base_url=globex).get_json()["locked"] is False
+        assert client.patch("/things/7", headers=BOB, base_url=globex).status_code == 200
+        own = client.post("/things/7/@lock", headers=BOB, base_url=globex)
+        assert own.status_code == 200 and own.get_json()["creator"] == "bob"
+        # ...while acme's own writers are refused as before.
+        assert client.patch("/things/07", headers=BOB, base_url=acme).status_code == 403
+    finally:
+        app.extensions["locking"].close()
