@@ -287,29 +287,131 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
         app.extensions["locking"].close()
 
 
-@pytest.mark.parametrize("mount", ["subdomain", "script"])
-def test_tenants_of_one_store_never_block_each_other(mount: str, tmp_path: Any) -> None:
-    """Two tenants (subdomains, or two mounts of one app) share one lock store."""
-    shape = Shape("int", False, True, False, False, False, mount, False)
-    app = build_app(shape)
-    app.config["LOCKING_DATABASE_URI"] = f"sqlite:///{tmp_path}/shared.sqlite3"
+# -- the reproductions of the review, one by one ----------------------------------------------
+
+
+def _items_app(tmp_path: Any, **flask: Any) -> Flask:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"), **flask)
+    app.config.update(TESTING=True, SECRET_KEY="x")
+    return app
+
+
+def _locking(app: Flask) -> Locking:
+    locking = Locking(app)
+    locking.identity_loader(lambda: request.headers.get("X-User"))
+    return locking
+
+
+@pytest.mark.parametrize("spelling", ["/items/07/", "/items/\uff17/", "/items/\u0667/", "/items/7/"])
+def test_trailing_slash_rule_keys_every_spelling_as_its_rule(tmp_path: Any, spelling: str) -> None:
+    app = _items_app(tmp_path)
+    written: list[int] = []
+
+    @app.route("/items/<int:item_id>/", methods=["GET", "PATCH"])
+    def item(item_id: int) -> Any:
+        written.append(item_id)
+        return jsonify(item=item_id)
+
+    _locking(app)
     client = app.test_client()
-    acme, globex = (
-        ("http://acme.example.test", "http://globex.example.test")
-        if mount == "subdomain"
-        else ("http://example.test/tenant_a", "http://example.test/tenant_b")
-    )
-    try:
-        held = client.post("/things/7/@lock", headers=ALICE, base_url=acme)
-        assert held.status_code == 200
-        resource = held.get_json()["resource"]
-        assert resource.endswith("]/things/7") and resource.startswith("[")
-        # Globex's user neither sees acme's lock nor is refused by it.
-        assert client.get("/things/7/@lock", headers=BOB, base_url=globex).get_json()["locked"] is False
-        assert client.patch("/things/7", headers=BOB, base_url=globex).status_code == 200
-        own = client.post("/things/7/@lock", headers=BOB, base_url=globex)
-        assert own.status_code == 200 and own.get_json()["creator"] == "bob"
-        # ...while acme's own writers are refused as before.
-        assert client.patch("/things/07", headers=BOB, base_url=acme).status_code == 403
-    finally:
-        app.extensions["locking"].close()
+    held = client.post("/items/7/@lock", headers=ALICE)
+    assert held.get_json()["resource"] == "/items/7"
+    assert client.patch(spelling, headers=BOB).status_code == 403
+    assert client.post(spelling + "@lock", headers=BOB).status_code == 409
+    assert client.patch(spelling, headers={**ALICE, "Lock-Token": held.get_json()["token"]}).status_code == 200
+    assert written == [7]
+
+
+@pytest.mark.parametrize("shape", ["static_root", "catch_all"])
+@pytest.mark.parametrize("spelling", ["/items/07", "/items/007", "/items/\uff17"])
+def test_the_write_rule_decides_not_a_get_catch_all(tmp_path: Any, shape: str, spelling: str) -> None:
+    flask = {"static_url_path": "", "static_folder": STATIC} if shape == "static_root" else {}
+    app = _items_app(tmp_path, **flask)
+
+    @app.patch("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return jsonify(item=item_id)
+
+    if shape == "catch_all":
+        app.add_url_rule("/<path:anything>", "front", lambda anything: "front end")
+    _locking(app)
+    client = app.test_client()
+    assert client.post("/items/7/@lock", headers=ALICE).status_code == 200
+    assert client.patch(spelling, headers=BOB).status_code == 403
+    second = client.post(spelling + "/@lock", headers=BOB)
+    assert second.status_code == 409, second.get_data(as_text=True)
+
+
+def test_exempt_blueprint_is_by_full_name(tmp_path: Any) -> None:
+    app = _items_app(tmp_path)
+    admin = Blueprint("admin", __name__, url_prefix="/admin")
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api_admin = Blueprint("admin", __name__, url_prefix="/admin")  # another "admin"
+    for bp in (admin, api_admin):
+        bp.add_url_rule("/docs/<int:doc_id>", "doc", lambda doc_id: "ok", methods=["PATCH"])
+    api.register_blueprint(api_admin)
+    app.register_blueprint(admin)
+    app.register_blueprint(api)
+    locking = _locking(app)
+    locking.exempt(admin)
+    with app.app_context():
+        locking.acquire("/admin/docs/1", "alice")
+        locking.acquire("/api/admin/docs/1", "alice")
+    client = app.test_client()
+    assert client.patch("/admin/docs/1", headers=BOB).status_code == 200  # exempt
+    assert client.patch("/api/admin/docs/1", headers=BOB).status_code == 403  # api.admin is not
+
+
+def test_python_api_keys_a_path_as_the_guard_does(tmp_path: Any) -> None:
+    app = _items_app(tmp_path)
+
+    @app.route("/items/<int:item_id>/", methods=["PATCH"])
+    def item(item_id: int) -> Any:
+        return jsonify(item=item_id)
+
+    locking = _locking(app)
+    with app.app_context():
+        lock = locking.acquire("/items/007", "alice")
+        assert lock.resource == "/items/7"
+        assert locking.get("/items/\uff17").resource == "/items/7"
+    assert app.test_client().patch("/items/07/", headers=BOB).status_code == 403
+
+
+# -- the documented custom dialect, verbatim ------------------------------------------------
+
+
+def _docs_example() -> str:
+    """The ``OrderLocks`` code block of docs/dialects.rst, exactly as published."""
+    import pathlib
+    import textwrap
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "dialects.rst").read_text()
+    start = text.index("    from flask import Blueprint, Response, request\n")
+    end = text.index("\n", text.index("    locking.add_dialect(OrderLocks", start))
+    return textwrap.dedent(text[start:end])
+
+
+def test_documented_custom_dialect_is_safe_as_written(tmp_path: Any) -> None:
+    app = _items_app(tmp_path)
+    lines: list[tuple[int, int]] = []
+
+    @app.patch("/shop/orders/<int:order_id>/lines/<int:line_id>")
+    def order_line(order_id: int, line_id: int) -> Any:
+        lines.append((order_id, line_id))
+        return jsonify(order=order_id, line=line_id)
+
+    locking = _locking(app)
+    exec(_docs_example(), {"locking": locking, "app": app, "__name__": "docs_example"})  # noqa: S102
+    client = app.test_client()
+    held = client.put("/shop/orders/9/lock", headers=ALICE)
+    assert held.status_code == 201
+    for spelling in ("/shop/orders/9/lines/1", "/shop/orders/09/lines/1", "/shop/orders/\uff19/lines/1"):
+        refused = client.patch(spelling, headers=BOB)
+        assert refused.status_code == 423, spelling
+        assert refused.get_json() == {
+            "status": "error", "code": 423, "message": "Locked", "details": "Resource is locked."
+        }
+    token = held.get_json()["token"]
+    assert client.patch("/shop/orders/09/lines/1", headers={"Lock-Token": token}).status_code == 200
+    assert lines == [(9, 1)]
+    assert client.put("/shop/orders/009/lock", headers=BOB).status_code == 409
