@@ -12,20 +12,22 @@ which resource a request reached: the oracle is the host's own router.
 
 from __future__ import annotations
 
+import pathlib
 import tempfile
+import textwrap
 import uuid as uuid_module
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from werkzeug.routing import BaseConverter
 
 from flask_locking import Locking
-from flask_locking.dialects import Dialect, EnvelopeErrorFormat
+from flask_locking.dialects import Dialect
 
 settings.register_profile(
     "resource-identity", max_examples=200, deadline=None, database=None,
@@ -136,30 +138,20 @@ shapes = st.builds(
 ).filter(lambda shape: not (shape.dialect and shape.mount == "subdomain"))  # dialect rules: no subdomain
 
 
-class OrderLocks(Dialect):
-    """The custom dialect of docs/dialects.rst, as a host would write it."""
+def _docs_example() -> str:
+    """The ``OrderLocks`` code block of docs/dialects.rst, exactly as published."""
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "dialects.rst").read_text()
+    start = text.index("    from flask import Blueprint, Response, request\n")
+    end = text.index("\n", text.index("    locking.add_dialect(OrderLocks", start))
+    return textwrap.dedent(text[start:end])
 
-    name = "order_locks"
-    locked_status = 423
-    stale_status = 412
-    errors = EnvelopeErrorFormat()
 
-    def owns(self, key: str) -> bool:
-        return key.startswith(f"{self.prefix}/orders/")
-
-    def create_blueprint(self) -> Blueprint:
-        bp = Blueprint(self.name, __name__)
-        bp.add_url_rule(f"{self.prefix}/orders/<int:order_id>/lock", "lock",
-                        self.endpoint(self.view), methods=["PUT", "DELETE"])
-        return bp
-
-    def view(self, order_id: int) -> Response:
-        key = f"{self.prefix}/orders/{order_id}"
-        if request.method == "PUT":
-            lock, granted = self.acquire(key, depth="infinity")
-            return self.lock_response(lock, 201 if granted else 200)
-        self.release(key)
-        return Response(status=204)
+def _order_locks() -> type[Dialect]:
+    """The docs' ``OrderLocks`` class, to serve under any prefix."""
+    code = _docs_example().rsplit("locking.add_dialect", 1)[0]
+    names: dict[str, Any] = {"__name__": "docs_example"}
+    exec(code, names)  # noqa: S102
+    return names["OrderLocks"]  # type: ignore[no-any-return]
 
 
 def build_app(shape: Shape) -> Flask:
@@ -215,7 +207,7 @@ def build_app(shape: Shape) -> Flask:
     locking = Locking(app)
     locking.identity_loader(lambda: request.headers.get("X-User"))
     if shape.dialect:
-        locking.add_dialect(OrderLocks, shape.prefix + "/shop", app=app)
+        locking.add_dialect(_order_locks(), shape.prefix + "/shop", app=app)
     return app
 
 
@@ -378,17 +370,6 @@ def test_python_api_keys_a_path_as_the_guard_does(tmp_path: Any) -> None:
 
 
 # -- the documented custom dialect, verbatim ------------------------------------------------
-
-
-def _docs_example() -> str:
-    """The ``OrderLocks`` code block of docs/dialects.rst, exactly as published."""
-    import pathlib
-    import textwrap
-
-    text = (pathlib.Path(__file__).parent.parent / "docs" / "dialects.rst").read_text()
-    start = text.index("    from flask import Blueprint, Response, request\n")
-    end = text.index("\n", text.index("    locking.add_dialect(OrderLocks", start))
-    return textwrap.dedent(text[start:end])
 
 
 def test_documented_custom_dialect_is_safe_as_written(tmp_path: Any) -> None:

@@ -7,6 +7,7 @@ locks where those settings say, checked on the server itself.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -100,18 +101,26 @@ def mysql_url(tmp_path: Any) -> str:
     return backend_url("mysql", tmp_path)
 
 
+def _created(url: str, kind: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """Two fresh schemas / databases on the server, dropped afterwards."""
+    names = (f"{prefix}a_{uuid.uuid4().hex[:8]}", f"{prefix}b_{uuid.uuid4().hex[:8]}")
+    drop = "CASCADE" if kind == "SCHEMA" else ""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for name in names:
+                conn.execute(sa.text(f"CREATE {kind} {name}"))
+        yield names
+        with engine.begin() as conn:
+            for name in names:
+                conn.execute(sa.text(f"DROP {kind} {name} {drop}"))
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def schemas(postgresql_url: str) -> Iterator[tuple[str, str]]:
-    names = (f"tenant_a_{uuid.uuid4().hex[:8]}", f"tenant_b_{uuid.uuid4().hex[:8]}")
-    engine = sa.create_engine(postgresql_url)
-    with engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"CREATE SCHEMA {name}"))
-    yield names
-    with engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
-    engine.dispose()
+    yield from _created(postgresql_url, "SCHEMA", "tenant_")
 
 
 def rows_in(url: str, qualified_table: str) -> list[str]:
@@ -121,6 +130,23 @@ def rows_in(url: str, qualified_table: str) -> list[str]:
             return [r[0] for r in conn.execute(sa.text(f"SELECT resource FROM {qualified_table}"))]
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def two_tenants(
+    tmp_path: Any, table: str, server_url: str, urls: tuple[str, str], places: tuple[str, str]
+) -> Iterator[sa.Engine]:
+    """Two tenants' apps on ``urls``: isolated, each lock row in its own schema/database
+    (``places``, checked on the server); yields tenant A's store engine."""
+    apps = [tenant_app(tmp_path, table, database_url=url) for url in urls]
+    try:
+        assert_isolated(apps[0].test_client(), "http://a.test", apps[1].test_client(), "http://b.test")
+        for place in places:
+            assert rows_in(server_url, f"{place}.{table}") == ["/docs/1"]
+        yield apps[0].extensions["locking"].engine.store.engine
+    finally:
+        for app in apps:
+            app.extensions["locking"].close()
 
 
 def has_table(url: str, table: str) -> bool:
@@ -140,20 +166,13 @@ def test_postgresql_search_path_in_the_url_keeps_each_tenants_locks_apart(
     tmp_path: Any, postgresql_url: str, schemas: tuple[str, str], table_name: str
 ) -> None:
     a_url, b_url = (with_query(postgresql_url, options=f"-csearch_path={s}") for s in schemas)
-    app_a = tenant_app(tmp_path, table_name, database_url=a_url)
-    app_b = tenant_app(tmp_path, table_name, database_url=b_url)
-    try:
-        assert_isolated(app_a.test_client(), "http://a.test", app_b.test_client(), "http://b.test")
-        assert rows_in(postgresql_url, f"{schemas[0]}.{table_name}") == ["/docs/1"]
-        assert rows_in(postgresql_url, f"{schemas[1]}.{table_name}") == ["/docs/1"]
+    with (
+        two_tenants(tmp_path, table_name, postgresql_url, (a_url, b_url), schemas) as store,
+        store.connect() as conn,
+    ):
         # Our timeouts were merged in, not dropped, and not in place of the user's path.
-        store_engine = app_a.extensions["locking"].engine.store.engine
-        with store_engine.connect() as conn:
-            assert conn.execute(sa.text("SHOW search_path")).scalar() == schemas[0]
-            assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "5s"
-    finally:
-        app_a.extensions["locking"].close()
-        app_b.extensions["locking"].close()
+        assert conn.execute(sa.text("SHOW search_path")).scalar() == schemas[0]
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "5s"
     assert not has_table(postgresql_url, table_name)  # nothing landed in the default schema
 
 
@@ -212,16 +231,7 @@ def test_flask_sqlalchemy_engine_options_choose_the_schema(
 
 @pytest.fixture
 def databases(mysql_url: str) -> Iterator[tuple[str, str]]:
-    names = (f"lk_tenant_a_{uuid.uuid4().hex[:8]}", f"lk_tenant_b_{uuid.uuid4().hex[:8]}")
-    engine = sa.create_engine(mysql_url)
-    with engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    yield names
-    with engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP DATABASE {name}"))
-    engine.dispose()
+    yield from _created(mysql_url, "DATABASE", "lk_tenant_")
 
 
 def test_mysql_init_command_in_the_url_keeps_each_tenants_locks_apart(
@@ -230,21 +240,14 @@ def test_mysql_init_command_in_the_url_keeps_each_tenants_locks_apart(
     a_url, b_url = (
         with_query(mysql_url, init_command=f"USE {name}", read_timeout="17") for name in databases
     )
-    app_a = tenant_app(tmp_path, table_name, database_url=a_url)
-    app_b = tenant_app(tmp_path, table_name, database_url=b_url)
-    try:
-        assert_isolated(app_a.test_client(), "http://a.test", app_b.test_client(), "http://b.test")
-        assert rows_in(mysql_url, f"{databases[0]}.{table_name}") == ["/docs/1"]
-        assert rows_in(mysql_url, f"{databases[1]}.{table_name}") == ["/docs/1"]
-        store_engine = app_a.extensions["locking"].engine.store.engine
-        with store_engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT DATABASE()")).scalar() == databases[0]
-            # Our lock wait bound still applies, and the user's read timeout beat ours.
-            assert conn.execute(sa.text("SELECT @@session.innodb_lock_wait_timeout")).scalar() == 5
-            assert conn.connection.driver_connection._read_timeout == 17
-    finally:
-        app_a.extensions["locking"].close()
-        app_b.extensions["locking"].close()
+    with (
+        two_tenants(tmp_path, table_name, mysql_url, (a_url, b_url), databases) as store,
+        store.connect() as conn,
+    ):
+        assert conn.execute(sa.text("SELECT DATABASE()")).scalar() == databases[0]
+        # Our lock wait bound still applies, and the user's read timeout beat ours.
+        assert conn.execute(sa.text("SELECT @@session.innodb_lock_wait_timeout")).scalar() == 5
+        assert conn.connection.driver_connection._read_timeout == 17
     assert not has_table(mysql_url, table_name)  # nothing landed in the URL's database
 
 
