@@ -52,3 +52,11 @@ def test_a_huge_patch_costs_what_a_get_costs(tmp_path: Any, prefix: str) -> None
     # Routed below /files/a/a, which is locked with depth infinity: the guard still finds it.
     assert patch_status == (403 if prefix == "/files/" else 404)
     assert patch_peak < 2 * get_peak, (get_peak, patch_peak)
+
+
+def test_only_lockable_ancestors_are_built() -> None:
+    from flask_locking.resources import MAX_RESOURCE_LENGTH, ancestors
+
+    built = ancestors("/a" * 32768)
+    assert built[0] == "/" and built[-1] == "/a" * (MAX_RESOURCE_LENGTH // 2)
+    assert len(built) == 1 + MAX_RESOURCE_LENGTH // 2  # not 32768 prefixes

@@ -268,3 +268,38 @@ def test_mysql_user_lock_wait_timeout_in_init_command_is_kept(
 def drop(url: str, table: str) -> None:
     drop_tables(url, table)
 
+
+
+def test_depth_and_overlap_never_cross_namespaces(make_app: Any, database_url: str) -> None:
+    from flask_locking import LockConflict
+
+    app = make_app(database_url=database_url)
+    locking = app.extensions["locking"].extension
+    with app.app_context():
+        locking.acquire("[acme.example.com]/docs/1", "alice")
+        locking.acquire("[/tenant_a]/docs/1", "alice", depth="infinity")
+        # The default namespace's root covers its own paths only...
+        root = locking.acquire("/", "bob", depth="infinity")
+        assert root.resource == "/"
+        # ...while a namespace's root covers that namespace.
+        with pytest.raises(LockConflict):
+            locking.acquire("[acme.example.com]/", "bob", depth="infinity")
+        with pytest.raises(LockConflict):
+            locking.acquire("[/tenant_a]/docs/1/part", "bob")
+        assert [lock.resource for lock in locking.locks("[acme.example.com]/")] == [
+            "[acme.example.com]/docs/1"
+        ]
+
+
+def test_namespaced_keys_keep_their_namespace_through_every_helper() -> None:
+    from flask_locking.resources import ancestors, descendant_bounds, is_within, normalize
+
+    assert normalize("[acme.example.com]//docs/1/") == "[acme.example.com]/docs/1"
+    assert normalize("[acme.example.com]") == "[acme.example.com]/"
+    assert ancestors("[/t]/a/b") == ["[/t]/", "[/t]/a"]
+    assert ancestors("[/t]/") == []
+    assert descendant_bounds("[/t]/") == ("[/t]/", "[/t]0")
+    low, high = descendant_bounds("/")
+    assert (low, high) == ("/", "0") and not low < "[/t]/a" < high  # other namespaces: outside
+    assert is_within("[/t]/a/b", "[/t]/") and is_within("[/t]/a/b", "[/t]/a")
+    assert not is_within("[/t]/a", "/") and not is_within("/a", "[/t]/")
