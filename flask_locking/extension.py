@@ -13,6 +13,7 @@ from .dialects.content import ContentDialect
 from .engine import UNSET, LockEngine
 from .guard import before_request
 from .identity import Authorizer, IdentityLoader
+from .keys import resolve
 from .lock import Lock
 from .state import LockingState
 
@@ -37,7 +38,7 @@ class Locking:
         self.identity_loader_callback: IdentityLoader | None = None
         self.authorizer_callback: Authorizer | None = None
         self.job_exists_callback: Callable[[int, int], bool] | None = None
-        self.exempt_blueprints: set[str] = set()
+        self.exempt_blueprints: set[Blueprint] = set()
         if app is not None:
             self.init_app(app)
 
@@ -138,9 +139,13 @@ class Locking:
         return dialect
 
     def exempt(self, obj: F | Blueprint) -> Any:
-        """Exempt a view function or a blueprint from the guard (decorator or call)."""
+        """Exempt a view function or a blueprint from the guard (decorator or call).
+
+        A blueprint is exempt wherever it is registered (under its full name, e.g.
+        ``api.admin`` when nested), with the blueprints nested in it; another blueprint of
+        the same short name is not."""
         if isinstance(obj, Blueprint):
-            self.exempt_blueprints.add(obj.name)
+            self.exempt_blueprints.add(obj)
             return obj
         obj._locking_exempt = True  # type: ignore[attr-defined]
         return obj
@@ -168,14 +173,15 @@ class Locking:
         stealable: bool = True, depth: int | str = 0,
     ) -> Lock:
         """Lock ``resource`` for ``owner`` (``None``: anonymous); return it with its token.
-        See :meth:`LockEngine.acquire`."""
+        See :meth:`LockEngine.acquire`. A path is keyed as the guard keys it (its canonical
+        route; in a request, the request's namespace), see :mod:`flask_locking.keys`."""
         return self.engine.acquire(
-            resource, owner, timeout=timeout, stealable=stealable, depth=depth
+            self._key(resource), owner, timeout=timeout, stealable=stealable, depth=depth
         )
 
     def refresh(self, resource: str, token: str, *, timeout: float | None = None) -> Lock:
         """Restart the timeout of the lock ``token`` opens. See :meth:`LockEngine.refresh`."""
-        return self.engine.refresh(resource, token, timeout=timeout)
+        return self.engine.refresh(self._key(resource), token, timeout=timeout)
 
     def release(
         self, resource: str, *, token: str | None = None, owner: Any = None, force: bool = False,
@@ -191,12 +197,15 @@ class Locking:
             return is_allowed(state, "steal", lock.resource, Owner.coerce(owner))
 
         return state.engine.release(
-            resource, token=token, owner=owner, force=force, may_steal=may_steal
+            self._key(resource), token=token, owner=owner, force=force, may_steal=may_steal
         )
 
     def get(self, resource: str, *, owner: Any = UNSET) -> Lock | None:
         """The live lock on ``resource`` or ``None`` (token included for ``owner`` only)."""
-        return self.engine.get(resource, owner=owner)
+        return self.engine.get(self._key(resource), owner=owner)
+
+    def _key(self, resource: str) -> str:
+        return resolve(self.state(), resource)
 
     def locks(self, prefix: str | None = None) -> list[Lock]:
         """Every live lock, or those on ``prefix`` and below; tokens withheld."""

@@ -1,7 +1,9 @@
 """The before-request guard: refuse guarded writes to a locked resource without its token.
 
 Requests whose method is not guarded return before any database work. A guarded request
-costs one indexed query: the live locks on the path and on each of its ancestors.
+costs one indexed query: the live locks on the path and on each of its ancestors. The path
+is the request's own key (:mod:`.keys`): the rule Flask matched for it, built back to its
+canonical URL, in the request's namespace.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from flask import Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from .errors import StoreUnavailable
-from .resources import normalize
+from .keys import request_key
 from .signals import write_refused
 from .writes import verified
 
@@ -64,11 +66,9 @@ def guard_request() -> Response | None:
         return None
     if _is_exempt(state):
         return None
-    key = normalize(request.path, strict=False)
-    dialect = state.dialect_for(key)
+    key, dialect = request_key(state)  # e.g. /items/07/ is checked as /items/7
     if dialect is None:
         return None
-    key = dialect.resource_key(key)  # e.g. /jobs/007 is checked as /jobs/7
     token = dialect.request_token()
     try:
         engine = state.engine  # built on first use: creating the table can fail too
@@ -103,12 +103,13 @@ def _is_exempt(state: LockingState) -> bool:
     content = state.content_dialect
     if content is not None and content.claims_request():
         return True
-    extension = state.extension
-    if request.blueprint is not None and any(
-        # A nested blueprint is registered as "parent.child"; exempt(child) names "child".
-        name in extension.exempt_blueprints or name.rsplit(".", 1)[-1] in extension.exempt_blueprints
-        for name in request.blueprints
-    ):
-        return True
+    exempt = state.extension.exempt_blueprints
+    if exempt and request.blueprint is not None:
+        # By the blueprint object registered under each full name ("api", "api.admin"):
+        # exempt(admin) covers admin and the blueprints nested in it, never another
+        # blueprint that happens to be called "admin" somewhere else.
+        registered = current_app.blueprints
+        if any(registered.get(name) in exempt for name in request.blueprints):
+            return True
     view: Any = current_app.view_functions.get(request.endpoint or "")
     return view is not None and getattr(view, "_locking_exempt", False)

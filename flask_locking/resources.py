@@ -1,4 +1,11 @@
-"""Resource keys: normalised URL paths, and the keys that can cover a path."""
+"""Resource keys: normalised URL paths, and the keys that can cover a path.
+
+A key is a normalised path (``/docs/1``), optionally preceded by a *namespace* in square
+brackets (``[acme.example.com]/docs/1``, ``[/tenant_a]/docs/1``): the host or subdomain and
+the mount point (``SCRIPT_NAME``) a tenant's requests arrive on (see :mod:`.keys`). A path
+always starts with ``/``, so no path can spell a namespaced key, and ``[`` sorts after ``0``:
+the keys below the root ``/`` (the range ``("/", "0")``) never include another namespace.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ def normalize(path: str, *, strict: bool = True) -> str:
     """
     if not isinstance(path, str):
         raise InvalidResource("A resource must be a URL path string.")
+    space, path = split_namespace(path)
     segments: list[str] = []
     for segment in path.split("/"):
         if segment == "" or (segment == "." and not strict):
@@ -31,7 +39,7 @@ def normalize(path: str, *, strict: bool = True) -> str:
                 segments.pop()
             continue
         segments.append(segment)
-    key = "/" + "/".join(segments)
+    key = space + "/" + "/".join(segments)
     if strict:
         if len(key) > MAX_RESOURCE_LENGTH:
             raise InvalidResource(
@@ -70,15 +78,40 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def namespace(text: str) -> str:
+    """The key prefix of the namespace ``text`` (a host and/or a mount point); ``""`` for
+    the default namespace. ``%`` and ``]`` are percent-encoded, so the prefix ends at the
+    first ``]``."""
+    if not text:
+        return ""
+    return "[" + text.replace("%", "%25").replace("]", "%5D") + "]"
+
+
+def split_namespace(key: str) -> tuple[str, str]:
+    """``(namespace prefix, path)`` of a key: ``[h]/a`` → ``("[h]", "/a")``."""
+    if key.startswith("["):
+        end = key.find("]")
+        if end != -1:
+            return key[: end + 1], key[end + 1 :] or "/"
+    return "", key
+
+
 def ancestors(key: str) -> list[str]:
-    """The proper ancestors of a normalised key, root first: ``/a/b`` → ``["/", "/a"]``."""
-    if key == "/":
+    """The proper ancestors of a normalised key that could hold a lock, root first:
+    ``/a/b`` → ``["/", "/a"]``; ``[h]/a/b`` → ``["[h]/", "[h]/a"]``.
+
+    Only prefixes up to :data:`MAX_RESOURCE_LENGTH` are built (no longer key can be locked),
+    so a huge path costs no more than a short one.
+    """
+    space, path = split_namespace(key)
+    if path == "/":
         return []
-    result = ["/"]
-    position = key.find("/", 1)
-    while position != -1:
-        result.append(key[:position])
-        position = key.find("/", position + 1)
+    result = [space + "/"]
+    limit = MAX_RESOURCE_LENGTH - len(space)
+    position = path.find("/", 1)
+    while 0 < position <= limit:
+        result.append(space + path[:position])
+        position = path.find("/", position + 1)
     return result
 
 
@@ -88,10 +121,15 @@ def descendant_bounds(key: str) -> tuple[str, str]:
     Every descendant starts with ``key + "/"``; ``"0"`` is the character right after ``"/"``,
     so the range ``(key + "/", key + "0")`` is exactly the descendants and an index can serve it.
     """
-    base = "" if key == "/" else key
+    space, path = split_namespace(key)
+    base = space + ("" if path == "/" else path)
     return base + "/", base + "0"
 
 
 def is_within(key: str, ancestor: str) -> bool:
-    """True when ``key`` is ``ancestor`` or lies below it."""
-    return key == ancestor or ancestor == "/" or key.startswith(ancestor + "/")
+    """True when ``key`` is ``ancestor`` or lies below it (in the same namespace)."""
+    space, path = split_namespace(key)
+    above_space, above = split_namespace(ancestor)
+    return space == above_space and (
+        path == above or above == "/" or path.startswith(above + "/")
+    )

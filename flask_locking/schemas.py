@@ -106,7 +106,10 @@ class LockSchema(Schema):
         required=True,
         metadata={"enum": ["plone.locking.stealable", "plone.locking.unstealable"]},
     )
-    resource = fields.String(required=True, metadata={"description": "The locked path."})
+    resource = fields.String(required=True, metadata={
+        "description": "The locked path (canonical), after its namespace in apps that route by "
+        "host or are mounted under a SCRIPT_NAME: [acme.example.com]/docs/1."
+    })
     depth = fields.Raw(
         required=True,
         metadata={

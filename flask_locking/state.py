@@ -50,6 +50,14 @@ class LockingState:
         self.fallback_dialect: Dialect | None = None
         self.content_dialect: ContentDialect | None = None
         self.blueprint_names: set[str] = set()
+        # With Flask-SQLAlchemy, the host's engine options (search_path, SSL, ...) are how
+        # the host reaches its database; the lock store reaches it the same way (§4b).
+        self.host_engine_options: dict[str, Any] = {}
+        if db is not None and not config.database_uri:
+            self.host_engine_options = {
+                **(getattr(db, "_engine_options", None) or {}),
+                **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+            }
         self.metadata: sa.MetaData = db.metadata if db is not None else sa.MetaData()
         # Define the tables now, on the host's metadata when there is one, so that
         # Flask-Migrate / Alembic autogenerate see them before any lock is taken.
@@ -77,13 +85,25 @@ class LockingState:
             return self.db.engine.url.render_as_string(hide_password=False)  # type: ignore[no-any-return]
         return "sqlite:///" + os.path.join(self.instance_path, "locking.sqlite3")
 
+    def engine_options(self) -> dict[str, Any]:
+        """The host's engine options (with Flask-SQLAlchemy), then ``LOCKING_ENGINE_OPTIONS``;
+        ``connect_args`` merged key by key. The host's ``isolation_level`` is not taken: the
+        lock statements are written for READ COMMITTED."""
+        host = {k: v for k, v in self.host_engine_options.items() if k != "isolation_level"}
+        ours = dict(self.config.engine_options)
+        connect_args = {**(host.get("connect_args") or {}), **(ours.get("connect_args") or {})}
+        options = {**host, **ours}
+        if connect_args:
+            options["connect_args"] = connect_args
+        return options
+
     def _build_engine(self) -> LockEngine:
         # Our own SQLAlchemy engine even on the host's database: lock statements run on
         # their own connections and transactions, never in the host's session.
         sql_engine = engine_for_uri(
             self.database_uri(),
             timeout=self.config.store_timeout,
-            options=dict(self.config.engine_options),
+            options=self.engine_options(),
         )
         store = create_store(
             sql_engine,

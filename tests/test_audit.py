@@ -73,16 +73,20 @@ def _item_routes(app: Flask) -> Flask:
     return app
 
 
-@pytest.mark.parametrize("path", ["/items/07", "/items/%EF%BC%97", "/items/0007/"])
+@pytest.mark.parametrize(
+    ("path", "status"),
+    # "/items/0007/" is routed nowhere (a strict rule without the slash): 404, no view runs.
+    [("/items/07", 403), ("/items/%EF%BC%97", 403), ("/items/0007/", 404)],
+)
 def test_guard_refuses_every_spelling_the_host_routes_to_a_locked_item(
-    make_app: Any, path: str
+    make_app: Any, path: str, status: int
 ) -> None:
     app = _item_routes(make_app())
     client = app.test_client()
     assert client.post("/items/7/@lock", headers=ALICE).status_code == 200
     assert client.patch("/items/7", headers=BOB).status_code == 403
     response = client.patch(path, headers=BOB)
-    assert response.status_code == 403, response.get_data(as_text=True)
+    assert response.status_code == status, response.get_data(as_text=True)
 
 
 def test_lock_taken_through_another_spelling_is_the_same_lock(make_app: Any) -> None:

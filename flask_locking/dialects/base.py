@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..identity import current_identity, is_allowed
 from ..jwt_auth import bearer_token
+from ..keys import resolve
 from ..lock import Lock, Owner
 from ..tokens import parse_token_header
 from .body import BodyTooLarge, boolean, json_object, parse_fields, whole_seconds
@@ -142,8 +143,17 @@ class Dialect(ABC):
 
     def resource_key(self, key: str) -> str:
         """The lock key for a normalised path this dialect owns, as its lock endpoints write
-        it (e.g. ids without leading zeros); the guard and ``@lock`` use it too."""
+        it (e.g. ids without leading zeros); the guard and ``@lock`` use it too.
+
+        It receives the path already built back from the host's route (see
+        :mod:`flask_locking.keys`) and without its namespace; the default keeps it."""
         return key
+
+    def lock_key(self, path: str) -> str:
+        """The key the actions below lock for ``path``: the one key function's answer
+        (canonical route, this request's namespace), so a view may pass the path it
+        builds, e.g. ``f"{self.prefix}/orders/{order_id}"``."""
+        return resolve(self.state, path)
 
     # -- responses ---------------------------------------------------------------------
 
@@ -250,6 +260,7 @@ class Dialect(ABC):
 
     def acquire(self, key: str, *, depth: int | str = 0) -> tuple[Lock, bool]:
         """POST: authorize ``lock``, read ``stealable``/``timeout``, acquire or re-lock."""
+        key = self.lock_key(key)
         identity = self.identity()
         self.authorize("lock", key, identity)
         fields = self.body(
@@ -266,6 +277,7 @@ class Dialect(ABC):
 
     def inspect(self, key: str) -> Lock | None:
         """GET: authorize ``view``; the token only for the owner or a caller presenting it."""
+        key = self.lock_key(key)
         identity = self.identity()
         self.authorize("view", key, identity)
         # The lock that covers the key, as the guard sees it: an infinite lock above counts.
@@ -275,6 +287,7 @@ class Dialect(ABC):
 
     def refresh(self, key: str) -> Lock:
         """PATCH: authorize ``lock``; refresh with the presented token, else as the owner."""
+        key = self.lock_key(key)
         identity = self.identity()
         self.authorize("lock", key, identity)
         fields = self.body(timeout=whole_seconds(self.state.config.max_timeout))
@@ -285,6 +298,7 @@ class Dialect(ABC):
     def release(self, key: str, *, force: bool | None = None) -> Lock | None:
         """DELETE: authorize ``unlock``; release as owner / with the token, or steal with
         ``force`` (read from the body when ``None``) as the authorizer allows."""
+        key = self.lock_key(key)
         identity = self.identity()
         self.authorize("unlock", key, identity)
         if force is None:

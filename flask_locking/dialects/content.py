@@ -7,14 +7,12 @@ served even when a host catch-all route would match ``<path>/@lock`` first.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-from flask import Blueprint, Response, current_app, request
-from flask.globals import request_ctx
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from flask import Blueprint, Response, request
 
 from ..errors import AuthenticationRequired, LockConflict, LockPermissionDenied
 from ..identity import current_identity
+from ..keys import path_key
 from ..resources import normalize
 from .base import Dialect, NotFoundError
 from .compat import compat_for
@@ -45,42 +43,6 @@ class ContentDialect(Dialect):
     def owns(self, key: str) -> bool:
         return True  # the default for every path no other dialect claims
 
-    def resource_key(self, key: str) -> str:
-        return self._route(key)[0]
-
-    def _route(self, key: str) -> tuple[str, bool]:
-        """``(key, routed)``: the key the host router builds back for ``key``, and whether
-        the host routes ``key`` at all (for any method).
-
-        A host route with converters routes several spellings to one resource
-        (``<int:id>`` takes ``/items/07`` and a full-width ``7`` as ``/items/7``): the key is
-        the path the router builds back from what it matched, so the guard and @lock agree
-        on one key per resource. Unrouted paths keep their own spelling.
-        """
-        # The adapter Flask already bound to this request's environ; building another one
-        # per request costs as much as the rest of the check.
-        adapter = getattr(request_ctx, "url_adapter", None)
-        if adapter is None:
-            adapter = current_app.create_url_adapter(request)
-        if adapter is None:
-            return key, True
-        try:
-            try:
-                rule, args = adapter.match(key, method="GET", return_rule=True)
-            except MethodNotAllowed as error:  # routed for other methods only
-                methods = sorted(error.valid_methods or ())
-                if not methods:
-                    return key, True
-                rule, args = adapter.match(key, method=methods[0], return_rule=True)
-            built = rule.build(args, append_unknown=False)
-        except NotFound:
-            return key, False
-        except Exception:  # noqa: BLE001 - a redirect (routed with a slash), a converter's error
-            return key, True
-        if built is None:
-            return key, True
-        return normalize(unquote(built[1]), strict=False), True
-
     def create_blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__)
         view = self.endpoint(self.view)
@@ -108,10 +70,11 @@ class ContentDialect(Dialect):
         owner = self.state.dialect_for(key) or self
         if owner.requires_identity:
             owner.identity()  # @lock on e.g. reference data needs a caller, as its own endpoint does
-        canonical, routed = self._route(key)  # one route match serves both questions
+        # The key of the rule that would serve a guarded write on <path>: the guard's key.
+        canonical, routed = path_key(self.state, key)
         if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):
             raise NotFoundError(f"No resource at {key}: the app does not route that path.")
-        key = canonical if owner is self else owner.resource_key(key)  # one key per resource
+        key = canonical
         if request.method in ("GET", "HEAD"):  # Flask routes HEAD to GET views
             return self.lock_response(self.inspect(key))
         if self.compat.writes_need_identity and self.identity() is None:
@@ -131,7 +94,8 @@ class ContentDialect(Dialect):
             # The lock as it stands after the call that changed nothing (token withheld
             # unless the caller owns it): what Plone answers.
             lock = self.state.engine.get(
-                key, owner=self.identity(), token=self.request_token(), covering=True
+                self.lock_key(key), owner=self.identity(), token=self.request_token(),
+                covering=True,
             )
         return self.lock_response(lock)
 

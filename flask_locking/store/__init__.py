@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore
 from .mysql import MySQLStore
@@ -31,6 +31,7 @@ BACKENDS: dict[str, type[SQLStore]] = {
 }
 
 #: Driver connection arguments that bound how long a dead or busy server can make us wait.
+#: The user's own settings win: see :func:`_merge_connect_args`.
 _CONNECT_ARGS: dict[str, Any] = {
     "sqlite": lambda timeout: {},
     "postgresql": lambda timeout: {
@@ -41,7 +42,6 @@ _CONNECT_ARGS: dict[str, Any] = {
         "connect_timeout": max(1, int(timeout)),
         "read_timeout": max(1, int(timeout)),
         "write_timeout": max(1, int(timeout)),
-        "init_command": f"SET SESSION innodb_lock_wait_timeout = {max(1, int(timeout))}",
     },
 }
 _CONNECT_ARGS["mariadb"] = _CONNECT_ARGS["mysql"]
@@ -50,7 +50,12 @@ _CONNECT_ARGS["mariadb"] = _CONNECT_ARGS["mysql"]
 def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | None = None) -> Engine:
     """A SQLAlchemy engine for the lock store, with timeouts and pre-ping set.
 
-    ``options`` (``LOCKING_ENGINE_OPTIONS``) override the defaults chosen here.
+    ``options`` (the host's engine options, then ``LOCKING_ENGINE_OPTIONS``) override the
+    defaults chosen here. What the user put in the URL or in ``connect_args`` is theirs:
+    our timeouts are merged into a PostgreSQL ``options`` string (the user's ``-c``
+    settings after ours, so theirs win), a MySQL ``init_command`` is left alone (our lock
+    wait timeout is set on each new connection after it, unless it names that variable),
+    and a timeout the user gave is never replaced by ours.
     """
     url = make_url(uri)
     backend = url.get_backend_name()
@@ -68,11 +73,50 @@ def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | 
         kwargs.pop("pool_pre_ping")
     else:
         kwargs["isolation_level"] = "READ COMMITTED"
-    connect_args = dict(_CONNECT_ARGS[backend](timeout))
     given = dict(options or {})
-    connect_args.update(given.pop("connect_args", {}))
+    user_args = dict(given.pop("connect_args", None) or {})
+    connect_args = _merge_connect_args(backend, url, user_args, timeout)
     kwargs.update(given)
-    return sa.create_engine(url, connect_args=connect_args, **kwargs)
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    if backend in ("mysql", "mariadb"):
+        init = _first(url.query.get("init_command")) or str(connect_args.get("init_command") or "")
+        if "innodb_lock_wait_timeout" not in init.lower():
+            sa.event.listen(engine, "connect", _lock_wait_setter(max(1, int(timeout))))
+    return engine
+
+
+def _merge_connect_args(
+    backend: str, url: URL, user_args: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Our driver arguments under the user's (URL query, then ``connect_args``)."""
+    ours: dict[str, Any] = dict(_CONNECT_ARGS[backend](timeout))
+    merged = dict(user_args)
+    for name, value in ours.items():
+        user_value = user_args.get(name, _first(url.query.get(name)))
+        if name == "options":
+            # libpq applies -c settings in order: the user's, after ours, win.
+            merged[name] = f"{value} {user_value}" if user_value else value
+        elif user_value is None:
+            merged[name] = value
+    return merged
+
+
+def _first(value: Any) -> str | None:
+    """A URL query value (a tuple when repeated: the last one, as libpq reads it)."""
+    if isinstance(value, tuple):
+        return str(value[-1]) if value else None
+    return None if value is None else str(value)
+
+
+def _lock_wait_setter(seconds: int) -> Any:
+    def set_lock_wait(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+        finally:
+            cursor.close()
+
+    return set_lock_wait
 
 
 def create_store(
