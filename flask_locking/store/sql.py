@@ -93,7 +93,7 @@ class SQLStore(LockStore):
     def _build_statements(self) -> None:
         t = self.table
         now = self.now_expression()
-        live = (t.c.locked_at_ms + t.c.timeout_ms) > now
+        live = live_at(t, now)
         self._select_live_one = sa.select(t).where(t.c.resource == bindparam("resource"), live)
         self._select_row = sa.select(t).where(t.c.resource == bindparam("resource"))
         self._select_live_among = sa.select(t).where(
@@ -103,16 +103,16 @@ class SQLStore(LockStore):
         self._live_among_by_count: dict[int, sa.Select[Any]] = {}
         # Overlaps that the row's own upsert cannot see: an infinite lock above, and (for an
         # infinite request) any live lock below.
-        live_at = (t.c.locked_at_ms + t.c.timeout_ms) > bindparam("now", type_=sa.BigInteger)
+        live_then = live_at(t, bindparam("now", type_=sa.BigInteger))
         above = sa.and_(t.c.resource.in_(bindparam("ancestors", expanding=True)), t.c.infinite)
         below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))
         self._overlap_shallow = self.lock_overlap_check(
-            sa.select(t).where(live_at, above).limit(1)
+            sa.select(t).where(live_then, above).limit(1)
         )
         self._overlap_deep = self.lock_overlap_check(
-            sa.select(t).where(live_at, sa.or_(above, below)).limit(1)
+            sa.select(t).where(live_then, sa.or_(above, below)).limit(1)
         )
-        self._live_at, self._below = live_at, below
+        self._live_at, self._below = live_then, below
         self._overlap_by_shape: dict[tuple[int, bool], sa.Select[Any]] = {}
         # (bind names differ from column names: UPDATE reserves those for its SET clause)
         grant = sa.and_(
@@ -246,8 +246,7 @@ class SQLStore(LockStore):
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
-        now = self.now_expression()
-        stmt = sa.select(t).where((t.c.locked_at_ms + t.c.timeout_ms) > now)
+        stmt = sa.select(t).where(live_at(t, self.now_expression()))
         if prefix is not None and prefix != "/":
             low, high = descendant_bounds(prefix)
             stmt = stmt.where(
@@ -318,6 +317,22 @@ class SQLStore(LockStore):
     @staticmethod
     def _unavailable(error: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
+
+
+def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row holds a grant that is live at ``now``.
+
+    A released or purged row keeps its key, version and last ``locked_at_ms`` (the version
+    must never go back); its empty secret alone says "no grant", so the row stays free
+    even when the database clock steps back behind ``locked_at_ms``.
+    """
+    return sa.and_(t.c.secret != "", (t.c.locked_at_ms + t.c.timeout_ms) > now)
+
+
+def ended_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row holds no grant live at ``now`` (released, purged, or expired): exactly
+    ``not live_at``, spelled without NOT so the databases can use it in upserts."""
+    return sa.or_(t.c.secret == "", (t.c.locked_at_ms + t.c.timeout_ms) <= now)
 
 
 class _Retry(Exception):
