@@ -63,6 +63,21 @@ class SQLStore(LockStore):
         """Make overlapping acquisitions on different rows wait for each other (default: the
         write transaction already does)."""
 
+    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+        """Start the lease of the grant just won at the database clock **now**.
+
+        The upsert read the clock when its statement began, and may then have waited for
+        the row (or, on MySQL, for the rows the overlap check reads) behind another
+        transaction: a lease starting at that reading could be over before it is granted.
+        Re-stamped here, in the same transaction and under the row lock it already holds,
+        it starts after every wait. SQLite waits before its first statement and skips it.
+        """
+        params = _grant(row)
+        if self._start_lease_returns:
+            return LockRow(*conn.execute(self._start_lease, params).one())
+        conn.execute(self._start_lease, params)
+        return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
+
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
         return stmt
@@ -126,6 +141,19 @@ class SQLStore(LockStore):
             .where(grant)
             .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
         )
+        # (the row lock is ours: the grant's identity in the WHERE is a guard, not a race)
+        start_lease = sa.update(t).where(
+            t.c.resource == bindparam("grant_resource"),
+            t.c.version == bindparam("grant_version"),
+            t.c.secret == bindparam("grant_secret"),
+        ).values(locked_at_ms=now)
+        self._start_lease_returns = bool(self.engine.dialect.update_returning)
+        self._start_lease = (
+            start_lease.returning(*t.c) if self._start_lease_returns else start_lease
+        )
+        self._select_holder = sa.select(t, now.label("now")).where(
+            t.c.resource == bindparam("resource")
+        )
         # A released row stays as a tombstone holding only the key and the version.
         self._release = sa.update(t).where(grant).values(
             timeout_ms=0, secret="", owner_id=None, owner_name=None, owner_url=None
@@ -171,17 +199,34 @@ class SQLStore(LockStore):
                     self.serialize_hierarchy(conn, request)
                     row = self.run_upsert(conn, params)
                     if row is None:
-                        holder = conn.execute(self._select_row, {"resource": request.resource})
-                        raise HeldElsewhere(_row(holder.first()))
+                        row = self._decide_again(conn, params)
                     overlap = self._overlapping(conn, request, row.locked_at_ms)
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
+                    row = self.start_lease(conn, row)
                     return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
         raise StoreUnavailable("The lock store stayed busy; try again.")
+
+    def _decide_again(self, conn: Connection, params: dict[str, Any]) -> LockRow:
+        """The upsert lost: return the row if it was lost only to a clock read before the
+        wait for the row, else raise :class:`HeldElsewhere` with the holder.
+
+        The upsert decided "still held" at the clock it read before waiting; when the
+        holder's lease ended during that wait, the decision is taken again at the clock
+        after it (the row is locked by now, so the second upsert does not wait).
+        """
+        found = conn.execute(self._select_holder, {"resource": params["resource"]}).first()
+        holder = None if found is None else LockRow(*found[:-1])
+        if holder is not None and (not holder.secret or holder.expires_ms <= found[-1]):
+            row = self.run_upsert(conn, params)
+            if row is not None:
+                return row
+            holder = _row(conn.execute(self._select_row, {"resource": params["resource"]}).first())
+        raise HeldElsewhere(holder)
 
     def _overlapping(self, conn: Connection, request: AcquireRequest, now: int) -> LockRow | None:
         # As in live_among: one statement per number of ancestors, with plain binds.

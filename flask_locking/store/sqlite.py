@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from .base import LockRow
 from .sql import SQLStore
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -46,6 +47,11 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         # julianday('now') is one instant for the whole statement. SQLite needs a WHERE
         # before ON CONFLICT in INSERT ... SELECT, hence the WHERE true.
         return sa.select(*proposed_values(self.now_expression())).where(sa.true())
+
+    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+        # BEGIN IMMEDIATE waited for the write lock before the upsert read the clock, and
+        # nothing waits after it: the upsert's reading is already the grant's instant.
+        return row
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[Connection]:
