@@ -12,7 +12,7 @@ from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockSto
 from .mysql import MySQLStore
 from .postgresql import PostgreSQLStore
 from .sql import SQLStore
-from .sqlite import SQLiteStore
+from .sqlite import SQLiteStore, is_memory, memory_engine_options
 
 __all__ = [
     "AcquireRequest",
@@ -69,6 +69,10 @@ def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | 
     else:
         kwargs["isolation_level"] = "READ COMMITTED"
     connect_args = dict(_CONNECT_ARGS[backend](timeout))
+    if backend == "sqlite" and is_memory(url):
+        memory = memory_engine_options()
+        connect_args.update(memory.pop("connect_args"))
+        kwargs.update(memory)
     given = dict(options or {})
     connect_args.update(given.pop("connect_args", {}))
     kwargs.update(given)
