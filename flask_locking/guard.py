@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from werkzeug.local import LocalProxy
 
 from .errors import StoreUnavailable
@@ -22,8 +22,21 @@ if TYPE_CHECKING:
 
 
 def _current_lock() -> Lock | None:
-    lock: Lock | None = g.get("_locking_current_lock")
-    return lock
+    return verified_lock()
+
+
+def verified_lock() -> Lock | None:
+    """The lock the guard verified for **this** request, or ``None``.
+
+    ``g`` outlives a request when an app context spans several (a fixture, a script): a
+    host ``before_request`` that answers first keeps the guard from running and from
+    clearing ``g``, so the lock is stored with the request it was verified for.
+    """
+    verified: tuple[object, Lock] | None = g.get("_locking_current_lock")
+    if verified is None or not has_request_context():
+        return None
+    verified_for, lock = verified
+    return lock if verified_for is request._get_current_object() else None  # type: ignore[attr-defined]
 
 
 #: The lock verified by the guard for this request (with its ``version`` for fencing), or
@@ -86,7 +99,10 @@ def guard_request() -> Response | None:
     if not engine.token_matches(row, token):
         return _refused(dialect.refuse_stale(lock), "stale", lock, key)
     # The presented token is the grant's token (just compared): no second HMAC and Lock.
-    g._locking_current_lock = dataclasses.replace(lock, token=token)
+    g._locking_current_lock = (
+        request._get_current_object(),  # type: ignore[attr-defined]
+        dataclasses.replace(lock, token=token),
+    )
     return None
 
 
