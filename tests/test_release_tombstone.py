@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from conftest import drop_tables
