@@ -105,3 +105,43 @@ def test_holder_whose_lease_ended_during_the_wait_loses(
     assert response.status_code == 200, response.get_json()
     lock = response.get_json()
     assert lock["creator"] == "bob" and lock["version"] == held.version + 1
+
+
+def test_refresh_is_decided_and_stamped_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str
+) -> None:
+    """A refresh that waited for the row restarts the lease at the clock after the wait,
+    and one whose lease ran out during the wait is refused (it is not revived)."""
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine
+    store = racers.open_store(database_url, table_name)
+    results = {}
+    for name, lease in (("live", 30), ("lapsed", 1)):
+        held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
+        blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
+        box: dict[str, Any] = {}
+
+        def refresh(path: str = f"/docs/{name}/@lock", token: str = str(held.token)) -> None:
+            box["response"] = client.patch(
+                path, json={"timeout": 1}, headers={"X-User": "bob", "Lock-Token": token}
+            )
+
+        try:
+            thread = threading.Thread(target=refresh, daemon=True)
+            thread.start()
+            wait_until_blocked(database_url, table_name)
+            time.sleep(HELD_FOR)
+            let_go_ms = store.now_ms()
+        finally:
+            blocker.release()
+        thread.join(30)
+        assert not thread.is_alive()
+        results[name] = (box["response"], let_go_ms)
+    store.dispose()
+    live, let_go_ms = results["live"]
+    assert live.status_code == 200, live.get_json()
+    assert live.get_json()["time"] * 1000 >= let_go_ms, "the refreshed lease started before the wait"
+    lapsed, _ = results["lapsed"]
+    assert lapsed.status_code == 409, lapsed.get_json()  # gone: not brought back
+    assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False

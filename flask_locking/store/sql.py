@@ -78,6 +78,12 @@ class SQLStore(LockStore):
         conn.execute(self._start_lease, params)
         return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
 
+    def wait_for_row(self, conn: Connection, resource: str) -> None:
+        """Take the row's lock before a statement that reads the clock, so that its reading
+        (and the decision made with it) comes after any wait for the row. SQLite waited in
+        ``BEGIN IMMEDIATE`` already."""
+        conn.execute(self._lock_row, {"grant_resource": resource})
+
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
         return stmt
@@ -150,6 +156,11 @@ class SQLStore(LockStore):
         self._start_lease_returns = bool(self.engine.dialect.update_returning)
         self._start_lease = (
             start_lease.returning(*t.c) if self._start_lease_returns else start_lease
+        )
+        self._lock_row = (
+            sa.select(t.c.resource)
+            .where(t.c.resource == bindparam("grant_resource"))
+            .with_for_update()
         )
         self._select_holder = sa.select(t, now.label("now")).where(
             t.c.resource == bindparam("resource")
@@ -278,6 +289,9 @@ class SQLStore(LockStore):
     def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
         with self._translated(), self.write_transaction() as conn:
+            # Any wait for the row happens here, before the UPDATE reads the clock: a lease
+            # that ran out meanwhile is not revived, and a refreshed one starts after it.
+            self.wait_for_row(conn, row.resource)
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; the read-back runs under the write lock just taken.
             if _matched(conn.execute(self._refresh, params)) == 0:
