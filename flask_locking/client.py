@@ -94,12 +94,12 @@ def _retry_delay(response: httpx.Response, attempt: int, max_wait: float) -> flo
     """Seconds to wait before retrying after ``response`` (a 503): its ``Retry-After`` in
     seconds or as an HTTP date, else 0.5 s doubling per attempt; at most ``max_wait``."""
     header = response.headers.get("Retry-After", "").strip()
-    delay = 0.5 * 2**attempt
+    delay: float = 0.5 * 2**attempt
     if header.isdigit():
         delay = float(header)
     elif header:
         with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
-            delay = parsedate_to_datetime(header).timestamp() - time.time()
+            delay = float(parsedate_to_datetime(header).timestamp() - time.time())
     return min(max(delay, 0.0), max_wait)
 
 

@@ -15,24 +15,13 @@ import pytest
 from conftest import AppFactory
 from helpers.proxy import Proxy
 from sqlalchemy.engine import make_url
+from test_faults import backend, proxy
 
 httpx = pytest.importorskip("httpx")
 
-from flask_locking.client import HeldLock, LockingClient, LockingClientError  # noqa: E402
+from flask_locking.client import HeldLock, LockingClient, LockingClientError
 
-
-@pytest.fixture(params=["postgresql", "mysql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[Proxy]:
-    url = make_url(database_url)
-    default_port = 5432 if url.get_backend_name() == "postgresql" else 3306
-    proxy = Proxy(url.host or "127.0.0.1", url.port or default_port)
-    yield proxy
-    proxy.close()
+__all__ = ["backend", "proxy"]  # PostgreSQL and MariaDB, each behind its own proxy
 
 
 @pytest.fixture

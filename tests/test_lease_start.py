@@ -122,7 +122,8 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
         blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
         box: dict[str, Any] = {}
 
-        def refresh(path: str = f"/docs/{name}/@lock", token: str = str(held.token)) -> None:
+        def refresh(path: str = f"/docs/{name}/@lock", token: str = str(held.token),
+                    box: dict[str, Any] = box) -> None:
             box["response"] = client.patch(
                 path, json={"timeout": 1}, headers={"X-User": "bob", "Lock-Token": token}
             )

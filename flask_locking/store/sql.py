@@ -232,7 +232,9 @@ class SQLStore(LockStore):
         """
         found = conn.execute(self._select_holder, {"resource": params["resource"]}).first()
         holder = None if found is None else LockRow(*found[:-1])
-        if holder is not None and (not holder.secret or holder.expires_ms <= found[-1]):
+        if found is not None and holder is not None and (
+            not holder.secret or holder.expires_ms <= found[-1]
+        ):
             row = self.run_upsert(conn, params)
             if row is not None:
                 return row
