@@ -15,6 +15,7 @@ import click
 from flask import Flask
 
 from .activity import connect_signals
+from .csrf import init_csrf
 from .data import seed
 from .extensions import db, locking
 
@@ -59,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, instance_path: str | 
     from . import users  # noqa: F401 - registers the identity loader and the authorizer
     from .views import bp  # also registers @locking.job_exists
 
+    init_csrf(app, bp)  # the demo's HTML forms carry a CSRF token
     app.register_blueprint(bp)
     connect_signals(app)
 

@@ -15,6 +15,9 @@ timeout. When the lock is lost (it expired, or someone stole it), the next write
 ``lock`` raises :class:`LockLost` instead of sending a request the guard would refuse;
 a write the server refuses as stale raises it too.
 
+Releasing keeps the token until the server confirms (a 2xx, or the lock is gone) and
+retries a 503 after its ``Retry-After``: see :meth:`HeldLock.release`.
+
 Job and reference-data locks have no refresh endpoint: pass their lock URL and refresh by
 locking again (the owner locking again refreshes)::
 
@@ -24,9 +27,11 @@ locking again (the owner locking again refreshes)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
@@ -83,6 +88,19 @@ def _error_message(response: httpx.Response) -> str:
         if body.get("details") or body.get("message"):
             return str(body.get("details") or body.get("message"))
     return f"HTTP {response.status_code}"
+
+
+def _retry_delay(response: httpx.Response, attempt: int, max_wait: float) -> float:
+    """Seconds to wait before retrying after ``response`` (a 503): its ``Retry-After`` in
+    seconds or as an HTTP date, else 0.5 s doubling per attempt; at most ``max_wait``."""
+    header = response.headers.get("Retry-After", "").strip()
+    delay: float = 0.5 * 2**attempt
+    if header.isdigit():
+        delay = float(header)
+    elif header:
+        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+            delay = float(parsedate_to_datetime(header).timestamp() - time.time())
+    return min(max(delay, 0.0), max_wait)
 
 
 class LockingClient:
@@ -279,23 +297,40 @@ class HeldLock:
             f"Could not refresh the lock on {self.url}: {_error_message(response)}", response
         )
 
-    def release(self) -> None:
-        """Release the lock (nothing to do when it was lost)."""
+    def release(self, *, attempts: int = 4, max_wait: float = 30.0) -> None:
+        """Release the lock, keeping the token until the server confirms.
+
+        Done when the server answers 2xx, or says the lock is no longer ours to release
+        (404: no lock; 409 or 412: it expired and someone else holds it now, or it was
+        taken over), which marks it lost. A 503 (the lock store is unavailable) is retried,
+        up to ``attempts`` requests in all, after the ``Retry-After`` the server sends (at
+        most ``max_wait`` seconds) or an exponential backoff. When no confirmation comes
+        (503 after the last attempt, another status, or a network error), this raises
+        :class:`LockingClientError` (or the :class:`httpx.HTTPError`) and the token is
+        kept: :attr:`held` stays true, and calling :meth:`release` again retries. Nothing
+        is sent when the lock is already known to be lost or was never taken.
+        """
         self._stop_refreshing()
-        if self.token is None or self.lost_reason is not None:
-            return
-        response = self.client.http.request(
-            "DELETE", self.lock_url, headers={"Lock-Token": self.token}
-        )
-        self.token = None
-        if response.status_code in (404, 409, 412):
-            # It ended meanwhile (expired, or stolen before a refresh noticed): not ours.
-            self._lose(f"it was gone at release: {_error_message(response)}")
-            return
-        if response.status_code not in (200, 204):
-            raise LockingClientError(
-                f"Could not release the lock on {self.url}: {_error_message(response)}", response
+        for attempt in range(max(1, attempts)):
+            if self.token is None or self.lost_reason is not None:
+                return
+            response = self.client.http.request(
+                "DELETE", self.lock_url, headers={"Lock-Token": self.token}
             )
+            if 200 <= response.status_code < 300:
+                self.token = None
+                return
+            if response.status_code in (404, 409, 412):
+                # It ended meanwhile (expired, or stolen before a refresh noticed): not ours.
+                self._lose(f"it was gone at release: {_error_message(response)}")
+                self.token = None
+                return
+            if response.status_code != 503 or attempt + 1 >= attempts:
+                raise LockingClientError(
+                    f"Could not release the lock on {self.url}: {_error_message(response)}",
+                    response,
+                )
+            time.sleep(_retry_delay(response, attempt, max_wait))
 
     # -- background refresh --------------------------------------------------------------
 

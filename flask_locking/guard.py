@@ -17,6 +17,7 @@ from werkzeug.local import LocalProxy
 from .errors import StoreUnavailable
 from .keys import request_key
 from .signals import write_refused
+from .verified import set_verified_lock, verified_lock
 from .writes import verified
 
 if TYPE_CHECKING:
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
 
 
 def _current_lock() -> Lock | None:
-    lock: Lock | None = g.get("_locking_current_lock")
-    return lock
+    return verified_lock()
 
 
 #: The lock verified by the guard for this request (with its ``version`` for fencing), or
@@ -87,7 +87,7 @@ def guard_request() -> Response | None:
     if not engine.token_matches(row, token):
         return _refused(dialect.refuse_stale(lock), "stale", lock, key)
     # The presented token is the grant's token (just compared): no second HMAC and Lock.
-    g._locking_current_lock = dataclasses.replace(lock, token=token)
+    set_verified_lock(dataclasses.replace(lock, token=token))
     return verified(state, dialect, row)  # LOCKING_REFRESH_ON_WRITE
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import request
@@ -9,6 +10,8 @@ from flask import request
 from .config import LockingConfig
 from .errors import AuthenticationRequired
 from .lock import Owner
+
+log = logging.getLogger("flask_locking")
 
 
 def bearer_token() -> str | None:
@@ -24,7 +27,8 @@ def identity_from_jwt(config: LockingConfig) -> Owner:
     """Verify the request's bearer JWT and return its ``sub`` as the owner.
 
     Raises :class:`AuthenticationRequired` with a client-facing detail when the token is
-    missing, malformed, badly signed, expired, or has no subject.
+    missing, malformed, badly signed, expired, or has no subject: every error PyJWT can
+    raise (its root ``PyJWTError``) is a 401, never a 500.
     """
     token = bearer_token()
     if token is None:
@@ -70,4 +74,13 @@ def decode(token: str, config: LockingConfig) -> dict[str, Any]:
         raise AuthenticationRequired("JWT issuer is not accepted") from None
     except jwt.InvalidTokenError:
         raise AuthenticationRequired("JWT token is malformed or invalid") from None
+    except jwt.PyJWTError as error:
+        # Not the token's fault alone: a key of the wrong kind for the token's algorithm
+        # (InvalidKeyError: an HS256 token against a PEM key), or cryptography missing for
+        # RS/ES algorithms. Still the caller is not authenticated: 401, and a log line
+        # for the operator.
+        log.warning("flask-locking: a bearer JWT could not be verified: %r", error)
+        raise AuthenticationRequired(
+            "JWT token cannot be verified with the configured key and algorithms"
+        ) from None
     return claims

@@ -56,6 +56,7 @@ _REASONS = {
     409: "Locked by someone else (the body carries the holder where the format allows), or "
     "the lock to refresh is gone.",
     413: "The request body is larger than LOCKING_MAX_BODY_BYTES.",
+    415: "The request body is not JSON (Content-Type: application/json).",
     500: "Internal server error (never a traceback).",
     503: "The lock store is unavailable; retry after Retry-After seconds.",
 }
@@ -214,7 +215,7 @@ class _Builder:
     # -- dialects ----------------------------------------------------------------------
 
     def content(self, dialect: ContentDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 500, 503]
+        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
         read_errors = [400, 401, 403, 404, 500, 503]
         operations = {
             "post": {
@@ -271,7 +272,7 @@ class _Builder:
         )
 
     def jobs(self, dialect: JobsDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 500, 503]
+        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
         ids = [
             {"name": name, "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 0}}
@@ -308,7 +309,7 @@ class _Builder:
         )
 
     def reference(self, dialect: ReferenceDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 500, 503]
+        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
         read_errors = [400, 401, 403, 404, 500, 503]
         client_id = {"name": "client_id", "in": "path", "required": True,
                      "schema": {"type": "integer"}}

@@ -8,11 +8,13 @@ request, instead of a second ``DELETE .../@lock`` that could be lost::
     Lock-Release: true
 
 The guard verifies the token as usual. After the view has answered, the lock is released
-only when the final response status is 2xx; any other outcome (a 4xx or 5xx from the view,
-or an exception turned into an error page) keeps the lock, so a failed save never loses it.
-The response says what happened in ``Lock-Released: true`` or ``Lock-Released: false``
-(expose it to browsers with CORS if they need it). A request without a verified token, or
-without the header, is left untouched.
+only when the final response status is 2xx and the authorizer lets the caller ``unlock``
+the resource (as ``DELETE .../@lock`` would); any other outcome (a 4xx or 5xx from the
+view, an exception turned into an error page, a refused ``unlock``) keeps the lock, so a
+failed save never loses it. The response says what happened in ``Lock-Released: true`` or
+``Lock-Released: false`` (expose it to browsers with CORS if they need it). A request
+without a lock verified by the guard for that very request, or without the header, is left
+untouched.
 
 On by default (it only acts when a client asks); ``LOCKING_UNLOCK_ON_SAVE = False`` turns
 it off.
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 
 from .errors import LockingError
+from .identity import current_identity, is_allowed
+from .verified import verified_lock
 
 log = logging.getLogger("flask_locking")
 
@@ -41,17 +45,18 @@ def wants_release() -> bool:
 
 def release_after_save(response: Response) -> Response:
     """``after_request`` hook: release the guard-verified lock after a 2xx answer."""
-    lock = g.get("_locking_current_lock")
+    lock = verified_lock()
     if lock is None or lock.token is None or not wants_release():
         return response
     if not 200 <= response.status_code < 300:
         response.headers[RESPONSE_HEADER] = "false"
         return response
+    state = current_app.extensions["locking"]
     released = None
     try:
-        released = current_app.extensions["locking"].engine.release(
-            lock.resource, token=lock.token
-        )
+        # The same permission as DELETE .../@lock: the write went through, the release not.
+        if is_allowed(state, "unlock", lock.resource, current_identity(state)):
+            released = state.engine.release(lock.resource, token=lock.token)
     except LockingError as error:
         # The save itself succeeded: report, never turn it into an error. A lock taken over
         # meanwhile is someone else's now and is left alone.

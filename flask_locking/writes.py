@@ -17,7 +17,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, has_request_context, request
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import scoped_session
 
@@ -25,6 +25,7 @@ from .errors import InvalidResource, LockLost, StoreUnavailable
 from .resources import normalize
 from .store.base import LockRow
 from .store.sql import SQLStore
+from .verified import set_verified_lock, verified_lock
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -63,7 +64,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
     if isinstance(session, scoped_session):  # Flask-SQLAlchemy's db.session
         session = session()
     if lock is None and has_request_context():
-        lock = g.get("_locking_current_lock")
+        lock = verified_lock()
     if lock is None or lock.token is None:
         if rollback:
             session.rollback()
@@ -157,7 +158,7 @@ def _hold_on_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
     the database (once per transaction)."""
     if not has_request_context():
         return
-    lock: Lock | None = g.get("_locking_current_lock")
+    lock: Lock | None = verified_lock()
     if lock is None:
         return
     state: LockingState | None = current_app.extensions.get("locking")
@@ -199,7 +200,7 @@ def stale_response(error: LockLost) -> Response:
         key = None
     dialect = (state.dialect_for(key) if key is not None else None) or state.fallback_dialect
     assert dialect is not None  # init_app always sets a fallback
-    lock: Lock | None = g.get("_locking_current_lock")
+    lock: Lock | None = verified_lock()
     resource = lock.resource if lock is not None else request.path
     return _refused(dialect.refuse_stale(None), "stale", None, resource)
 
@@ -218,9 +219,10 @@ def verified(state: LockingState, dialect: Dialect, row: LockRow) -> Response | 
         extended = state.engine.extend(row)
     except StoreUnavailable:
         return None if state.config.guard_fail_open else dialect.unavailable()
-    lock: Lock = g._locking_current_lock
+    lock = verified_lock()
+    assert lock is not None  # the guard has just verified it
     if extended is None:  # ended between the guard's read and this statement
-        del g._locking_current_lock
+        set_verified_lock(None)
         return _refused(dialect.refuse_stale(None), "stale", None, row.resource)
-    g._locking_current_lock = dataclasses.replace(extended, token=lock.token)
+    set_verified_lock(dataclasses.replace(extended, token=lock.token))
     return None

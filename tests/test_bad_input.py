@@ -62,7 +62,7 @@ def test_malformed_json_is_400(client: Any, text: str) -> None:
 
 
 def test_nan_and_infinity_are_named(client: Any) -> None:
-    message = assert_refused(client.post("/docs/1/@lock", data='{"timeout": NaN}'), 400)
+    message = assert_refused(client.post("/docs/1/@lock", data='{"timeout": NaN}', content_type="application/json"), 400)
     assert "NaN" in message
 
 
@@ -82,7 +82,7 @@ def test_pathological_json_is_400(client: Any, text: str, word: str) -> None:
 
 
 def test_body_that_is_not_utf8_is_400(client: Any) -> None:
-    response = client.post("/docs/1/@lock", data=b'{"timeout": "\xff\xfe"}', headers=ALICE)
+    response = client.post("/docs/1/@lock", data=b'{"timeout": "\xff\xfe"}', content_type="application/json", headers=ALICE)
     assert_refused(response, 400, "UTF-8")
     assert nothing_locked(client.application)
 
@@ -167,8 +167,8 @@ def test_oversized_chunked_body_is_413(client: Any) -> None:
 def test_body_size_limit_follows_config(make_app: Any) -> None:
     client = make_app(LOCKING_MAX_BODY_BYTES=32).test_client()
     padded = '{"timeout": 10}' + " " * 40
-    assert_refused(client.post("/docs/1/@lock", data=padded), 413, "32")
-    assert client.post("/docs/1/@lock", data='{"timeout": 10}').status_code == 200
+    assert_refused(client.post("/docs/1/@lock", data=padded, content_type="application/json"), 413, "32")
+    assert client.post("/docs/1/@lock", data='{"timeout": 10}', content_type="application/json").status_code == 200
 
 
 # -- refused changes leave a held lock alone -------------------------------------------
@@ -179,14 +179,14 @@ def test_refused_relock_refresh_and_release_change_nothing(client: Any) -> None:
     attempts = [
         client.post("/docs/1/@lock", json={"timeout": 0}, headers=ALICE),
         client.post("/docs/1/@lock", json={"stealable": "no"}, headers=ALICE),
-        client.post("/docs/1/@lock", data="{", headers=ALICE),
+        client.post("/docs/1/@lock", data="{", content_type="application/json", headers=ALICE),
         client.patch("/docs/1/@lock", json={"timeout": -5}, headers=ALICE),
         client.patch("/docs/1/@lock", json={"stealable": False}, headers=ALICE),
-        client.patch("/docs/1/@lock", data="[]", headers=ALICE),
+        client.patch("/docs/1/@lock", data="[]", content_type="application/json", headers=ALICE),
         client.delete("/docs/1/@lock", json={"force": "yes"}, headers=ALICE),
         client.delete("/docs/1/@lock", json={"force": 1}, headers={"X-User": "bob"}),
         client.delete("/docs/1/@lock", json={"timeout": 5}, headers=ALICE),
-        client.delete("/docs/1/@lock", data="nope", headers=ALICE),
+        client.delete("/docs/1/@lock", data="nope", content_type="application/json", headers=ALICE),
     ]
     for response in attempts:
         assert_refused(response, 400)
@@ -272,7 +272,7 @@ def test_refused_requests_store_nothing_on_any_backend(make_app: Any, database_u
         client.post("/docs/1/@lock", json={"timeout": 1.5}, headers=ALICE),
         client.post("/docs/1/@lock", json={"stealable": "yes"}, headers=ALICE),
         client.post("/docs/1/@lock", json={"timeout": 10, "x": 1}, headers=ALICE),
-        client.post("/docs/1/@lock", data="[1]", headers=ALICE),
+        client.post("/docs/1/@lock", data="[1]", content_type="application/json", headers=ALICE),
         client.post("/docs/" + "a" * 600 + "/@lock", headers=ALICE),
         client.post("/docs/a%00/@lock", headers=ALICE),
     ]

@@ -3,6 +3,7 @@ reference page, the admin release, and the database set-up."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,10 +31,18 @@ def demo(tmp_path: Path) -> Iterator[Flask]:
             engine.dispose()
 
 
+def form(client: FlaskClient, **fields: str) -> dict[str, str]:
+    """Form fields with the session's CSRF token (as a browser posts the demo's forms)."""
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    return {"csrf_token": token.group(1), **fields}
+
+
 def signed_in(app: Flask, user: str | None) -> FlaskClient:
     client = app.test_client()
     if user is not None:
-        response = client.post("/login", data={"user": user})
+        response = client.post("/login", data=form(client, user=user))
         assert response.status_code == 302
     return client
 
@@ -72,7 +81,7 @@ def test_first_start_creates_and_seeds_one_sqlite_file_with_the_lock_table(demo:
 
 def test_init_db_command_recreates_or_keeps(demo: Flask) -> None:
     alice = signed_in(demo, "alice")
-    alice.post("/docs", data={"title": "Scratch"})
+    alice.post("/docs", data=form(alice, title="Scratch"))
     with demo.app_context():
         assert db.session.query(Document).count() == 4
     runner = demo.test_cli_runner()
@@ -101,20 +110,20 @@ def test_every_page_renders_signed_in_and_out(demo: Flask) -> None:
     assert anonymous.get("/reference/1").headers["Location"].startswith("/login?next=")
     assert carol.get("/docs/nope").status_code == 404
     assert carol.get("/jobs/1/999").status_code == 404
-    assert anonymous.post("/login", data={"user": "mallory"}).status_code == 400
+    assert anonymous.post("/login", data=form(anonymous, user="mallory")).status_code == 400
     page = anonymous.get("/docs").get_data(as_text=True)
     assert "https://" not in page and "http://" not in page  # nothing from the internet
 
 
 def test_login_redirect_stays_on_this_site(demo: Flask) -> None:
     client = demo.test_client()
-    assert client.post("/login", data={"user": "bob", "next": "//evil.example/"}).headers[
+    assert client.post("/login", data=form(client, user="bob", next="//evil.example/")).headers[
         "Location"
     ] == "/docs"
-    assert client.post("/login", data={"user": "bob", "next": "/\\evil.example"}).headers[
+    assert client.post("/login", data=form(client, user="bob", next="/\\evil.example")).headers[
         "Location"
     ] == "/docs"
-    assert client.post("/login", data={"user": "bob", "next": "/jobs"}).headers["Location"] == "/jobs"
+    assert client.post("/login", data=form(client, user="bob", next="/jobs")).headers["Location"] == "/jobs"
 
 
 # -- documents and the content @lock -----------------------------------------------------
@@ -240,12 +249,12 @@ def test_locks_page_lists_live_locks_and_only_admins_release(demo: Flask) -> Non
     assert 'data-resource="/api/v1.0/companies/1/jobs/101"' in page
     assert "Release</button>" not in page
     assert "Release</button>" in carol.get("/locks").get_data(as_text=True)
-    assert bob.post("/locks/release", data={"resource": "/docs/welcome"}).status_code == 403
-    done = carol.post("/locks/release", data={"resource": "/docs/welcome"}, follow_redirects=True)
+    assert bob.post("/locks/release", data=form(bob, resource="/docs/welcome")).status_code == 403
+    done = carol.post("/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True)
     assert "Released Alice&#39;s lock on /docs/welcome." in done.get_data(as_text=True)
-    again = carol.post("/locks/release", data={"resource": "/docs/welcome"}, follow_redirects=True)
+    again = carol.post("/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True)
     assert "was not locked any more" in again.get_data(as_text=True)
-    bad = carol.post("/locks/release", data={"resource": "no/../good"}, follow_redirects=True)
+    bad = carol.post("/locks/release", data=form(carol, resource="no/../good"), follow_redirects=True)
     assert bad.status_code == 200 and "Could not release" in bad.get_data(as_text=True)
     with demo.app_context():
         assert [lock.resource for lock in locking.locks()] == ["/api/v1.0/companies/1/jobs/101"]

@@ -28,7 +28,7 @@ from ..jwt_auth import bearer_token
 from ..keys import resolve
 from ..lock import Lock, Owner
 from ..tokens import parse_token_header
-from .body import BodyTooLarge, boolean, json_object, parse_fields, whole_seconds
+from .body import BodyTooLarge, NotJSON, boolean, json_object, parse_fields, whole_seconds
 
 if TYPE_CHECKING:
     from ..state import LockingState
@@ -45,6 +45,7 @@ ERROR_TYPES = {
     409: "Conflict",
     412: "PreconditionFailed",
     413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
     423: "Locked",
     500: "InternalServerError",
     503: "ServiceUnavailable",
@@ -97,7 +98,8 @@ class EnvelopeErrorFormat(ErrorFormat):
     titles: ClassVar[dict[int, str]] = {
         400: "Bad request", 401: "Authentication failed", 403: "Access denied",
         404: "Not found", 405: "Method not allowed", 409: "Conflict",
-        412: "Precondition failed", 413: "Payload too large", 423: "Locked",
+        412: "Precondition failed", 413: "Payload too large", 415: "Unsupported media type",
+        423: "Locked",
         500: "Internal server error", 503: "Service unavailable",
     }
     details: ClassVar[dict[int, str]] = {
@@ -221,6 +223,8 @@ class Dialect(ABC):
         """Map an exception to this dialect's error response; never a traceback."""
         if isinstance(error, BodyTooLarge):
             return self.error(413, str(error))
+        if isinstance(error, NotJSON):
+            return self.error(415, str(error))
         if isinstance(error, InvalidInput):
             return self.error(400, str(error))
         if isinstance(error, AuthenticationRequired):

@@ -15,17 +15,23 @@ class BodyTooLarge(InvalidInput):
     """The request body is larger than ``LOCKING_MAX_BODY_BYTES``."""
 
 
+class NotJSON(InvalidInput):
+    """The request body is not declared as JSON (415)."""
+
+
 FieldParser = Callable[[Any], Any]
 
 
 def json_object(max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object; an empty body is ``{}``.
 
-    Raises :class:`InvalidInput` (400) for malformed JSON or a non-object, and
+    Raises :class:`NotJSON` (415) for a body not declared ``application/json`` (or
+    ``+json``), :class:`InvalidInput` (400) for malformed JSON or a non-object, and
     :class:`BodyTooLarge` (413) past ``max_bytes``.
     """
     length = request.content_length
     if length == 0:
+        _require_json_or_nothing()
         return {}  # the common case (POST/DELETE without a body): no stream to build
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"The request body is {length} bytes; at most {max_bytes} are accepted.")
@@ -33,7 +39,10 @@ def json_object(max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"The request body is larger than {max_bytes} bytes.")
     if not raw.strip():
+        _require_json_or_nothing()
         return {}
+    if not request.is_json:
+        raise NotJSON(_NOT_JSON)
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant)
@@ -56,6 +65,23 @@ def json_object(max_bytes: int) -> dict[str, Any]:
             f"not a JSON {type(value).__name__ if value is not None else 'null'}."
         )
     return value
+
+
+_NOT_JSON = (
+    "Send the body as JSON, with Content-Type: application/json (or no body at all)."
+)
+
+
+def _require_json_or_nothing() -> None:
+    """An empty body may come without a Content-Type, but not typed as something else.
+
+    What a cross-site page can send without a CORS preflight is a form (urlencoded,
+    multipart, ``text/plain``) or an untyped body; refusing all of them, even empty (a form
+    without fields would lock with the defaults), keeps lock endpoints out of reach of
+    cross-site requests that carry a user's cookies.
+    """
+    if request.mimetype and not request.is_json:
+        raise NotJSON(_NOT_JSON)
 
 
 def _reject_constant(name: str) -> Any:

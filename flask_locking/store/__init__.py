@@ -12,7 +12,7 @@ from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockSto
 from .mysql import MySQLStore
 from .postgresql import PostgreSQLStore
 from .sql import SQLStore
-from .sqlite import SQLiteStore
+from .sqlite import SQLiteStore, is_memory, memory_engine_options
 
 __all__ = [
     "AcquireRequest",
@@ -76,6 +76,10 @@ def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | 
     given = dict(options or {})
     user_args = dict(given.pop("connect_args", None) or {})
     connect_args = _merge_connect_args(backend, url, user_args, timeout)
+    if backend == "sqlite" and is_memory(url):
+        memory = memory_engine_options()
+        connect_args.update(memory.pop("connect_args"))
+        kwargs.update(memory)
     kwargs.update(given)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
     if backend in ("mysql", "mariadb"):

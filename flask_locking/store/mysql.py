@@ -2,9 +2,10 @@
 
 MySQL evaluates the assignments of ``ON DUPLICATE KEY UPDATE`` left to right, each one
 seeing the columns already assigned. So every assignment that tests the old grant comes
-before the columns that test reads, and ``locked_at_ms``/``timeout_ms`` (which decide
-expiry) are assigned last. The winner is read back in the same transaction, never taken
-from ``rowcount`` (the drivers set FOUND_ROWS, which makes losers look like winners).
+before the columns that test reads, and ``secret``, ``locked_at_ms`` and ``timeout_ms``
+(which decide expiry: an empty secret is a released grant) are assigned last. The winner
+is read back in the same transaction, never taken from ``rowcount`` (the drivers set
+FOUND_ROWS, which makes losers look like winners).
 
 Overlaps with locks on other rows (infinite depth) are found by a locking read, which waits
 for any transaction still writing one of those rows; InnoDB breaks the rare deadlock of two
@@ -23,7 +24,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
 from .base import LockRow
-from .sql import SQLStore
+from .sql import SQLStore, ended_at
 
 # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 _RETRYABLE = {1213, 1205}
@@ -60,7 +61,7 @@ class MySQLStore(SQLStore):
             version=1,
         )
         new = stmt.inserted
-        expired = (t.c.locked_at_ms + t.c.timeout_ms) <= new.locked_at_ms
+        expired = ended_at(t, new.locked_at_ms)
         take = sa.or_(expired, t.c.owner_key == new.owner_key)
         # Once owner_key is assigned, "the row is the caller's" is exactly "take".
         mine_now = t.c.owner_key == new.owner_key
@@ -71,7 +72,6 @@ class MySQLStore(SQLStore):
         return stmt.on_duplicate_key_update(
             [
                 ("version", sa.case((expired, t.c.version + 1), else_=t.c.version)),
-                ("secret", pick(expired, "secret")),
                 ("owner_id", pick(take, "owner_id")),
                 ("owner_name", pick(take, "owner_name")),
                 ("owner_url", pick(take, "owner_url")),
@@ -83,7 +83,10 @@ class MySQLStore(SQLStore):
                                      (take, sa.or_(t.c.infinite, new.infinite)),
                                      else_=t.c.infinite)),
                 ("owner_key", pick(take, "owner_key")),
-                # Expiry columns last: everything above still saw the old grant.
+                # The secret and then the expiry columns last: "expired" reads all three
+                # (an empty secret is a released grant), so everything above still saw
+                # the old grant.
+                ("secret", pick(expired, "secret")),
                 ("locked_at_ms", pick(mine_now, "locked_at_ms")),
                 ("timeout_ms", pick(mine_now, "timeout_ms")),
             ]

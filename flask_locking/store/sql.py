@@ -63,6 +63,27 @@ class SQLStore(LockStore):
         """Make overlapping acquisitions on different rows wait for each other (default: the
         write transaction already does)."""
 
+    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+        """Start the lease of the grant just won at the database clock **now**.
+
+        The upsert read the clock when its statement began, and may then have waited for
+        the row (or, on MySQL, for the rows the overlap check reads) behind another
+        transaction: a lease starting at that reading could be over before it is granted.
+        Re-stamped here, in the same transaction and under the row lock it already holds,
+        it starts after every wait. SQLite waits before its first statement and skips it.
+        """
+        params = _grant(row)
+        if self._start_lease_returns:
+            return LockRow(*conn.execute(self._start_lease, params).one())
+        conn.execute(self._start_lease, params)
+        return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
+
+    def wait_for_row(self, conn: Connection, resource: str) -> None:
+        """Take the row's lock before a statement that reads the clock, so that its reading
+        (and the decision made with it) comes after any wait for the row. SQLite waited in
+        ``BEGIN IMMEDIATE`` already."""
+        conn.execute(self._lock_row, {"grant_resource": resource})
+
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
         return stmt
@@ -93,7 +114,7 @@ class SQLStore(LockStore):
     def _build_statements(self) -> None:
         t = self.table
         now = self.now_expression()
-        live = (t.c.locked_at_ms + t.c.timeout_ms) > now
+        live = live_at(t, now)
         self._select_live_one = sa.select(t).where(t.c.resource == bindparam("resource"), live)
         self._select_row = sa.select(t).where(t.c.resource == bindparam("resource"))
         self._select_live_among = sa.select(t).where(
@@ -103,16 +124,16 @@ class SQLStore(LockStore):
         self._live_among_by_count: dict[int, sa.Select[Any]] = {}
         # Overlaps that the row's own upsert cannot see: an infinite lock above, and (for an
         # infinite request) any live lock below.
-        live_at = (t.c.locked_at_ms + t.c.timeout_ms) > bindparam("now", type_=sa.BigInteger)
+        live_then = live_at(t, bindparam("now", type_=sa.BigInteger))
         above = sa.and_(t.c.resource.in_(bindparam("ancestors", expanding=True)), t.c.infinite)
         below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))
         self._overlap_shallow = self.lock_overlap_check(
-            sa.select(t).where(live_at, above).limit(1)
+            sa.select(t).where(live_then, above).limit(1)
         )
         self._overlap_deep = self.lock_overlap_check(
-            sa.select(t).where(live_at, sa.or_(above, below)).limit(1)
+            sa.select(t).where(live_then, sa.or_(above, below)).limit(1)
         )
-        self._live_at, self._below = live_at, below
+        self._live_at, self._below = live_then, below
         self._overlap_by_shape: dict[tuple[int, bool], sa.Select[Any]] = {}
         # (bind names differ from column names: UPDATE reserves those for its SET clause)
         grant = sa.and_(
@@ -125,6 +146,24 @@ class SQLStore(LockStore):
             sa.update(t)
             .where(grant)
             .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
+        )
+        # (the row lock is ours: the grant's identity in the WHERE is a guard, not a race)
+        start_lease = sa.update(t).where(
+            t.c.resource == bindparam("grant_resource"),
+            t.c.version == bindparam("grant_version"),
+            t.c.secret == bindparam("grant_secret"),
+        ).values(locked_at_ms=now)
+        self._start_lease_returns = bool(self.engine.dialect.update_returning)
+        self._start_lease = (
+            start_lease.returning(*t.c) if self._start_lease_returns else start_lease
+        )
+        self._lock_row = (
+            sa.select(t.c.resource)
+            .where(t.c.resource == bindparam("grant_resource"))
+            .with_for_update()
+        )
+        self._select_holder = sa.select(t, now.label("now")).where(
+            t.c.resource == bindparam("resource")
         )
         # A released row stays as a tombstone holding only the key and the version.
         self._release = sa.update(t).where(grant).values(
@@ -171,17 +210,36 @@ class SQLStore(LockStore):
                     self.serialize_hierarchy(conn, request)
                     row = self.run_upsert(conn, params)
                     if row is None:
-                        holder = conn.execute(self._select_row, {"resource": request.resource})
-                        raise HeldElsewhere(_row(holder.first()))
+                        row = self._decide_again(conn, params)
                     overlap = self._overlapping(conn, request, row.locked_at_ms)
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
+                    row = self.start_lease(conn, row)
                     return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
         raise StoreUnavailable("The lock store stayed busy; try again.")
+
+    def _decide_again(self, conn: Connection, params: dict[str, Any]) -> LockRow:
+        """The upsert lost: return the row if it was lost only to a clock read before the
+        wait for the row, else raise :class:`HeldElsewhere` with the holder.
+
+        The upsert decided "still held" at the clock it read before waiting; when the
+        holder's lease ended during that wait, the decision is taken again at the clock
+        after it (the row is locked by now, so the second upsert does not wait).
+        """
+        found = conn.execute(self._select_holder, {"resource": params["resource"]}).first()
+        holder = None if found is None else LockRow(*found[:-1])
+        if found is not None and holder is not None and (
+            not holder.secret or holder.expires_ms <= found[-1]
+        ):
+            row = self.run_upsert(conn, params)
+            if row is not None:
+                return row
+            holder = _row(conn.execute(self._select_row, {"resource": params["resource"]}).first())
+        raise HeldElsewhere(holder)
 
     def _overlapping(self, conn: Connection, request: AcquireRequest, now: int) -> LockRow | None:
         # As in live_among: one statement per number of ancestors, with plain binds.
@@ -233,6 +291,9 @@ class SQLStore(LockStore):
     def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
         with self._translated(), self.write_transaction() as conn:
+            # Any wait for the row happens here, before the UPDATE reads the clock: a lease
+            # that ran out meanwhile is not revived, and a refreshed one starts after it.
+            self.wait_for_row(conn, row.resource)
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; the read-back runs under the write lock just taken.
             if _matched(conn.execute(self._refresh, params)) == 0:
@@ -270,8 +331,7 @@ class SQLStore(LockStore):
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
-        now = self.now_expression()
-        stmt = sa.select(t).where((t.c.locked_at_ms + t.c.timeout_ms) > now)
+        stmt = sa.select(t).where(live_at(t, self.now_expression()))
         if prefix is not None and prefix != "/":
             low, high = descendant_bounds(prefix)
             stmt = stmt.where(
@@ -342,6 +402,22 @@ class SQLStore(LockStore):
     @staticmethod
     def _unavailable(error: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
+
+
+def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row holds a grant that is live at ``now``.
+
+    A released or purged row keeps its key, version and last ``locked_at_ms`` (the version
+    must never go back); its empty secret alone says "no grant", so the row stays free
+    even when the database clock steps back behind ``locked_at_ms``.
+    """
+    return sa.and_(t.c.secret != "", (t.c.locked_at_ms + t.c.timeout_ms) > now)
+
+
+def ended_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row holds no grant live at ``now`` (released, purged, or expired): exactly
+    ``not live_at``, spelled without NOT so the databases can use it in upserts."""
+    return sa.or_(t.c.secret == "", (t.c.locked_at_ms + t.c.timeout_ms) <= now)
 
 
 class _Retry(StoreUnavailable):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import StaticPool
 
+from .base import LockRow
 from .sql import SQLStore
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -31,6 +34,11 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         self, engine: Engine, metadata: sa.MetaData, table_name: str, *, busy_timeout: float = 5.0
     ) -> None:
         configure_sqlite_engine(engine, busy_ms=int(busy_timeout * 1000))
+        # An in-memory database lives in its one connection, which every thread shares
+        # (see memory_engine_options): its transactions must take turns in this process.
+        self._turns: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
+        )
         super().__init__(engine, metadata, table_name)
 
     def now_expression(self) -> sa.ColumnElement[int]:
@@ -60,14 +68,43 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             .returning(*t.c)
         )
 
+    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+        # BEGIN IMMEDIATE waited for the write lock before the upsert read the clock, and
+        # nothing waits after it: the upsert's reading is already the grant's instant.
+        return row
+
+    def wait_for_row(self, conn: Connection, resource: str) -> None:
+        pass  # BEGIN IMMEDIATE: every wait is over before the first statement
+
+    @contextlib.contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        with self._turns, super().single_statement() as conn:
+            yield conn
+
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._turns, self.engine.begin() as conn:
             # The driver never begins by itself (autocommit mode), so this is the one BEGIN.
             # Issued here rather than from a "begin" event: an engine without connection
             # events skips their dispatch on every statement (about 15 us each).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+
+def is_memory(url: URL) -> bool:
+    """True for a SQLite URL naming an in-memory database (``sqlite://``, ``:memory:``)."""
+    return (url.database or "") in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def memory_engine_options() -> dict[str, Any]:
+    """Engine options that make an in-memory SQLite URL **one** database per engine.
+
+    SQLAlchemy's default gives every thread its own connection, hence its own empty
+    database: a lock taken in one request thread would not exist in the next. One
+    connection, shared by every thread (the store makes their transactions take turns),
+    is one database for the whole process, gone when the process ends.
+    """
+    return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
 
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from .base import LockRow
+from .sql import ended_at
 
 #: The columns of the proposed row, in the order :func:`proposed_values` yields them.
 PROPOSED_COLUMNS = [
@@ -77,7 +78,7 @@ def upsert_on_conflict(t: sa.Table, stmt: Any) -> sa.Executable:
     otherwise no row comes back and the caller lost.
     """
     ex = stmt.excluded
-    expired = (t.c.locked_at_ms + t.c.timeout_ms) <= ex.locked_at_ms
+    expired = ended_at(t, ex.locked_at_ms)
     mine = t.c.owner_key == ex.owner_key
     upsert: sa.Executable = stmt.on_conflict_do_update(
         index_elements=[t.c.resource],

@@ -1,0 +1,148 @@
+"""A lease starts when it is granted: the database clock after every wait, never before.
+
+A second connection of the test's own holds a row lock the acquisition must wait for (the
+lock's own row, or on MariaDB the row of an ancestor that the overlap check reads with a
+lock) for longer than the requested timeout. The server tells the test when the acquirer
+is waiting. The grant that comes back must be live: its lease starts no earlier than the
+moment the row was let go, its first guarded write goes through, and nobody else gets the
+lock meanwhile.
+
+SQLite has no such gap: ``BEGIN IMMEDIATE`` waits for the write lock before the statement
+that reads the clock runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import AppFactory
+from helpers import racers
+from test_faults import RowBlocker, wait_until_blocked
+
+#: How long the row stays locked; the requested lease (1 s) is shorter.
+HELD_FOR = 2.5
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _acquire_in_background(client: Any, path: str, box: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        box["response"] = client.post(
+            f"{path}/@lock", json={"timeout": 1}, headers={"X-User": "bob"}
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("blocked", ["own row", "ancestor row"])
+def test_lease_starts_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str, backend: str, blocked: str
+) -> None:
+    if blocked == "ancestor row" and backend == "postgresql":
+        pytest.skip("PostgreSQL serialises overlaps with advisory locks taken before the upsert")
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    # Leave a released row behind to be locked by the blocker: the lock's own row, or an
+    # ancestor's row that held an infinite-depth lock.
+    blocked_path = "/docs/1" if blocked == "own row" else "/docs"
+    locking = app.extensions["locking"]
+    ended = locking.engine.acquire(blocked_path, "ann", depth="infinity" if blocked_path == "/docs" else 0)
+    locking.engine.release(blocked_path, token=ended.token)
+
+    store = racers.open_store(database_url, table_name)
+    blocker = RowBlocker(database_url, table_name, blocked_path)
+    box: dict[str, Any] = {}
+    try:
+        thread = _acquire_in_background(client, "/docs/1", box)
+        wait_until_blocked(database_url, table_name)
+        time.sleep(HELD_FOR)  # longer than the requested lease, while the acquirer waits
+        let_go_ms = store.now_ms()
+    finally:
+        blocker.release()
+    thread.join(30)
+    assert not thread.is_alive()
+    store.dispose()
+
+    response = box["response"]
+    assert response.status_code == 200, response.get_json()
+    lock = response.get_json()
+    assert lock["time"] * 1000 >= let_go_ms, "the lease started before the grant"
+    # The grant is live: its first guarded write goes through, and nobody else gets it.
+    write = client.patch("/docs/1", headers={"X-User": "bob", "Lock-Token": lock["token"]})
+    assert write.status_code == 200, write.get_json()
+    other = client.post("/docs/1/@lock", headers={"X-User": "carol"})
+    assert other.status_code == 409
+    assert other.get_json()["lock"]["version"] == lock["version"]
+
+
+def test_holder_whose_lease_ended_during_the_wait_loses(
+    make_app: AppFactory, database_url: str, table_name: str
+) -> None:
+    """The winner is decided at the clock after the wait, like the lease: a holder whose
+    lease ran out while the acquirer waited for the row no longer holds it."""
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    held = app.extensions["locking"].engine.acquire("/docs/1", "ann", timeout=1)
+    blocker = RowBlocker(database_url, table_name, "/docs/1")
+    box: dict[str, Any] = {}
+    try:
+        thread = _acquire_in_background(client, "/docs/1", box)
+        wait_until_blocked(database_url, table_name)
+        time.sleep(HELD_FOR)  # ann's 1 s lease runs out while bob waits
+    finally:
+        blocker.release()
+    thread.join(30)
+    assert not thread.is_alive()
+    response = box["response"]
+    assert response.status_code == 200, response.get_json()
+    lock = response.get_json()
+    assert lock["creator"] == "bob" and lock["version"] == held.version + 1
+
+
+def test_refresh_is_decided_and_stamped_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str
+) -> None:
+    """A refresh that waited for the row restarts the lease at the clock after the wait,
+    and one whose lease ran out during the wait is refused (it is not revived)."""
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine
+    store = racers.open_store(database_url, table_name)
+    results = {}
+    for name, lease in (("live", 30), ("lapsed", 1)):
+        held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
+        blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
+        box: dict[str, Any] = {}
+
+        def refresh(path: str = f"/docs/{name}/@lock", token: str = str(held.token),
+                    box: dict[str, Any] = box) -> None:
+            box["response"] = client.patch(
+                path, json={"timeout": 1}, headers={"X-User": "bob", "Lock-Token": token}
+            )
+
+        try:
+            thread = threading.Thread(target=refresh, daemon=True)
+            thread.start()
+            wait_until_blocked(database_url, table_name)
+            time.sleep(HELD_FOR)
+            let_go_ms = store.now_ms()
+        finally:
+            blocker.release()
+        thread.join(30)
+        assert not thread.is_alive()
+        results[name] = (box["response"], let_go_ms)
+    store.dispose()
+    live, let_go_ms = results["live"]
+    assert live.status_code == 200, live.get_json()
+    assert live.get_json()["time"] * 1000 >= let_go_ms, "the refreshed lease started before the wait"
+    lapsed, _ = results["lapsed"]
+    assert lapsed.status_code == 409, lapsed.get_json()  # gone: not brought back
+    assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
