@@ -125,7 +125,10 @@ def wait_until_blocked(database_url: str, table: str) -> None:
         )
     try:
         with engine.connect() as conn:
-            for _ in range(200):
+            # A generous deadline: on a loaded machine the request can take seconds to
+            # reach the server (this waits for an event, it does not time anything).
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
                 if conn.execute(probe, {"q": f"%{table}%"}).scalar():
                     return
                 conn.rollback()
