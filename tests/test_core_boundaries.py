@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import string
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from conftest import drop_tables
 from flask import Flask
 
-from flask_locking import InvalidResource, InvalidTimeout, LockConflict, Locking, LockNotHeld
+from flask_locking import InvalidResource, InvalidTimeout, LockConflict, Locking, LockNotHeld, Owner
 from flask_locking.resources import MAX_RESOURCE_LENGTH
 from flask_locking.tokens import derive_token
 
@@ -120,6 +121,14 @@ def test_python_timeout_beyond_the_limits_is_refused(locking: Any, seconds: floa
         locking.acquire("/docs/1", "alice", timeout=seconds)
 
 
+@pytest.mark.parametrize(("length", "kept"), [(1024, True), (1025, False)])
+def test_owner_url_cap(locking: Any, length: int, kept: bool) -> None:
+    url = "https://example.org/" + "u" * (length - len("https://example.org/"))
+    lock = locking.acquire("/docs/1", Owner(id="alice", name="Alice", url=url))
+    assert lock.owner == Owner(id="alice", name="Alice", url=url if kept else None)
+    assert locking.get("/docs/1").owner == lock.owner
+
+
 # -- tokens ----------------------------------------------------------------------------
 
 
@@ -141,6 +150,13 @@ def test_tokens_are_never_keyed_with_the_raw_secret(
     client = app.test_client()
     assert client.patch("/docs/1", headers={"Lock-Token": forged}).status_code == 412
     assert client.patch("/docs/1", headers={"Lock-Token": lock.token}).status_code == 200
+
+
+def test_tokens_carry_a_full_sha256_hmac(locking: Any) -> None:
+    """256 bits, URL- and header-safe base64 without padding: 43 characters."""
+    token = locking.acquire("/docs/1", "alice").token
+    assert len(token) == 43
+    assert set(token) <= set(string.ascii_letters + string.digits + "-_")
 
 
 @pytest.fixture
@@ -262,3 +278,39 @@ def test_refresh_of_a_grant_that_ended_under_it_is_not_held(app: Flask, locking:
         locking.refresh("/docs/1", held.token, timeout=120)
     now = locking.get("/docs/1")
     assert now.owner.id == "bob" and now.version == held.version + 1 and now.timeout == 600
+
+
+# -- which requests the guard leaves alone ---------------------------------------------
+
+
+def test_job_lock_endpoints_pass_the_guard_even_when_post_and_delete_are_guarded(make_app: Any) -> None:
+    """The lock endpoints lie below the job they lock (an infinite-depth lock): guarding
+    POST and DELETE must not refuse the holder refreshing or unlocking it there."""
+    app = make_app(LOCKING_GUARDED_METHODS={"POST", "PATCH", "DELETE"})
+
+    @app.route("/api/v1.0/companies/<int:company>/jobs/<int:job>", methods=["PATCH"])
+    def job(company: int, job: int) -> str:
+        return "saved"
+
+    client = app.test_client()
+    alice = {"X-User": "alice"}
+    lock_url = "/api/v1.0/companies/1/jobs/2/lock/"
+    assert client.post(lock_url, headers=alice).status_code == 201
+    assert client.patch("/api/v1.0/companies/1/jobs/2").status_code == 423  # the job dialect's
+    assert client.post(lock_url, headers=alice).status_code == 200
+    assert client.delete(lock_url, headers=alice).status_code == 204
+    assert client.patch("/api/v1.0/companies/1/jobs/2").status_code == 200
+
+
+def test_lock_endpoint_is_served_when_a_host_route_matches_it_first(make_app: Any) -> None:
+    app = make_app()
+
+    @app.route("/docs/<path:rest>", methods=["POST", "PATCH"])
+    def host(rest: str) -> str:
+        return "the host's view"
+
+    client = app.test_client()
+    response = client.post("/docs/1/x/@lock", headers={"X-User": "alice"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["resource"] == "/docs/1/x"
+    assert client.patch("/docs/1/x").status_code == 403

@@ -198,3 +198,27 @@ def test_sqlite_new_file_switches_to_wal_while_another_process_holds_it(tmp_path
         releaser.join()
         holder.close()
         engine.dispose()
+
+
+def test_a_sibling_that_sorts_right_after_the_subtree_is_not_below(store: SQLStore) -> None:
+    """'/a0' sorts right after every '/a/...' key ('0' follows '/'): it is a sibling, and a
+    depth-infinity lock on /a neither covers it nor is blocked by it."""
+    sibling = store.acquire(make_request("/a0", "ann", 60_000)).row
+    assert store.acquire(make_request("/a", "bob", 60_000, infinite=True)).granted
+    assert store.live("/a0") == sibling
+    assert store.acquire(make_request("/a0/x", "carol", 60_000)).granted
+
+
+def test_very_deep_paths_see_only_infinite_locks_above(store: SQLStore) -> None:
+    """More than 64 ancestors take the store's general overlap statement: the same rule."""
+    deep = "/" + "/".join(f"s{i}" for i in range(70))
+    assert len(deep) <= 512
+    middle = "/" + "/".join(f"s{i}" for i in range(30))
+    shallow = store.acquire(make_request(middle, "ann", 60_000)).row
+    assert store.acquire(make_request(deep, "bob", 60_000)).granted  # depth 0 above: no overlap
+    assert store.acquire(make_request(deep + "/t", "bob", 60_000, infinite=True)).granted
+    assert store.live(middle) == shallow
+    store.acquire(make_request("/t/s0", "ann", 60_000, infinite=True))
+    with pytest.raises(HeldElsewhere) as info:
+        store.acquire(make_request("/t" + deep, "carol", 60_000))
+    assert info.value.row is not None and info.value.row.resource == "/t/s0"
