@@ -185,6 +185,8 @@ def _work(
         started = time.monotonic()
         if mutated is None:
             outcome, detail = "stale", f"snippet found {original.count(mutant.find)} times"
+        elif mutant.needs and not args.all_backends:
+            outcome, detail = "skipped", f"only {mutant.needs} shows it: run with --all-backends"
         else:
             path.write_text(mutated)
             try:
@@ -212,12 +214,12 @@ def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
     clean = True
     for name in [*files, "TOTAL"]:
         rows = [r for r in results if name in (r["file"], "TOTAL")]
-        ran = [r for r in rows if r["outcome"] != "stale"]
+        ran = [r for r in rows if r["outcome"] not in ("stale", "skipped")]
         killed = sum(r["outcome"] in ("killed", "timeout", "error") for r in ran)
         before = sum(r["outcome"] in ("killed", "timeout", "error") and not _by_new_test(r) for r in ran)
         survived = [r for r in ran if r["outcome"] == "survived"]
         equivalent = sum(bool(r["equivalent"]) for r in survived)
-        stale = len(rows) - len(ran)
+        stale = sum(r["outcome"] == "stale" for r in rows)
         score = killed / len(ran) if ran else 1.0
         real = len(ran) - equivalent
         score_real = killed / real if real else 1.0
@@ -232,6 +234,9 @@ def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
         else:
             clean = False
             lines.append(f"  {r['id']} NOT KILLED: {r['what']}  [{r['file']}: {r['find']!r}]")
+    for r in results:
+        if r["outcome"] == "skipped":
+            lines.append(f"  {r['id']} skipped: {r['detail']}")
     stale = [r for r in results if r["outcome"] == "stale"]
     for r in stale:
         lines.append(f"  {r['id']} STALE ({r['detail']}): update its snippet in tests/mutation/mutants.py")

@@ -4,7 +4,8 @@ A mutant names its file, a snippet that must occur exactly once in it, and what 
 the snippet. Snippets are patterns, not line numbers, so the list survives edits elsewhere
 in a file; a snippet that no longer occurs (or occurs twice) is reported as *stale* instead
 of silently mutating the wrong code. A mutant marked ``equivalent`` changes no observable
-behaviour; the reason says why, and docs/contributing.rst repeats it.
+behaviour; the reason says why, and docs/contributing.rst repeats it. A mutant marked
+``needs`` plants a fault only that backend can show; a SQLite-only run skips it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Mutant(NamedTuple):
     replace: str
     what: str
     equivalent: str | None = None
+    #: A server backend only on which the fault shows (run with ``--all-backends``).
+    needs: str | None = None
 
 
 GUARD = "flask_locking/guard.py"
@@ -67,7 +70,10 @@ MUTANTS: list[Mutant] = [
       "the lock endpoints themselves are guarded"),
     M("guard-content-claims", GUARD,
       "    if content is not None and content.claims_request():\n        return True\n", "",
-      "@lock requests under a host route are guarded"),
+      "@lock requests under a host route are guarded",
+      equivalent="the one before_request hook serves every request the content dialect claims "
+      "before guarding (dispatch_lock_endpoints always answers them), except when its own "
+      "blueprint matched, which the blueprint exemption covers"),
     M("guard-nested-exempt", GUARD,
       ' or name.rsplit(".", 1)[-1] in extension.exempt_blueprints', "",
       "exempt(child) no longer exempts a nested blueprint"),
@@ -126,7 +132,8 @@ MUTANTS: list[Mutant] = [
     M("engine-covering-root", ENGINE, "candidates = [key, *ancestors(key)]",
       "candidates = [key, *ancestors(key)[1:]]", "the root / is not looked up for covering locks"),
     M("engine-covering-lockable", ENGINE, "[c for c in candidates if is_lockable(c)]",
-      "candidates", "unlockable keys (NUL, too long) are sent to the database"),
+      "candidates", "unlockable keys (NUL, too long) are sent to the database",
+      needs="postgresql"),  # only PostgreSQL refuses a NUL byte in a string
     M("engine-covering-exact", ENGINE,
       "            if row.resource == key:\n                return row\n", "",
       "the lock on the path itself does not cover it"),
@@ -201,7 +208,8 @@ MUTANTS: list[Mutant] = [
       "len(key) < MAX_RESOURCE_LENGTH", "a 512-character path is locked but not guarded"),
     M("resources-lockable-control", RESOURCES,
       "        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)\n        and",
-      "        and", "the guard sends control characters to the database"),
+      "        and", "the guard sends control characters to the database",
+      needs="postgresql"),  # only PostgreSQL refuses a NUL byte in a string
     M("resources-control-space", RESOURCES,
       "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
       "        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in key):",
