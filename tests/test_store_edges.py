@@ -222,3 +222,26 @@ def test_very_deep_paths_see_only_infinite_locks_above(store: SQLStore) -> None:
     with pytest.raises(HeldElsewhere) as info:
         store.acquire(make_request("/t" + deep, "carol", 60_000))
     assert info.value.row is not None and info.value.row.resource == "/t/s0"
+
+
+def test_sqlite_waits_for_writers_as_long_as_the_store_timeout(tmp_path: Any) -> None:
+    """LOCKING_STORE_TIMEOUT is SQLite's busy timeout on every connection (not the
+    driver's default of 5 seconds)."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'busy.sqlite3'}")
+    try:
+        create_store(engine, table_name="lk_busy", timeout=12.5).create_schema()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 12500
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_the_owner_locking_again_never_weakens_the_lock(store: SQLStore) -> None:
+    strong = make_request("/docs/1", "ann", 60_000, infinite=True)._replace(stealable=False)
+    first = store.acquire(strong).row
+    again = store.acquire(make_request("/docs/1", "ann", 90_000)._replace(stealable=True))
+    assert not again.granted
+    assert (again.row.stealable, again.row.infinite) == (False, True)
+    assert (again.row.secret, again.row.version, again.row.timeout_ms) == (first.secret, first.version, 90_000)
+    assert store.live("/docs/1") == again.row
