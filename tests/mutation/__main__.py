@@ -235,6 +235,10 @@ def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
             clean = False
             lines.append(f"  {r['id']} NOT KILLED: {r['what']}  [{r['file']}: {r['find']!r}]")
     for r in results:
+        if r["equivalent"] and r["outcome"] in ("killed", "timeout", "error"):
+            clean = False
+            lines.append(f"  {r['id']} is marked equivalent but was KILLED ({r['detail']}): "
+                         "drop the claim")
         if r["outcome"] == "skipped":
             lines.append(f"  {r['id']} skipped: {r['detail']}")
     stale = [r for r in results if r["outcome"] == "stale"]
