@@ -20,7 +20,7 @@ class Mutant(NamedTuple):
     replace: str
     what: str
     equivalent: str | None = None
-    #: A server backend only on which the fault shows (run with ``--all-backends``).
+    #: The server backends on which alone the fault shows (run with ``--all-backends``).
     needs: str | None = None
 
 
@@ -133,7 +133,7 @@ MUTANTS: list[Mutant] = [
       "candidates = [key, *ancestors(key)[1:]]", "the root / is not looked up for covering locks"),
     M("engine-covering-lockable", ENGINE, "[c for c in candidates if is_lockable(c)]",
       "candidates", "unlockable keys (NUL, too long) are sent to the database",
-      needs="postgresql"),  # only PostgreSQL refuses a NUL byte in a string
+      needs="PostgreSQL or MariaDB"),  # NUL bytes refused; trailing spaces ignored
     M("engine-covering-exact", ENGINE,
       "            if row.resource == key:\n                return row\n", "",
       "the lock on the path itself does not cover it"),
@@ -209,7 +209,7 @@ MUTANTS: list[Mutant] = [
     M("resources-lockable-control", RESOURCES,
       "        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)\n        and",
       "        and", "the guard sends control characters to the database",
-      needs="postgresql"),  # only PostgreSQL refuses a NUL byte in a string
+      needs="PostgreSQL or MariaDB"),  # NUL bytes refused; trailing spaces ignored
     M("resources-control-space", RESOURCES,
       "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
       "        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in key):",
