@@ -141,9 +141,13 @@ def test_purge_reports_only_the_grants_it_wiped(
     at = frozen(start + LEASE)
     other = frozen(start + LEASE)  # the concurrent writer: another connection, same clock
     retaken: list[LockRow] = []
+    started: list[bool] = []
 
     def regrant_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE") and not retaken:
+        # Once only: the re-grant's own statements (its lease stamp is an UPDATE too) run
+        # on the same engine and must not trigger another re-grant.
+        if statement.lstrip().upper().startswith("UPDATE") and not started:
+            started.append(True)
             retaken.append(other.acquire(make_request("/docs/1", "carol", 60_000)).row)
 
     sa.event.listen(store.engine, "before_cursor_execute", regrant_first)
