@@ -24,7 +24,7 @@ from .events.model import LockEvent
 from .events.stream import event_stream
 from .identity import current_identity, is_allowed
 from .lock import Lock, Owner, owner_key
-from .resources import is_within, normalize
+from .resources import MAX_RESOURCE_LENGTH, is_within, normalize
 from .store.listing import live_page
 
 if TYPE_CHECKING:
@@ -59,10 +59,21 @@ class LockFilter:
         return self.matches_key(state, event.resource)
 
 
+def single_arguments(*names: str) -> None:
+    """400 when one of the query arguments ``names`` is given more than once (which one
+    would count is a guess a client should not have to make)."""
+    for name in names:
+        if len(request.args.getlist(name)) > 1:
+            raise InvalidInput(f"The query argument {name!r} may be given only once.")
+
+
 def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
     """Read ``prefix``, ``owner`` (an id, or ``me``) and ``dialect`` from the query."""
+    single_arguments("prefix", "owner", "dialect", "limit", "cursor", "last_event_id")
     args = request.args
     prefix = args.get("prefix")
+    if prefix is not None and len(prefix) >= MAX_RESOURCE_LENGTH:
+        raise InvalidInput(f"prefix must be shorter than {MAX_RESOURCE_LENGTH} characters.")
     key = normalize(prefix) if prefix else None
     owner = args.get("owner")
     wanted: str | None = None
@@ -72,23 +83,23 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
         wanted = owner_key(Owner(id=owner))
     dialect = args.get("dialect")
     name = None
-    if dialect:
-        names = {d.name: d.name for d in _dialects(state)}
-        names.update({n.removeprefix("locking_"): n for n in list(names)})
+    if dialect is not None:
+        names = dialect_names(state)
         name = names.get(dialect)
         if name is None:
             raise InvalidInput(
-                f"dialect must be one of {', '.join(sorted(n for n in names if '_' not in n))}, "
-                f"not {dialect[:40]!r}."
+                f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
             )
     return LockFilter(prefix=key, owner_key=wanted, dialect=name)
 
 
-def _dialects(state: LockingState) -> list[Dialect]:
+def dialect_names(state: LockingState) -> dict[str, str]:
+    """The ``dialect`` filter values (``content``, ``jobs``, ``reference``, and the names
+    of the host's own dialects) → the dialect's blueprint name."""
     found = list(state.dialects)
     if state.content_dialect is not None:
         found.append(state.content_dialect)
-    return found
+    return {d.name.removeprefix("locking_"): d.name for d in found}
 
 
 def parse_cursor(cursor: str) -> str:

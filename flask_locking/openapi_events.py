@@ -98,15 +98,15 @@ _STREAM_PARAMETERS: list[dict[str, Any]] = [
     },
 ]
 
-def _filters(segment: str) -> list[dict[str, Any]]:
+def _filters(segment: str, dialects: list[str]) -> list[dict[str, Any]]:
     return [
     {"name": "prefix", "in": "query", "required": False,
-     "schema": {"type": "string", "maxLength": 500, "pattern": f"^(?:/+{segment})*/*$"},
+     "schema": {"type": "string", "maxLength": 511, "pattern": f"^/*(?:{segment}(?:/+{segment})*)?/*$"},
      "description": "Only the lock on this path and the locks below it."},
     {"name": "owner", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "Only locks of this user id (`me`: the caller)."},
     {"name": "dialect", "in": "query", "required": False,
-     "schema": {"type": "string", "enum": ["content", "jobs", "reference"]},
+     "schema": {"type": "string", "enum": dialects},
      "description": "Only locks on paths of this dialect."},
     ]
 
@@ -115,7 +115,21 @@ def _stream_response(builder: _Builder) -> dict[str, Any]:
     return {
         "description": "A `text/event-stream` of lock events (see LockEvent), with "
         "keep-alive comments; it stays open.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # Each event of the stream (as OpenAPI 3.2's itemSchema, which tools apply here).
+        "content": {"text/event-stream": {"schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "id": {"type": "string", "description": "The event id, for Last-Event-ID."},
+                "event": {"type": "string", "enum": [*_EVENT_NAMES, "gap"]},
+                "data": {
+                    "type": "string",
+                    "description": "JSON: a LockEvent; for `gap`, {last_event_id, oldest, "
+                    "head} (missed events are no longer retained: reload).",
+                },
+                "retry": {"type": "integer"},
+            },
+        }}},
     }
 
 
@@ -125,7 +139,9 @@ def add_event_paths(builder: _Builder) -> None:
 
     state = builder.state
     spec = builder.spec
-    filters = _filters(_SEGMENT)
+    from .listing import dialect_names
+
+    filters = _filters(_SEGMENT, sorted(dialect_names(state)))
     for name, schema in _SCHEMAS.items():
         spec.components.schema(name, component=schema)
     stream_errors = builder.errors([400, 401, 403, 404, 500, 503], "Error")

@@ -197,3 +197,32 @@ def test_an_expiry_is_one_event_seen_by_both_servers(servers: tuple[int, int, st
     after = min(a_events[1][0], b_events[1][0]) - granted
     print(f"\nFIGURES events {backend}: expiry of a 1 s lock seen {after * 1000:.0f}ms after "
           f"the grant (expiry look every 1 s), one event for both servers")
+
+
+def test_postgresql_listeners_are_woken_by_notify(make_app: Any, tmp_path: Path, table_name: str) -> None:
+    """With polling and the expiry look both 30 s apart, an event made by another process
+    can only arrive within the bound through LISTEN/NOTIFY."""
+    from helpers.sse import TestStream
+
+    url = backend_url("postgresql", tmp_path)
+    app = make_app(database_url=url, LOCKING_EVENTS_POLL_INTERVAL=30,
+                   LOCKING_EVENTS_EXPIRY_INTERVAL=30, LOCKING_EVENTS_HEARTBEAT=0.2)
+    client = app.test_client()
+    stream = TestStream(client, "/docs/n/@lock/events")
+    time.sleep(0.5)
+    script = (
+        "from helpers.app import create_app\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    app.extensions['locking'].extension.acquire('/docs/n', 'other-process')\n"
+        "    app.extensions['locking'].close()\n"
+    )
+    env = {**os.environ, "LOCKING_TEST_APP_DB": url, "LOCKING_TEST_APP_TABLE": table_name}
+    subprocess.run([sys.executable, "-c", script], cwd=HERE, env=env, check=True, timeout=60)
+    done = time.monotonic()
+    events = stream.read(1, timeout=BOUND)
+    waited = time.monotonic() - done
+    stream.close()
+    assert [(e.event, e.data["lock"]["creator"]) for e in events] == [("acquired", "other-process")]
+    print(f"\nFIGURES events postgresql: NOTIFY woke the listener {waited * 1000:.0f}ms after "
+          "the other process exited (poll interval 30 s)")

@@ -62,13 +62,13 @@ def test_listing_filters_and_tokens(make_app: AppFactory, database_url: str) -> 
     assert all_pages(client, "owner=bob") == ["/docs/b"]
     assert all_pages(client, "owner=me") == ["/docs/anon"]  # anonymous: the anonymous locks
     assert all_pages(client, "dialect=jobs") == ["/api/v1.0/companies/1/jobs/2"]
-    assert all_pages(client, "dialect=locking_content&owner=alice") == ["/docs/a", "/docs/b/parts/1"]
+    assert all_pages(client, "dialect=content&owner=alice") == ["/docs/a", "/docs/b/parts/1"]
     assert all_pages(client, "limit=2") == [i["resource"] for i in items]
 
 
 @pytest.mark.parametrize("query", [
     "limit=0", "limit=", "limit=1001", "limit=x", "limit=-1", "limit=1.5", "cursor=%00",
-    "dialect=webdav", "prefix=/a/../b", "prefix=" + "a" * 5000,
+    "dialect=webdav", "dialect=", "dialect=locking_jobs", "prefix=/a/../b", "prefix=/a&prefix=/b", "limit=1&limit=2", "prefix=" + "a" * 5000,
 ])
 def test_bad_queries_are_400(app: Flask, query: str) -> None:
     response = app.test_client().get(f"/@locks?{query}")

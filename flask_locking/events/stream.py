@@ -42,6 +42,8 @@ def covering_match(key: str) -> Match:
 def last_event_id() -> int | None:
     """The id to resume after: the ``Last-Event-ID`` header, else ``?last_event_id=``
     (each checked when given, so that a malformed one is a 400 wherever it is)."""
+    if len(request.args.getlist("last_event_id")) > 1:
+        raise InvalidInput("The query argument 'last_event_id' may be given only once.")
     header = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
     query = _event_id(request.args.get("last_event_id"), "last_event_id")
     return header if header is not None else query

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -209,32 +210,51 @@ class PostgreSQLListener(ChangeListener):
     """``LISTEN`` on a connection of its own, outside the pool (whose watchdog cuts any
     connection held past the store timeout). Falls back to polling if it cannot listen."""
 
+    #: Seconds between two attempts to listen again after a failure (polling meanwhile).
+    retry_after = 30.0
+
     def __init__(self, log: PostgreSQLEventLog) -> None:
         super().__init__(log)
         self.channel = log.channel
         self._conn: Any = None
+        self._retry_at = 0.0
 
     def _connect(self) -> Any:
         engine = self.log.store.engine
-        dbapi = engine.dialect.loaded_dbapi
-        cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        conn = dbapi.connect(*cargs, **cparams)
+        # A new driver connection made as the pool makes them (with the user's
+        # connect_args), but never checked out of it.
+        creator = getattr(engine.pool, "_creator", None)
+        if creator is not None:
+            conn = creator()
+        else:  # pragma: no cover - every SQLAlchemy 2 pool has one
+            cargs, cparams = engine.dialect.create_connect_args(engine.url)
+            conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
         conn.autocommit = True
-        conn.execute(f'LISTEN "{self.channel}"')
+        try:
+            conn.execute(f'LISTEN "{self.channel}"')
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def wait(self, timeout: float) -> None:
-        try:
-            if self._conn is None:
+        if self._conn is None and time.monotonic() >= self._retry_at:
+            try:
                 self._conn = self._connect()
-            conn = self._conn
+            except Exception as error:  # noqa: BLE001 - no LISTEN: poll, try again later
+                log.warning("flask-locking: cannot LISTEN for lock events (%s); polling", error)
+                self._retry_at = time.monotonic() + self.retry_after
+        if self._conn is None:
+            super().wait(timeout)
+            return
+        try:
             # Each notification only means "read the table": one is enough to wake up.
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
                 pass
         except Exception as error:  # noqa: BLE001 - the server went away: poll until it is back
             log.warning("flask-locking: LISTEN connection lost (%s); polling", error)
             self.close()
-            super().wait(timeout)
+            self._retry_at = time.monotonic() + 1.0
 
     def close(self) -> None:
         if self._conn is not None:

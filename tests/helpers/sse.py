@@ -76,12 +76,13 @@ class HttpStream:
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.raw = ""
+        self._block: list[str] = []  # the lines of an event not yet complete
 
     def read(self, count: int, timeout: float = 10.0) -> list[tuple[float, ServerEvent]]:
         """Up to ``count`` events, each with the monotonic instant its last line arrived."""
         deadline = time.monotonic() + timeout
         out: list[tuple[float, ServerEvent]] = []
-        block: list[str] = []
+        block = self._block
         while len(out) < count and time.monotonic() < deadline:
             line = self.response.readline().decode()
             if line == "":
@@ -91,7 +92,7 @@ class HttpStream:
             if line in ("\n", "\r\n"):
                 arrived = time.monotonic()
                 out.extend((arrived, event) for event in parse_events(block))
-                block = []
+                block.clear()
         return out
 
     def close(self) -> None:
