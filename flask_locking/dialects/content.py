@@ -88,7 +88,9 @@ class ContentDialect(Dialect):
                               f"{', '.join(METHODS)}.", headers={"Allow": ", ".join(METHODS)})
         return self.endpoint(self.view)(request.path[len(self.prefix) : -len(SUFFIX)])
 
-    def view(self, path: str = "") -> Response:
+    def lock_key(self, path: str) -> str:
+        """The resource key that ``<prefix>/<path>/@lock`` addresses (and its ``/events``);
+        404 when the host does not route the path."""
         key = normalize(f"{self.prefix}/{path}")
         owner = self.state.dialect_for(key) or self
         if owner.requires_identity:
@@ -96,7 +98,10 @@ class ContentDialect(Dialect):
         canonical, routed = self._route(key)  # one route match serves both questions
         if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):
             raise NotFoundError(f"No resource at {key}: the app does not route that path.")
-        key = canonical if owner is self else owner.resource_key(key)  # one key per resource
+        return canonical if owner is self else owner.resource_key(key)  # one key per resource
+
+    def view(self, path: str = "") -> Response:
+        key = self.lock_key(path)
         if request.method == "POST":
             lock, _granted = self.acquire(key)
             return self.lock_response(lock)
