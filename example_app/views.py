@@ -237,6 +237,8 @@ def locks() -> str:
         "locks.html",
         locks=live,
         since={lock.resource: since(lock) for lock in live},
+        # For the live table: when each grant (resource and version) started.
+        since_versions={f"{lock.resource} {lock.version}": since(lock) for lock in live},
         activity=recent(),
     )
 

@@ -126,6 +126,8 @@
       data.event = data.event || name;
       onEvent(data);
     }));
+    // The server could not replay everything since our last event: start afresh.
+    source.addEventListener("gap", () => onState("open"));
     source.onopen = () => onState("open");
     source.onerror = () => {
       onState(source.readyState === EventSource.CLOSED ? "unavailable" : "reconnecting");

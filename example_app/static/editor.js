@@ -326,7 +326,9 @@
 
   function onEvent(e) {
     if (e.resource !== resource) return;
-    const lock = e.lock && e.lock.locked !== false ? e.lock : null;
+    // For released, stolen and expired, e.lock is the lock that ended: nobody holds it now.
+    const live = e.event === "acquired" || e.event === "refreshed";
+    const lock = live && e.lock && e.lock.locked !== false ? e.lock : null;
     if (token && myLock) {
       const mine = lock && lock.version === myLock.version;
       if ((e.event === "refreshed" || e.event === "acquired") && mine) {
@@ -336,7 +338,11 @@
       const when = at(e.time || demo.now() / 1000);
       const by = e.by ? demo.escapeHtml(nameOf(e.by)) : "someone";
       if (e.event === "stolen") {
-        return loseLock("<strong>" + by + " took over your lock</strong> at " + when + ".", lock);
+        // A force-release by someone else: an admin's release, or the first half of a
+        // take-over (then their "acquired" follows and the reason is updated below).
+        loseLock("<strong>" + by + " released your lock</strong> at " + when + ".", null);
+        if (lost && e.by) lost.releasedBy = { id: e.by.id, html: by, when: when, at: Date.now() };
+        return;
       }
       if (e.event === "released") {
         const byMe = e.by && e.by.id === me;
@@ -352,6 +358,11 @@
         return loseLock("<strong>Your lock ended</strong>; " + holderName(lock) + " holds it now.", lock);
       }
       return;
+    }
+    const rel = lost && lost.releasedBy;
+    if (rel && lock && e.event === "acquired" && lock.creator === rel.id && Date.now() - rel.at < 15000) {
+      lost.html = "<strong>" + rel.html + " took over your lock</strong> at " + rel.when + ".";
+      lost.releasedBy = null;
     }
     if (lock && holder && holder.version === lock.version && holder.since) {
       lock.since = holder.since; // a refresh moves "time", not the grant's start

@@ -190,7 +190,9 @@ def test_non_stealable_lock_only_an_admin_takes_over_or_releases(
     row = carol.locator("tr[data-resource='/docs/meeting-notes']")
     shot(carol, "2-admin-locks-page")
     row.locator("button", has_text="Release").click()
-    expect(carol.locator(".flash")).to_contain_text("Released Alice's lock on /docs/meeting-notes")
+    expect(carol.locator("#locks-message")).to_contain_text(
+        "Released Alice's lock on /docs/meeting-notes"
+    )
     expect(carol.locator("#no-locks")).to_be_visible()
     assert live.lock("/docs/meeting-notes") is None
 

@@ -201,3 +201,27 @@ def test_no_favicon_404_clean_editor_urls_and_tidy_slugs(live: Any, sign_in: Any
         lambda: db.session.query(Document).filter_by(title="Q3 -- plans / draft!!").one().slug
     )
     assert slug == "q3-plans-draft"
+
+
+def test_locks_page_reads_the_listing_api_and_follows_the_event_stream(
+    live: Any, sign_in: Any, shot: Any
+) -> None:
+    bob = sign_in(live, "bob")
+    with bob.expect_response(lambda r: "/@locks?" in r.url and r.status == 200):
+        bob.goto("/locks")
+    expect(bob.locator("#no-locks")).to_be_visible()
+    expect(bob.locator("#live-locks")).to_have_attribute("data-stream", "open")
+
+    alice = sign_in(live, "alice")
+    alice.goto("/docs/welcome/edit")
+    expect(alice.locator("#status")).to_contain_text("You are editing")
+    row = bob.locator("tr[data-resource='/docs/welcome']")  # no reload
+    expect(row).to_contain_text("Alice")
+    expect(row).to_contain_text("allowed")
+    alice.goto("/jobs/1/102")
+    alice.click("#lock")
+    expect(bob.locator("tr[data-resource='/api/v1.0/companies/1/jobs/102']")).to_contain_text("Alice")
+    expect(row).to_have_count(0)  # leaving the editor released the document
+    shot(bob, "locks-live")
+    alice.click("#unlock")
+    expect(bob.locator("#no-locks")).to_be_visible()
