@@ -29,7 +29,7 @@ PRELUDE = "curl() { command curl -sS -w '%{stderr}%{http_code}\\n' \"$@\"; }\n"
 
 def block(lang: str, containing: str) -> str:
     """The README code block of ``lang`` that contains ``containing``."""
-    for found, text in re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S):
+    for found, text in re.findall(r"```(\w+)\n(.*?)```", README, flags=re.DOTALL):
         if found == lang and containing in text:
             return str(text)
     raise AssertionError(f"no {lang} block with {containing!r} in README.md")
@@ -49,7 +49,7 @@ def run(script: str) -> tuple[list[int], str]:
     result = subprocess.run(
         ["bash", "-c", PRELUDE + script], capture_output=True, text=True, timeout=60, check=False
     )
-    codes = [int(code) for code in re.findall(r"^(\d{3})$", result.stderr, flags=re.M)]
+    codes = [int(code) for code in re.findall(r"^(\d{3})$", result.stderr, flags=re.MULTILINE)]
     return codes, result.stdout + result.stderr
 
 
@@ -91,7 +91,7 @@ def quickstart(tmp_path: Path) -> Iterator[int]:
 def test_quickstart_curls_work_as_written(quickstart: int) -> None:
     script = block("console", "@lock")
     assert "TOKEN=" in script  # the token the third command sends is set by the first
-    commands = re.sub(r"^\$ ", "", script, flags=re.M).replace(
+    commands = re.sub(r"^\$ ", "", script, flags=re.MULTILINE).replace(
         "localhost:5000", f"127.0.0.1:{quickstart}"
     )
     codes, output = run(commands)
