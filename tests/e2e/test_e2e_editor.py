@@ -86,7 +86,7 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
     # Bob's page notices the document is free, shows Alice's text, and lets him edit.
     expect(bob.locator("#status")).to_contain_text("Free — edit now")
     expect(bob.locator("#body")).to_have_value("Alice rewrote the welcome page.")
-    shot(bob, "5-bob-sees-free")
+    shot(bob, "5-bob-sees-free", docs="editor-free.png")
     bob.click("#start")
     expect(bob.locator("#status")).to_contain_text("You are editing")
     bob.fill("#body", "Alice rewrote the welcome page.\n\nBob added a line.")
@@ -113,7 +113,7 @@ def test_take_over_is_confirmed_told_at_once_and_the_loser_relocks_keeping_her_t
     expect(bob.locator("#takeover")).to_be_visible()
     bob.click("#takeover")  # asks first
     expect(bob.locator("#confirm")).to_contain_text("Take over Alice's lock?")
-    shot(bob, "0-bob-confirms")
+    shot(bob, "0-bob-confirms", docs="editor-confirm-takeover.png")
     bob.click("#takeover-no")
     expect(bob.locator("#confirm")).to_be_hidden()
     assert live.lock("/docs/release-checklist").owner.name == "Alice"
@@ -130,7 +130,7 @@ def test_take_over_is_confirmed_told_at_once_and_the_loser_relocks_keeping_her_t
     expect(status).to_have_class(re.compile("banner-lost"))
     expect(alice.locator("#save")).to_be_disabled()
     expect(alice.locator("#body")).to_have_value("Alice's unsaved draft")
-    shot(alice, "2-alice-told-at-once")
+    shot(alice, "2-alice-told-at-once", docs="editor-taken-over.png")
 
     bob.fill("#body", "Bob's text")
     bob.click("#save")
@@ -146,7 +146,7 @@ def test_take_over_is_confirmed_told_at_once_and_the_loser_relocks_keeping_her_t
     expect(alice.locator("#theirs")).to_have_value("Bob's text")
     expect(alice.locator("#theirs-label")).to_contain_text("revision 2 by Bob")
     expect(alice.locator("#save")).to_be_enabled()
-    shot(alice, "3-alice-relocked-sees-both")
+    shot(alice, "3-alice-relocked-sees-both", docs="editor-relocked.png")
     alice.click("#save")
     expect(alice.locator("#saved")).to_be_visible()
     doc = document(live, "release-checklist")

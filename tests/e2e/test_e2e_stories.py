@@ -89,12 +89,12 @@ def test_a_failing_heartbeat_stays_visible_and_expiry_never_shows_green(
     alice.route("**/docs/meeting-notes/@lock", refuse_refresh)
     status = alice.locator("#status")
     expect(status).to_contain_text("Could not refresh the lock")
-    shot(alice, "1-refresh-failing")
+    shot(alice, "1-refresh-failing", docs="editor-refresh-failing.png")
     # The lock runs out: the banner turns red and says so; it never went back to green.
     expect(status).to_contain_text("Your lock expired", timeout=live.lock_timeout * 1000 + 15_000)
     expect(status).to_have_class(re.compile("banner-lost"))
     expect(alice.locator("#save")).to_be_disabled()
-    shot(alice, "2-expired")
+    shot(alice, "2-expired", docs="editor-expired.png")
     states = alice.evaluate("window.__states")
     warned = [i for i, (cls, text) in enumerate(states) if "Could not refresh" in text]
     assert warned
@@ -131,7 +131,7 @@ def test_jobs_page_keeps_typed_text_finds_its_lock_after_reload_and_releases_on_
     expect(alice.locator("#log li").first).to_have_text(
         "PATCH /api/v1.0/companies/1/jobs/101 → 200"
     )
-    shot(alice, "job-after-reload")
+    shot(alice, "job-after-reload", docs="job-after-reload.png")
     job = live.query(lambda: db.session.get(Job, (1, 101)).to_json())
     assert job["notes"] == "Saved after a reload"
 
@@ -222,6 +222,6 @@ def test_locks_page_reads_the_listing_api_and_follows_the_event_stream(
     alice.click("#lock")
     expect(bob.locator("tr[data-resource='/api/v1.0/companies/1/jobs/102']")).to_contain_text("Alice")
     expect(row).to_have_count(0)  # leaving the editor released the document
-    shot(bob, "locks-live")
+    shot(bob, "locks-live", docs="locks-live.png")
     alice.click("#unlock")
     expect(bob.locator("#no-locks")).to_be_visible()
