@@ -49,6 +49,7 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
 
     bob.goto("/docs/welcome/edit")
     expect(bob.locator("#status")).to_have_text(re.compile(LOCKED_BY_ALICE.pattern))
+    expect(bob.locator("#editor")).to_have_attribute("data-stream", "open")  # not polling
     expect(bob.locator("#save")).to_be_disabled()
     expect(bob.locator("#body")).not_to_be_editable()
     expect(bob.locator("#takeover")).to_be_visible()  # stealable by default
