@@ -4,45 +4,19 @@ their token, the activity log names a JWT writer), slugs, the favicon and the ed
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import jwt
-import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from example_app import create_app, db
+from example_app import db
 from example_app.models import Activity
 from example_app.views import slugify
+from tests.test_example_app import bearer, demo, signed_in
 
-JWT_SECRET = "example-app-jwt-secret-not-a-secret"
+__all__ = ["demo"]  # the fixture, shared with test_example_app
+
 SLUG = re.compile(r"^[^\W_]+(-[^\W_]+)*$")
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
-    yield app
-    app.extensions["locking"].close()
-    with app.app_context():
-        for engine in db.engines.values():
-            engine.dispose()
-
-
-def signed_in(app: Flask, user: str) -> FlaskClient:
-    client = app.test_client()
-    assert client.post("/login", data={"user": user}).status_code == 302
-    return client
-
-
-def bearer(user: str) -> dict[str, str]:
-    now = int(time.time())
-    token = jwt.encode({"sub": user, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
-    return {"Authorization": f"Bearer {token}"}
 
 
 @given(st.text(max_size=300))
