@@ -154,6 +154,8 @@ class LockingState:
 
     def close(self) -> None:
         """Dispose of the store's pooled connections (tests, app teardown)."""
+        if self._hub is not None:
+            self._hub.stop()
         if self._engine is not None:
             self._engine.store.dispose()
 

@@ -47,6 +47,7 @@ class EventHub:
         self._buffer: collections.deque[LockEvent] = collections.deque(maxlen=BUFFER)
         self._last = 0  # the highest id read from the log (every id up to it is buffered or gone)
         self._streams = 0
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     # -- streams -----------------------------------------------------------------------
@@ -63,6 +64,7 @@ class EventHub:
             if self._streams >= self.settings.max_streams:
                 raise TooManyStreams()
             self._streams += 1
+            self._stopping = False
             if self._thread is None or not self._thread.is_alive():
                 self._last = self.log.head()
                 self._buffer.clear()
@@ -98,6 +100,16 @@ class EventHub:
         """The highest event id this hub has read."""
         return self._last
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait for it (app teardown: it must not outlive the store)."""
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        self.log.appended.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     # -- the thread --------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -106,7 +118,7 @@ class EventHub:
         try:
             while True:
                 with self._cond:
-                    if self._streams == 0:
+                    if self._streams == 0 or self._stopping:
                         self._thread = None
                         return
                 try:

@@ -40,18 +40,22 @@ def covering_match(key: str) -> Match:
 
 
 def last_event_id() -> int | None:
-    """The id to resume after: the ``Last-Event-ID`` header or ``?last_event_id=``."""
-    raw = request.headers.get("Last-Event-ID")
+    """The id to resume after: the ``Last-Event-ID`` header, else ``?last_event_id=``
+    (each checked when given, so that a malformed one is a 400 wherever it is)."""
+    header = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+    query = _event_id(request.args.get("last_event_id"), "last_event_id")
+    return header if header is not None else query
+
+
+def _event_id(raw: str | None, name: str) -> int | None:
     if raw is None:
-        raw = request.args.get("last_event_id")
-    if raw is None or raw.strip() == "":
         return None
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_ID_DIGITS:
-        raise InvalidInput(
-            f"Last-Event-ID must be an event id (a whole number ≥ 0), not {raw[:40]!r}."
-        )
-    return int(raw)
+    value = raw
+    if name == "Last-Event-ID" and value == "":
+        return None  # EventSource sends an empty header before it has seen an id
+    if not (value.isascii() and value.isdigit()) or len(value) > _MAX_ID_DIGITS:
+        raise InvalidInput(f"{name} must be an event id (a whole number ≥ 0), not {value[:40]!r}.")
+    return int(value)
 
 
 def event_stream(
