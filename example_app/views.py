@@ -233,12 +233,13 @@ def new_document() -> ResponseReturnValue:
 @bp.get("/locks")
 def locks() -> str:
     live = locking.locks()
+    started = {lock.resource: since(lock) for lock in live}
     return render_template(
         "locks.html",
         locks=live,
-        since={lock.resource: since(lock) for lock in live},
+        since=started,
         # For the live table: when each grant (resource and version) started.
-        since_versions={f"{lock.resource} {lock.version}": since(lock) for lock in live},
+        since_versions={f"{lock.resource} {lock.version}": started[lock.resource] for lock in live},
         activity=recent(),
     )
 
