@@ -38,10 +38,13 @@ suppress_warnings = ["misc.highlighting_failure"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 html_static_path = ["_static"]
+# Code blocks wrap and tables stay inside the text column (see _static/layout.css).
+html_css_files = ["layout.css"]
 
 html_theme = "alabaster"
 html_theme_options = {
     "description": "Pessimistic edit locks for Flask REST APIs",
     "fixed_sidebar": True,
+    "page_width": "1100px",
 }
 html_title = f"flask-locking {release}"

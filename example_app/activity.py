@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, has_request_context
 
-from flask_locking import Lock
+from flask_locking import AuthenticationRequired, Lock
 from flask_locking.signals import lock_acquired, lock_released, lock_stolen, write_refused
 
 from .extensions import db
@@ -23,11 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def _caller_name() -> str | None:
-    from .users import current_user
+    """Who made this request: the bearer JWT's user (the reference-data API), else the
+    session's user, as flask-locking's identity loader sees it."""
+    from .users import load_identity
 
     if not has_request_context():
         return None
-    user = current_user()
+    try:
+        user = load_identity()
+    except AuthenticationRequired:  # a bad JWT: nobody we can name
+        return None
     return user.name if user is not None else None
 
 
@@ -78,10 +83,11 @@ def since(lock: Lock) -> float:
 
 
 def lock_json(lock: Lock | None) -> dict[str, Any]:
-    """The lock JSON (token withheld) plus ``since``, or the unlocked body."""
+    """The lock JSON plus ``since``, or the unlocked body. The token is there only when
+    ``lock`` carries it: flask-locking reveals it to the lock's owner alone."""
     if lock is None:
         return {"locked": False, "stealable": True}
-    data = lock.without_token().to_json()
+    data = lock.to_json()
     data["since"] = since(lock)
     return data
 

@@ -7,6 +7,7 @@ views refuse a PATCH made without any lock (428), so an edit is always made unde
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -25,12 +26,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from flask_locking import AuthenticationRequired, LockingError, current_lock
+from flask_locking import AuthenticationRequired, Lock, LockingError, current_lock
 
 from .activity import lock_json, recent, since
 from .extensions import db, locking
 from .models import Client, Document, Job, now
-from .users import USERS, current_user, mint_jwt, user_from_bearer
+from .users import USERS, User, current_user, mint_jwt, user_from_bearer
 
 bp = Blueprint("pages", __name__)
 
@@ -72,6 +73,11 @@ def json_body(fields: dict[str, type]) -> dict[str, Any] | str:
 
 def no_lock_message(path: str, how: str) -> str:
     return f"Lock {path} first ({how}) and send its token in the Lock-Token header."
+
+
+def live_lock(path: str, viewer: User | None) -> Lock | None:
+    """The live lock on ``path``; with its token when ``viewer`` holds it."""
+    return locking.get(path, owner=viewer) if viewer is not None else locking.get(path)
 
 
 def page_context() -> dict[str, Any]:
@@ -194,7 +200,16 @@ def edit_document(slug: str) -> Any:
         document=document,
         stealable=stealable,
         heartbeat_ms=int(float(heartbeat) * 1000),
+        admins=[u.id for u in USERS.values() if u.admin],
     )
+
+
+def slugify(title: str) -> str:
+    """A URL slug for ``title``: lower-case letters and digits, single dashes between
+    words, none at either end, at most 60 characters; ``doc`` when nothing is left."""
+    words = re.split(r"[^\w]+|_+", title.lower())
+    slug = "-".join(word for word in words if word)[:60].rstrip("-")
+    return slug or "doc"
 
 
 @bp.post("/docs")
@@ -206,7 +221,7 @@ def new_document() -> ResponseReturnValue:
     if not title:
         flash("Give the new document a title.", "error")
         return redirect(url_for("pages.documents"))
-    base = "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")[:60] or "doc"
+    base = slugify(title)
     slug, n = base, 1
     while db.session.query(Document).filter_by(slug=slug).first() is not None:
         n += 1
@@ -222,10 +237,13 @@ def new_document() -> ResponseReturnValue:
 @bp.get("/locks")
 def locks() -> str:
     live = locking.locks()
+    started = {lock.resource: since(lock) for lock in live}
     return render_template(
         "locks.html",
         locks=live,
-        since={lock.resource: since(lock) for lock in live},
+        since=started,
+        # For the live table: when each grant (resource and version) started.
+        since_versions={f"{lock.resource} {lock.version}": started[lock.resource] for lock in live},
         activity=recent(),
     )
 
@@ -273,7 +291,9 @@ def job_api(company_id: int, job_id: int) -> Response:
     if job is None:
         return api_error(404, f"Company {company_id} has no job {job_id}.")
     if request.method == "GET":
-        return jsonify(job=job.to_json(), lock=lock_json(locking.get(job.path)))
+        # The holder's own GET includes the token, so their page finds its lock again
+        # after a reload (flask-locking shows a token to its owner only).
+        return jsonify(job=job.to_json(), lock=lock_json(live_lock(job.path, current_user())))
     user = current_user()
     if user is None:
         return api_error(401, "Sign in to edit jobs.")
@@ -342,7 +362,7 @@ def reference_api(client_id: int) -> Response:
     if client is None:
         return reference_error(404, "Not found", f"There is no client {client_id}.")
     if request.method == "GET":
-        return jsonify(client=client.to_json(), lock=lock_json(locking.get(client.path)))
+        return jsonify(client=client.to_json(), lock=lock_json(live_lock(client.path, user)))
     lock = current_lock  # the guard answered 409 (locked or stale) already
     if not lock:  # a proxy: test its truth, never `is None`
         return reference_error(

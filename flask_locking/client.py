@@ -31,11 +31,14 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from .client_events import ServerEvent, parse_events
 
 log = logging.getLogger("flask_locking.client")
 
@@ -151,6 +154,75 @@ class LockingClient:
             refresh_interval=refresh_interval,
             auto_refresh=auto_refresh,
         )
+
+    def list_locks(
+        self, *, prefix: str | None = None, owner: str | None = None,
+        dialect: str | None = None, page_size: int | None = None, locks_url: str = "/@locks",
+    ) -> list[dict[str, Any]]:
+        """Every live lock the server lets this caller view (``GET /@locks``, following
+        ``next`` to the last page), each as the lock JSON without a token. ``owner="me"``:
+        this caller's locks."""
+        params = {
+            key: value for key, value in
+            {"prefix": prefix, "owner": owner, "dialect": dialect, "limit": page_size}.items()
+            if value is not None
+        }
+        items: list[dict[str, Any]] = []
+        for _ in range(100_000):  # bounded: a page is never empty while "next" is set twice
+            response = self.http.get(locks_url, params=params)
+            if response.status_code != 200:
+                raise LockingClientError(_error_message(response), response)
+            body = _json(response)
+            items.extend(body["items"])
+            if not body.get("next"):
+                break
+            params["cursor"] = body["next"]
+        return items
+
+    def release_locks(
+        self, resources: list[str], *, force: bool = False, locks_url: str = "/@locks",
+    ) -> dict[str, Any]:
+        """Release several locks (``DELETE /@locks``); return ``{"released": [...],
+        "refused": [{"resource", "status", "message"}]}``. ``force`` steals others' locks
+        where the server's authorizer allows it."""
+        response = self.http.request(
+            "DELETE", locks_url, json={"resources": list(resources), "force": force}
+        )
+        if response.status_code != 200:
+            raise LockingClientError(_error_message(response), response)
+        return _json(response)  # type: ignore[no-any-return]
+
+    def events(
+        self, url: str | None = None, *, prefix: str | None = None, owner: str | None = None,
+        last_event_id: str | None = None, locks_url: str = "/@locks", reconnect: bool = True,
+        retry: float = 2.0,
+    ) -> Iterator[ServerEvent]:
+        """Lock events as they happen: of ``url``'s lock (``<url>/@lock/events``), or of
+        every lock at or below ``prefix`` (``/@locks/events``). A dropped connection is
+        resumed with ``Last-Event-ID`` (so no event is lost) unless ``reconnect`` is False.
+        Stop by breaking out of the loop."""
+        target = url.rstrip("/") + "/@lock/events" if url is not None else locks_url + "/events"
+        params = {k: v for k, v in {"prefix": prefix, "owner": owner}.items() if v is not None}
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+            try:
+                with self.http.stream(
+                    "GET", target, params=params, headers=headers,
+                    timeout=httpx.Timeout(10.0, read=None),
+                ) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise LockingClientError(_error_message(response), response)
+                    for event in parse_events(response.iter_lines()):
+                        if event.id is not None:
+                            last_event_id = event.id
+                        yield event
+            except httpx.TransportError:
+                if not reconnect:
+                    raise
+            if not reconnect:
+                return
+            time.sleep(retry)
 
     def close(self) -> None:
         """Close the underlying httpx client (when this object created it)."""

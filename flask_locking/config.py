@@ -28,6 +28,16 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_REFRESH_ON_WRITE": False,  # a verified guarded write restarts the lease
     "LOCKING_OPENAPI_URL": None,  # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
     "LOCKING_SWAGGER_UI_URL": None,  # e.g. "/locking/docs" (needs [swagger-ui] and LOCKING_OPENAPI_URL)
+    # Live lock events and the lock listing (docs/events.rst)
+    "LOCKING_EVENTS_ENABLED": True,  # record events in <table>_events and serve the streams
+    "LOCKING_EVENTS_RETENTION": 3600,  # seconds an event stays replayable (Last-Event-ID)
+    "LOCKING_EVENTS_POLL_INTERVAL": 0.25,  # seconds between event-log reads (not PostgreSQL)
+    "LOCKING_EVENTS_EXPIRY_INTERVAL": 1.0,  # seconds between looks for expired locks
+    "LOCKING_EVENTS_HEARTBEAT": 15,  # seconds between keep-alive comments
+    "LOCKING_EVENTS_RETRY": 2,  # reconnect delay suggested to clients (SSE "retry:")
+    "LOCKING_EVENTS_MAX_STREAMS": 100,  # open streams per app per process; 503 past it
+    "LOCKING_LOCKS_URL": "/@locks",  # lock listing, bulk release, multi-resource stream
+    "LOCKING_LOCKS_PAGE_SIZE": 100,  # default (and at most 10x this) items per page
     # Dialects
     "LOCKING_CONTENT_ENABLED": True,
     "LOCKING_CONTENT_URL_PREFIX": "",

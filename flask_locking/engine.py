@@ -21,9 +21,11 @@ from .errors import (
     LockNotHeld,
     LockPermissionDenied,
 )
+from .events.model import EVENTS, new_event
 from .lock import Lock, Owner, owner_key
 from .resources import ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
+from .store.events import EventLog
 from .tokens import derive_token, new_secret, tokens_equal
 
 log = logging.getLogger("flask_locking")
@@ -57,8 +59,12 @@ class LockEngine:
         max_timeout: float = 86400,
         notify: Notifier | None = None,
         listening: Callable[[str], bool] | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self.store = store
+        #: Where acquired/refreshed/released/stolen/expired events are recorded for other
+        #: processes (``None``: signals only).
+        self.events = events
         self._listening = listening
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
@@ -239,7 +245,8 @@ class LockEngine:
                     )
                 stolen = True
             if self.store.release(row):
-                self._emit("stolen" if stolen else "released", lock)
+                by = Owner.coerce(owner) if owner is not UNSET else None
+                self._emit("stolen" if stolen else "released", lock, by)
                 return lock
         return None
 
@@ -282,7 +289,8 @@ class LockEngine:
         When someone listens for ``expired`` events, each wiped grant is reported (one
         statement per grant); otherwise one statement wipes them all.
         """
-        if self._notify is not None and (self._listening is None or self._listening("expired")):
+        wanted = self._notify is not None and (self._listening is None or self._listening("expired"))
+        if wanted or self.events is not None:
             rows = self.store.purge_expired_rows()
             if rows is not None:
                 for row in rows:
@@ -331,7 +339,14 @@ class LockEngine:
             )
         return max(1, round(timeout * 1000))
 
-    def _emit(self, event: str, lock: Lock) -> None:
+    def _emit(self, event: str, lock: Lock, by: Owner | None = None) -> None:
+        if self.events is not None and event in EVENTS:
+            try:
+                self.events.append(new_event(event, lock, by))
+            except Exception:
+                # The lock operation has committed: losing its event is logged, never a
+                # failed request (the holder must still get its token).
+                log.exception("flask-locking: could not record a %s event", event)
         if self._notify is not None:
             self._notify(event, lock)
 

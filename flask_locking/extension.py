@@ -68,6 +68,7 @@ class Locking:
                 state.dialects.append(dialect)
         if state.fallback_dialect is None:
             state.fallback_dialect = ContentDialect(state, "")
+        self._register_events_and_listing(app, state)
         app.before_request(before_request)  # serves @lock endpoints, then guards
 
         from . import writes
@@ -102,6 +103,22 @@ class Locking:
             )
             app.register_blueprint(ui_blueprint)
             state.blueprint_names.add(ui_blueprint.name)
+
+    @staticmethod
+    def _register_events_and_listing(app: Flask, state: LockingState) -> None:
+        from .events.endpoints import LockEventsEndpoint
+        from .listing import LocksEndpoint
+
+        blueprints: list[Blueprint] = []
+        if state.content_dialect is not None and state.events_settings.enabled:
+            state.lock_events = LockEventsEndpoint(state, state.content_dialect)
+            blueprints.append(state.lock_events.create_blueprint())
+        url = state.events_settings.locks_url
+        if url and state.fallback_dialect is not None:
+            blueprints.append(LocksEndpoint(state, url, state.fallback_dialect).create_blueprint())
+        for blueprint in blueprints:
+            app.register_blueprint(blueprint)
+            state.blueprint_names.add(blueprint.name)
 
     # -- host hooks ----------------------------------------------------------------------
 

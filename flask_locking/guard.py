@@ -49,13 +49,17 @@ def before_request() -> Response | None:
 
 
 def dispatch_lock_endpoints() -> Response | None:
-    """Serve ``<path>/@lock`` even when a host route (a catch-all) matched it first."""
+    """Serve ``<path>/@lock`` (and ``<path>/@lock/events``) even when a host route (a
+    catch-all) matched it first."""
     state: LockingState = current_app.extensions["locking"]
     content = state.content_dialect
     # The cheap path test first: most requests are not for ``@lock`` at all.
-    if content is None or not content.claims_request() or request.blueprint == content.name:
-        return None
-    return content.dispatch()
+    if content is not None and content.claims_request() and request.blueprint != content.name:
+        return content.dispatch()
+    events = state.lock_events
+    if events is not None and events.claims_request() and request.blueprint != events.name:
+        return events.dispatch()
+    return None
 
 
 def guard_request() -> Response | None:

@@ -29,6 +29,7 @@ from .dialects import reference as reference_module
 from .dialects.content import ContentDialect
 from .dialects.jobs import JobsDialect
 from .dialects.reference import ReferenceDialect
+from .openapi_events import add_event_paths
 from .schemas import (
     EnvelopeErrorSchema,
     ErrorSchema,
@@ -393,6 +394,7 @@ def build_spec(app: Flask | None = None) -> dict[str, Any]:
             builder.reference(dialect)
     if state.config.content_enabled and state.content_dialect is not None:
         builder.content(state.content_dialect)
+    add_event_paths(builder)
     return builder.finish()
 
 

@@ -13,14 +13,17 @@ from flask import Flask, current_app
 
 from .config import LockingConfig
 from .engine import LockEngine
+from .events.hub import EventHub
+from .events.settings import EventsSettings
 from .lock import Lock
 from .signals import BY_EVENT
 from .store import SQLStore, create_store, engine_for_uri
-from .store.schema import lock_table, meta_table
+from .store.schema import event_head_table, event_table, lock_table, meta_table
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
     from .dialects.content import ContentDialect
+    from .events.endpoints import LockEventsEndpoint
     from .extension import Locking
 
 #: Every store created in this process, so a forked worker can drop inherited connections.
@@ -63,6 +66,15 @@ class LockingState:
         # Flask-Migrate / Alembic autogenerate see them before any lock is taken.
         lock_table(self.metadata, config.table_name)
         meta_table(self.metadata, config.table_name)
+        self.events_settings = EventsSettings.from_mapping(app.config)
+        if self.events_settings.enabled:
+            event_table(self.metadata, config.table_name)
+            event_head_table(self.metadata, config.table_name)
+        #: The ``<path>/@lock/events`` endpoint (set up by ``init_app``).
+        self.lock_events: LockEventsEndpoint | None = None
+        self._app = weakref.ref(app)
+        self._hub: EventHub | None = None
+        self._hub_pid = 0
         self._engine: LockEngine | None = None
         self._build_lock = threading.Lock()
 
@@ -112,8 +124,13 @@ class LockingState:
             timeout=self.config.store_timeout,
         )
         try:
+            events = None
+            if self.events_settings.enabled:
+                events = store.event_log(retention=self.events_settings.retention)
             if self.config.create_table:
                 store.create_schema()
+                if events is not None:
+                    events.create_schema()
             engine = LockEngine(
                 store,
                 secret_key=self.config.secret_key,
@@ -121,6 +138,7 @@ class LockingState:
                 max_timeout=self.config.max_timeout,
                 notify=_send_signal,
                 listening=_has_receivers,
+                events=events,
             )
             engine.key  # noqa: B018 - a generated key is read from the store now, not mid-request
         except BaseException:
@@ -128,6 +146,24 @@ class LockingState:
             raise
         _STORES.add(store)
         return engine
+
+    def event_hub(self) -> EventHub | None:
+        """This process's hub delivering lock events to streams (``None``: events off)."""
+        events = self.engine.events
+        if events is None:
+            return None
+        with self._build_lock:
+            if self._hub is None or self._hub_pid != os.getpid():  # a forked worker: anew
+                self._hub = EventHub(events, self.events_settings, expire=self._expire)
+                self._hub_pid = os.getpid()
+            return self._hub
+
+    def _expire(self) -> None:
+        # Runs on the hub's thread: signals are sent with the app as sender, as elsewhere.
+        app = self._app()
+        if app is not None:
+            with app.app_context():
+                self.engine.purge_expired()
 
     def dialect_for(self, key: str) -> Dialect | None:
         """The dialect whose error format refusals on ``key`` use."""
@@ -138,6 +174,8 @@ class LockingState:
 
     def close(self) -> None:
         """Dispose of the store's pooled connections (tests, app teardown)."""
+        if self._hub is not None:
+            self._hub.stop()
         if self._engine is not None:
             self._engine.store.dispose()
 

@@ -48,7 +48,7 @@ def drop_tables(url: str, table: str) -> None:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            for name in (f"{table}_meta", table):
+            for name in (f"{table}_events", f"{table}_event_head", f"{table}_meta", table):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
     finally:
         engine.dispose()

@@ -79,7 +79,7 @@ def build_host(database_url: str, table_name: str, tmp_path: Any, **config: Any)
             db.drop_all()
             if not database_url.startswith("sqlite"):
                 with db.engine.begin() as conn:
-                    for name in (f"{table_name}_meta", table_name):
+                    for name in (f"{table_name}_events", f"{table_name}_event_head", f"{table_name}_meta", table_name):
                         conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
             db.engine.dispose()
 

@@ -43,7 +43,7 @@ def host_app(tmp_path: Path, url: str, table: str) -> tuple[Flask, Any]:
 
 def ours(table: str) -> Any:
     """Alembic filter: only this test's tables (the server is shared with other tests)."""
-    names = {table, f"{table}_meta", f"{table}_notes", f"{table}_alembic"}
+    names = {table, f"{table}_meta", f"{table}_notes", f"{table}_alembic", f"{table}_events", f"{table}_event_head"}
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         return type_ != "table" or name in names
@@ -112,9 +112,10 @@ def test_store_ddl_matches_the_metadata(tmp_path: Path, backend: str) -> None:
                 )
                 missing = compare_metadata(context, db.metadata)
             added = {diff[1].name for diff in missing if diff[0] == "add_table"}
-            assert {table, f"{table}_meta"} <= added
+            assert {table, f"{table}_meta", f"{table}_events", f"{table}_event_head"} <= added
 
             state.engine.store.create_schema()  # what LOCKING_CREATE_TABLE does
+            state.engine.events.create_schema()  # (and the lock events' tables)
             db.metadata.tables[f"{table}_notes"].create(engine)
             with engine.connect() as conn:
                 context = MigrationContext.configure(
@@ -125,6 +126,6 @@ def test_store_ddl_matches_the_metadata(tmp_path: Path, backend: str) -> None:
             db.engine.dispose()
     finally:
         with engine.begin() as conn:
-            for name in (f"{table}_notes", f"{table}_meta", table):
+            for name in (f"{table}_notes", f"{table}_events", f"{table}_event_head", f"{table}_meta", table):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
         engine.dispose()

@@ -103,10 +103,115 @@
     return div.innerHTML;
   }
 
+  const EVENTS = ["acquired", "refreshed", "released", "stolen", "expired"];
+
+  /** Follow a lock event stream (Server-Sent Events). ``onEvent(data)`` gets each event's
+   * JSON; ``onState(state)`` gets "open" at every (re)connection, "reconnecting", and
+   * "unavailable" when the stream cannot be used (no EventSource, or the server refuses or
+   * lacks the endpoint): the caller then polls. EventSource reconnects by itself after a
+   * dropped connection and sends Last-Event-ID, so the server replays what was missed. */
+  function watchEvents(url, onEvent, onState) {
+    if (!window.EventSource) {
+      onState("unavailable");
+      return null;
+    }
+    const source = new EventSource(url);
+    EVENTS.forEach((name) => source.addEventListener(name, (e) => {
+      let data;
+      try {
+        data = JSON.parse(e.data);
+      } catch (_) {
+        return;
+      }
+      data.event = data.event || name;
+      onEvent(data);
+    }));
+    // The server could not replay everything since our last event: start afresh.
+    source.addEventListener("gap", () => onState("open"));
+    source.onopen = () => onState("open");
+    source.onerror = () => {
+      onState(source.readyState === EventSource.CLOSED ? "unavailable" : "reconnecting");
+    };
+    return source;
+  }
+
+  /** The tabs of this browser that hold one lock, so that only the last one releases it.
+   * Each holding tab keeps a timestamp under one localStorage key; a tab that crashed stops
+   * updating and counts as gone after ``staleMs`` (well above the once-a-minute timers
+   * Chrome allows a long-hidden tab). BroadcastChannel tells the other tabs what this one
+   * did (saved, cancelled, closed) so they can say so. */
+  function tabGroup(key, onMessage, staleMs) {
+    const id = Math.random().toString(36).slice(2) + Date.now().toString(36);
+    const storageKey = "demo-tabs:" + key;
+    const stale = staleMs || 90000;
+    const channel = window.BroadcastChannel ? new BroadcastChannel("demo-lock:" + key) : null;
+    let timer = null;
+    if (channel) channel.onmessage = (e) => onMessage(e.data || {});
+
+    function read() {
+      try {
+        return JSON.parse(localStorage.getItem(storageKey) || "{}") || {};
+      } catch (_) {
+        return {};
+      }
+    }
+    function write(tabs) {
+      try {
+        if (Object.keys(tabs).length) localStorage.setItem(storageKey, JSON.stringify(tabs));
+        else localStorage.removeItem(storageKey);
+      } catch (_) { /* storage full or disabled: every tab then counts as the last */ }
+    }
+    function touch() {
+      const tabs = read();
+      tabs[id] = Date.now();
+      write(tabs);
+    }
+    /** The other live tabs holding the lock. */
+    function others() {
+      const tabs = read();
+      const now = Date.now();
+      return Object.keys(tabs).filter((t) => t !== id && now - tabs[t] < stale);
+    }
+    return {
+      id: id,
+      others: others,
+      join() {
+        touch();
+        clearInterval(timer);
+        timer = setInterval(touch, 1000);
+      },
+      /** Stop holding; true when no other tab of this browser still holds the lock. */
+      leave() {
+        clearInterval(timer);
+        timer = null;
+        const tabs = read();
+        delete tabs[id];
+        write(tabs);
+        return others().length === 0;
+      },
+      tell(message) {
+        if (channel) channel.postMessage(Object.assign({ tab: id }, message));
+      },
+    };
+  }
+
   window.demo = {
     now, clock, until, countdown, refreshTimes, api, errorMessage, escapeHtml,
+    watchEvents, tabGroup,
   };
 
-  document.addEventListener("DOMContentLoaded", () => refreshTimes());
+  document.addEventListener("DOMContentLoaded", () => {
+    refreshTimes();
+    // The document page's Edit link carries ?stealable=0 only when the box is ticked.
+    const edit = document.getElementById("edit");
+    const noTakeover = document.getElementById("no-takeover");
+    if (edit && noTakeover) {
+      const sync = () => {
+        edit.href = noTakeover.checked ? edit.dataset.noTakeover : edit.dataset.plain;
+      };
+      noTakeover.addEventListener("change", sync);
+      sync();
+    }
+  });
   setInterval(() => refreshTimes(), 1000);
 })();

@@ -65,7 +65,9 @@ class ContentDialect(Dialect):
                               f"{', '.join(METHODS)}.", headers={"Allow": ", ".join(METHODS)})
         return self.endpoint(self.view)(request.path[len(self.prefix) : -len(SUFFIX)])
 
-    def view(self, path: str = "") -> Response:
+    def addressed_key(self, path: str) -> str:
+        """The resource key that ``<prefix>/<path>/@lock`` addresses (and its ``/events``);
+        404 when the host does not route the path."""
         key = normalize(f"{self.prefix}/{path}")
         owner = self.state.dialect_for(key) or self
         if owner.requires_identity:
@@ -74,7 +76,10 @@ class ContentDialect(Dialect):
         canonical, routed = path_key(self.state, key)
         if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):
             raise NotFoundError(f"No resource at {key}: the app does not route that path.")
-        key = canonical
+        return canonical
+
+    def view(self, path: str = "") -> Response:
+        key = self.addressed_key(path)
         if request.method in ("GET", "HEAD"):  # Flask routes HEAD to GET views
             return self.lock_response(self.inspect(key))
         if self.compat.writes_need_identity and self.identity() is None:

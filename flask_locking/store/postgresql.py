@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from .base import AcquireRequest
+from .events import EventLog, PostgreSQLEventLog
 from .sql import SQLStore
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -72,6 +73,9 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     def is_retryable(self, error: exc.DBAPIError) -> bool:
         return getattr(error.orig, "sqlstate", None) in _RETRYABLE
+
+    def event_log(self, *, retention: float = 3600.0) -> EventLog:
+        return PostgreSQLEventLog(self, retention=retention)
 
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -65,3 +65,54 @@ def meta_table(metadata: MetaData, lock_table_name: str) -> Table:
         Column("schema_version", Integer, nullable=False, default=1),
         mysql_charset="utf8mb4",
     )
+
+
+def event_table(metadata: MetaData, lock_table_name: str) -> Table:
+    """The lock events (acquired, refreshed, released, stolen, expired), kept for replay.
+
+    ``id`` is handed out by :func:`event_head_table`'s counter inside the writing
+    transaction, so ids become visible in id order: a reader that has seen id ``n`` will
+    never later find a smaller one (an autoincrement id can commit out of order).
+    """
+    name = f"{lock_table_name}_events"
+    existing = metadata.tables.get(name)
+    if existing is not None:
+        return existing
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column("event", String(16), nullable=False),
+        Column("resource", ResourceKey, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        # Database clock (epoch ms) when the event was written.
+        Column("time_ms", BigInteger, nullable=False, index=True),
+        # The lock the event is about, as it was (never its secret).
+        Column("owner_id", String(255)),
+        Column("owner_name", String(255)),
+        Column("owner_url", String(1024)),
+        Column("stealable", Boolean, nullable=False),
+        Column("infinite", Boolean, nullable=False),
+        Column("timeout_ms", BigInteger, nullable=False),
+        Column("locked_at_ms", BigInteger, nullable=False),
+        # Who released or stole it, when known.
+        Column("by_id", String(255)),
+        Column("by_name", String(255)),
+        mysql_charset="utf8mb4",
+    )
+
+
+def event_head_table(metadata: MetaData, lock_table_name: str) -> Table:
+    """One row: the id of the last event written. Writers increment it first, so its row
+    lock orders event ids by commit; readers never need it."""
+    name = f"{lock_table_name}_event_head"
+    existing = metadata.tables.get(name)
+    if existing is not None:
+        return existing
+    return Table(
+        name,
+        metadata,
+        Column("name", String(16), primary_key=True),
+        Column("last_id", BigInteger, nullable=False),
+        mysql_charset="utf8mb4",
+    )

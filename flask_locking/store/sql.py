@@ -21,6 +21,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore
+from .events import EventLog
 from .schema import lock_table, meta_table
 
 #: Errors that mean "the database is not there or did not answer".
@@ -382,6 +383,10 @@ class SQLStore(LockStore):
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def event_log(self, *, retention: float = 3600.0) -> EventLog:
+        """The log of lock events kept beside this store's lock table."""
+        return EventLog(self, retention=retention)
 
     # -- errors ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -150,14 +151,18 @@ def sign_in(playwright_browser: Any) -> Iterator[Callable[[LiveApp, str], Any]]:
 
 
 @pytest.fixture
-def shot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
+def shot(request: pytest.FixtureRequest) -> Callable[..., Path]:
     """``shot(page, "name")`` saves a screenshot under test-artifacts/e2e/<test>/."""
     folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.name)
 
-    def save(page: Any, name: str) -> Path:
+    def save(page: Any, name: str, docs: str | None = None) -> Path:
+        """With ``docs`` (a file name) and ``UPDATE_DOCS_SCREENSHOTS=1``, the picture also
+        replaces ``docs/_static/<docs>``."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
         page.screenshot(path=str(path))
+        if docs and os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+            shutil.copyfile(path, ROOT / "docs" / "_static" / docs)
         return path
 
     return save

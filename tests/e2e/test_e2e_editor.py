@@ -49,6 +49,7 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
 
     bob.goto("/docs/welcome/edit")
     expect(bob.locator("#status")).to_have_text(re.compile(LOCKED_BY_ALICE.pattern))
+    expect(bob.locator("#editor")).to_have_attribute("data-stream", "open")  # not polling
     expect(bob.locator("#save")).to_be_disabled()
     expect(bob.locator("#body")).not_to_be_editable()
     expect(bob.locator("#takeover")).to_be_visible()  # stealable by default
@@ -84,9 +85,9 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
     shot(alice, "4-alice-saved")
 
     # Bob's page notices the document is free, shows Alice's text, and lets him edit.
-    expect(bob.locator("#status")).to_contain_text("The document is free now")
+    expect(bob.locator("#status")).to_contain_text("Free — edit now")
     expect(bob.locator("#body")).to_have_value("Alice rewrote the welcome page.")
-    shot(bob, "5-bob-sees-free")
+    shot(bob, "5-bob-sees-free", docs="editor-free.png")
     bob.click("#start")
     expect(bob.locator("#status")).to_contain_text("You are editing")
     bob.fill("#body", "Alice rewrote the welcome page.\n\nBob added a line.")
@@ -99,8 +100,9 @@ def test_lock_heartbeat_save_then_the_other_user_edits(live: Any, sign_in: Any, 
     shot(bob, "6-bob-saved")
 
 
-def test_take_over_and_the_first_users_save_is_refused(live: Any, sign_in: Any, shot: Any) -> None:
-    original = document(live, "release-checklist").body
+def test_take_over_is_confirmed_told_at_once_and_the_loser_relocks_keeping_her_text(
+    live: Any, sign_in: Any, shot: Any
+) -> None:
     alice = sign_in(live, "alice")
     bob = sign_in(live, "bob")
 
@@ -110,35 +112,52 @@ def test_take_over_and_the_first_users_save_is_refused(live: Any, sign_in: Any, 
 
     bob.goto("/docs/release-checklist/edit")
     expect(bob.locator("#takeover")).to_be_visible()
+    bob.click("#takeover")  # asks first
+    expect(bob.locator("#confirm")).to_contain_text("Take over Alice's lock?")
+    shot(bob, "0-bob-confirms", docs="editor-confirm-takeover.png")
+    bob.click("#takeover-no")
+    expect(bob.locator("#confirm")).to_be_hidden()
+    assert live.lock("/docs/release-checklist").owner.name == "Alice"
     bob.click("#takeover")
+    bob.click("#takeover-yes")
     expect(bob.locator("#status")).to_contain_text("You are editing")
     expect(bob.locator("#message")).to_contain_text("You took over the lock")
     assert live.lock("/docs/release-checklist").owner.name == "Bob"
-    bob.fill("#body", "Bob's text")
     shot(bob, "1-bob-took-over")
 
-    alice.click("#save")
-    message = alice.locator("#message")
-    expect(message).to_contain_text("Not saved (412 Precondition Failed)")
-    expect(message).to_contain_text("taken over by Bob")
-    expect(alice.locator("#body")).to_have_value("Alice's unsaved draft")  # her text is kept
-    expect(alice.locator("#status")).to_contain_text("You no longer hold the lock")
-    shot(alice, "2-alice-save-refused")
-    assert document(live, "release-checklist").body == original  # nothing was written
-    assert live.lock("/docs/release-checklist").owner.name == "Bob"  # and Bob still holds it
+    # Alice is told at once, with the true reason; Save is off, her text stays.
+    status = alice.locator("#status")
+    expect(status).to_contain_text("Bob took over your lock")
+    expect(status).to_have_class(re.compile("banner-lost"))
+    expect(alice.locator("#save")).to_be_disabled()
+    expect(alice.locator("#body")).to_have_value("Alice's unsaved draft")
+    shot(alice, "2-alice-told-at-once", docs="editor-taken-over.png")
 
+    bob.fill("#body", "Bob's text")
     bob.click("#save")
     expect(bob.locator("#saved")).to_be_visible()
+    assert document(live, "release-checklist").body == "Bob's text"
+
+    # The document is free again: Alice locks again and keeps her text, with Bob's
+    # saved text shown beside it.
+    expect(status).to_contain_text("press Lock again")
+    alice.click("#start")
+    expect(status).to_contain_text("You are editing")
+    expect(alice.locator("#body")).to_have_value("Alice's unsaved draft")
+    expect(alice.locator("#theirs")).to_have_value("Bob's text")
+    expect(alice.locator("#theirs-label")).to_contain_text("revision 2 by Bob")
+    expect(alice.locator("#save")).to_be_enabled()
+    shot(alice, "3-alice-relocked-sees-both", docs="editor-relocked.png")
+    alice.click("#save")
+    expect(alice.locator("#saved")).to_be_visible()
     doc = document(live, "release-checklist")
-    assert doc.body == "Bob's text" and doc.updated_by == "Bob"
+    assert doc.body == "Alice's unsaved draft" and doc.revision == 3
 
     # The activity log (fed by the signals) tells the story.
     admin = sign_in(live, "carol")
     admin.goto("/locks")
-    activity = admin.locator("#activity")
-    expect(activity).to_contain_text("taken from Alice")
-    expect(activity).to_contain_text("write refused (stale)")
-    shot(admin, "3-activity")
+    expect(admin.locator("#activity")).to_contain_text("taken from Alice")
+    shot(admin, "4-activity")
 
 
 def test_non_stealable_lock_only_an_admin_takes_over_or_releases(
@@ -172,12 +191,14 @@ def test_non_stealable_lock_only_an_admin_takes_over_or_releases(
     row = carol.locator("tr[data-resource='/docs/meeting-notes']")
     shot(carol, "2-admin-locks-page")
     row.locator("button", has_text="Release").click()
-    expect(carol.locator(".flash")).to_contain_text("Released Alice's lock on /docs/meeting-notes")
+    expect(carol.locator("#locks-message")).to_contain_text(
+        "Released Alice's lock on /docs/meeting-notes"
+    )
     expect(carol.locator("#no-locks")).to_be_visible()
     assert live.lock("/docs/meeting-notes") is None
 
-    # Alice's next heartbeat finds her lock gone.
-    expect(alice.locator("#status")).to_contain_text("You no longer hold the lock")
+    # Alice is told who released her lock.
+    expect(alice.locator("#status")).to_contain_text("Carol (admin) released your lock")
     shot(alice, "3-alice-lost-lock")
 
 

@@ -1,0 +1,233 @@
+"""The lock listing API at ``LOCKING_LOCKS_URL`` (default ``/@locks``).
+
+- ``GET /@locks?prefix=&owner=&dialect=&limit=&cursor=`` → ``{"items": [...], "next": ...}``:
+  live locks in resource order, each as the lock JSON without its token, only those the
+  authorizer lets the caller ``view``.
+- ``DELETE /@locks`` with ``{"resources": [...], "force": bool}`` → ``{"released": [...],
+  "refused": [{"resource", "status", "message"}]}``: each resource released as
+  ``DELETE <path>/@lock`` would (``unlock``, and ``steal`` for another's non-stealable lock).
+- ``GET /@locks/events?prefix=&owner=&dialect=`` → the Server-Sent Events of those locks.
+
+Errors use the content dialect's format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from .errors import InvalidInput, LockConflict, LockingError, LockPermissionDenied, StoreUnavailable
+from .events.model import LockEvent
+from .events.stream import event_stream
+from .identity import current_identity, is_allowed
+from .lock import Lock, Owner, owner_key
+from .resources import MAX_RESOURCE_LENGTH, is_within, normalize
+from .store.listing import live_page
+
+if TYPE_CHECKING:
+    from .dialects.base import Dialect
+    from .state import LockingState
+
+#: Most resources one bulk release may name.
+MAX_BULK = 1000
+
+
+@dataclass(frozen=True)
+class LockFilter:
+    """The ``prefix``, ``owner`` and ``dialect`` query arguments, parsed."""
+
+    prefix: str | None
+    owner_key: str | None
+    dialect: str | None
+
+    def matches_key(self, state: LockingState, resource: str) -> bool:
+        """The dialect test (prefix and owner are applied in the query or by the caller)."""
+        if self.dialect is None:
+            return True
+        dialect = state.dialect_for(resource)
+        return dialect is not None and dialect.name == self.dialect
+
+    def matches_event(self, state: LockingState, event: LockEvent) -> bool:
+        """True when ``event`` concerns a lock this filter selects."""
+        if self.prefix is not None and not is_within(event.resource, self.prefix):
+            return False
+        if self.owner_key is not None and owner_key(event.lock.owner) != self.owner_key:
+            return False
+        return self.matches_key(state, event.resource)
+
+
+def single_arguments(*names: str) -> None:
+    """400 when one of the query arguments ``names`` is given more than once (which one
+    would count is a guess a client should not have to make)."""
+    for name in names:
+        if len(request.args.getlist(name)) > 1:
+            raise InvalidInput(f"The query argument {name!r} may be given only once.")
+
+
+def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
+    """Read ``prefix``, ``owner`` (an id, or ``me``) and ``dialect`` from the query."""
+    single_arguments("prefix", "owner", "dialect", "limit", "cursor", "last_event_id")
+    args = request.args
+    prefix = args.get("prefix")
+    if prefix is not None and len(prefix) >= MAX_RESOURCE_LENGTH:
+        raise InvalidInput(f"prefix must be shorter than {MAX_RESOURCE_LENGTH} characters.")
+    key = normalize(prefix) if prefix else None
+    owner = args.get("owner")
+    wanted: str | None = None
+    if owner == "me":
+        wanted = owner_key(identity)
+    elif owner:
+        wanted = owner_key(Owner(id=owner))
+    dialect = args.get("dialect")
+    name = None
+    if dialect is not None:
+        names = dialect_names(state)
+        name = names.get(dialect)
+        if name is None:
+            raise InvalidInput(
+                f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
+            )
+    return LockFilter(prefix=key, owner_key=wanted, dialect=name)
+
+
+def dialect_names(state: LockingState) -> dict[str, str]:
+    """The ``dialect`` filter values (``content``, ``jobs``, ``reference``, and the names
+    of the host's own dialects) → the dialect's blueprint name."""
+    found = list(state.dialects)
+    if state.content_dialect is not None:
+        found.append(state.content_dialect)
+    return {d.name.removeprefix("locking_"): d.name for d in found}
+
+
+def parse_cursor(cursor: str) -> str:
+    """The key a listing continues after (the ``next`` of the previous page is the last
+    key it showed; any string works as a starting point)."""
+    if "\x00" in cursor or len(cursor) > 1024:
+        raise InvalidInput("cursor must be a resource key of at most 1024 characters.")
+    return cursor
+
+
+def _limit(state: LockingState) -> int:
+    default = state.events_settings.page_size
+    raw = request.args.get("limit")
+    if raw is None:
+        return default
+    most = default * 10
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw[:6]) <= most or len(raw) > 6:
+        raise InvalidInput(f"limit must be a whole number from 1 to {most}, not {raw[:40]!r}.")
+    return int(raw)
+
+
+class LocksEndpoint:
+    """The blueprint at ``LOCKING_LOCKS_URL``."""
+
+    name = "locking_locks"
+
+    def __init__(self, state: LockingState, url: str, dialect: Dialect) -> None:
+        self.state = state
+        self.url = url
+        self.dialect = dialect  # whose error format and error mapping this API uses
+
+    def create_blueprint(self) -> Blueprint:
+        """``GET``/``DELETE <url>`` and ``GET <url>/events``."""
+        bp = Blueprint(self.name, __name__)
+        wrap: Callable[..., Any] = self.dialect.endpoint
+        bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"])
+        bp.add_url_rule(self.url, "release", wrap(self.release_locks), methods=["DELETE"])
+        bp.add_url_rule(f"{self.url}/events", "events", wrap(self.events), methods=["GET"])
+        return bp
+
+    def list_locks(self) -> Response:
+        """One page of live locks the caller may view."""
+        state = self.state
+        identity = current_identity(state)
+        filters = parse_filter(state, identity)
+        limit = _limit(state)
+        cursor = request.args.get("cursor")
+        after = parse_cursor(cursor) if cursor else None
+        engine = state.engine
+        items: list[Lock] = []
+        # Rows the dialect filter or the authorizer drop are skipped: read on until the
+        # page is full or the locks run out. One row more than a page tells "there is more".
+        while True:
+            batch = live_page(
+                engine.store,  # type: ignore[arg-type]
+                prefix=filters.prefix, after=after, owner_key=filters.owner_key,
+                limit=limit + 1,
+            )
+            for row in batch:
+                if len(items) == limit:
+                    return _page(items, after)
+                after = row.resource
+                if filters.matches_key(state, row.resource) and is_allowed(
+                    state, "view", row.resource, identity
+                ):
+                    items.append(engine.to_lock(row))
+            if len(batch) <= limit:
+                return _page(items, None)
+
+    def release_locks(self) -> Response:
+        """Release each named resource as its holder, or steal with ``force``."""
+        state = self.state
+        identity = current_identity(state)
+        fields = self.dialect.body(resources=_resource_list, force=_boolean_force)
+        if "resources" not in fields:
+            raise InvalidInput('The body needs "resources": a list of resource keys.')
+        released: list[str] = []
+        refused: list[dict[str, Any]] = []
+        for raw in fields["resources"]:
+            try:
+                key = normalize(raw)
+                if not is_allowed(state, "unlock", key, identity):
+                    raise LockPermissionDenied(f"You may not unlock {key}.", "unlock", key)
+                state.engine.release(
+                    key, owner=identity, force=fields.get("force", False),
+                    may_steal=lambda lock: is_allowed(state, "steal", lock.resource, identity),
+                )
+                released.append(key)
+            except LockingError as error:
+                refused.append({"resource": raw, "status": _status(error), "message": str(error)})
+        return jsonify(released=released, refused=refused)
+
+    def events(self) -> Response:
+        """The events of every lock the filters select (all, without filters)."""
+        state = self.state
+        identity = current_identity(state)
+        filters = parse_filter(state, identity)
+        return event_stream(
+            state, self.dialect, lambda event: filters.matches_event(state, event), identity
+        )
+
+
+def _page(items: list[Lock], after: str | None) -> Response:
+    return jsonify(
+        items=[lock.to_json() for lock in items],
+        next=after,
+    )
+
+
+def _status(error: LockingError) -> int:
+    if isinstance(error, LockPermissionDenied):
+        return 403
+    if isinstance(error, LockConflict):
+        return 409
+    if isinstance(error, StoreUnavailable):
+        return 503
+    return 400
+
+
+def _resource_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or len(value) > MAX_BULK:
+        raise InvalidInput(f'"resources" must be a list of 1 to {MAX_BULK} resource keys.')
+    if not all(isinstance(item, str) for item in value):
+        raise InvalidInput('Every item of "resources" must be a string (a resource key).')
+    return list(dict.fromkeys(value))
+
+
+def _boolean_force(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput('"force" must be true or false.')
+    return value

@@ -1,0 +1,263 @@
+"""The durable log of lock events, next to the lock table (one per store).
+
+Each event is one row in ``<table>_events``; its id comes from a counter row incremented in
+the same transaction, so ids are gapless and become visible in id order on every backend
+(an autoincrement id can commit out of order, and a reader that moved past it would never
+see it). Readers only ever ask "what came after id n", one small primary-key range query.
+
+:class:`PostgreSQLEventLog` also sends ``NOTIFY`` in the writing transaction, so a listener
+in another process wakes at once instead of at its next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .schema import event_head_table, event_table
+
+if TYPE_CHECKING:
+    from .sql import SQLStore
+
+log = logging.getLogger("flask_locking")
+
+#: Key of the counter row in the head table.
+_HEAD = "events"
+#: Writers prune old events once every this many events (so a store nobody listens to
+#: still keeps a bounded log).
+PRUNE_EVERY = 256
+
+
+class EventRow(NamedTuple):
+    """One stored event (times in database milliseconds). Never holds a secret or token."""
+
+    id: int
+    event: str
+    resource: str
+    version: int
+    time_ms: int
+    owner_id: str | None
+    owner_name: str | None
+    owner_url: str | None
+    stealable: bool
+    infinite: bool
+    timeout_ms: int
+    locked_at_ms: int
+    by_id: str | None
+    by_name: str | None
+
+
+class NewEvent(NamedTuple):
+    """What the engine records; the log adds ``id`` and ``time_ms``."""
+
+    event: str
+    resource: str
+    version: int
+    owner_id: str | None
+    owner_name: str | None
+    owner_url: str | None
+    stealable: bool
+    infinite: bool
+    timeout_ms: int
+    locked_at_ms: int
+    by_id: str | None
+    by_name: str | None
+
+
+class EventLog:
+    """Append and read lock events on a :class:`~flask_locking.store.sql.SQLStore`."""
+
+    def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
+        self.store = store
+        self.retention_ms = int(retention * 1000)
+        metadata = store.table.metadata
+        self.table = event_table(metadata, store.table.name)
+        self.head_table = event_head_table(metadata, store.table.name)
+        #: Set after every append from this process: an in-process reader wakes at once.
+        self.appended = threading.Event()
+        t, h = self.table, self.head_table
+        now = store.now_expression()
+        self._bump = (
+            sa.update(h).where(h.c.name == _HEAD).values(last_id=h.c.last_id + 1)
+        )
+        self._read_head = sa.select(h.c.last_id).where(h.c.name == _HEAD)
+        self._seed_head = store.insert_ignore(h).values(
+            name=_HEAD,
+            last_id=sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery(),
+        )
+        columns = [c for c in NewEvent._fields]
+        self._insert = sa.insert(t).values(
+            id=bindparam("new_id"), time_ms=now, **{c: bindparam(c) for c in columns}
+        )
+        self._after = (
+            sa.select(*[t.c[name] for name in EventRow._fields])
+            .where(t.c.id > bindparam("after"))
+            .order_by(t.c.id)
+            .limit(bindparam("limit"))
+        )
+        self._oldest = sa.select(sa.func.min(t.c.id))
+        self._prune = sa.delete(t).where(t.c.time_ms < now - bindparam("keep_ms", type_=sa.BigInteger))
+
+    def create_schema(self) -> None:
+        """Create the event tables (if missing) and the counter row."""
+        for table in (self.table, self.head_table):
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+            except exc.DBAPIError:
+                # Processes starting together: the loser of a CREATE race finds it there.
+                if not sa.inspect(self.store.engine).has_table(table.name):
+                    raise
+        with self.store.engine.begin() as conn:
+            conn.execute(self._seed_head)
+
+    def append(self, event: NewEvent) -> int:
+        """Write ``event``; return its id. Runs in its own short transaction."""
+        store = self.store
+        with store._translated(), store.write_transaction() as conn:
+            if conn.execute(self._bump).rowcount == 0:  # the head row was never seeded
+                conn.execute(self._seed_head)
+                conn.execute(self._bump)
+            new_id = int(conn.execute(self._read_head).scalar_one())
+            conn.execute(self._insert, {"new_id": new_id, **event._asdict()})
+            self.announce(conn, new_id)
+            if new_id % PRUNE_EVERY == 0:
+                conn.execute(self._prune, {"keep_ms": self.retention_ms})
+        self.appended.set()
+        return new_id
+
+    def announce(self, conn: Connection, event_id: int) -> None:
+        """Tell other processes, inside the writing transaction, that ``event_id`` exists
+        (default: nothing; they poll)."""
+
+    def after(self, after_id: int, limit: int = 500) -> list[EventRow]:
+        """Events with an id above ``after_id``, oldest first, at most ``limit``."""
+        with self.store._translated(), self.store.single_statement() as conn:
+            rows = conn.execute(self._after, {"after": after_id, "limit": limit})
+            return [EventRow(*row) for row in rows]
+
+    def head(self) -> int:
+        """The id of the last event written (0 when none ever was)."""
+        with self.store._translated(), self.store.single_statement() as conn:
+            value = conn.execute(self._read_head).scalar()
+            return int(value or 0)
+
+    def oldest(self) -> int | None:
+        """The smallest retained id (``None``: nothing retained)."""
+        with self.store._translated(), self.store.single_statement() as conn:
+            value = conn.execute(self._oldest).scalar()
+            return None if value is None else int(value)
+
+    def prune(self) -> int:
+        """Delete events older than the retention; return how many."""
+        with self.store._translated(), self.store.single_statement() as conn:
+            return int(conn.execute(self._prune, {"keep_ms": self.retention_ms}).rowcount)
+
+    def listener(self) -> ChangeListener:
+        """A blocking waiter for "something may have been appended" (see the subclass)."""
+        return ChangeListener(self)
+
+
+class ChangeListener:
+    """Waits for new events: here by the in-process signal or the poll interval."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def wait(self, timeout: float) -> None:
+        """Return when an event may have been appended, or after ``timeout`` seconds."""
+        self.log.appended.wait(timeout)
+        self.log.appended.clear()
+
+    def close(self) -> None:
+        """Release what the listener holds."""
+
+
+def channel_name(table_name: str) -> str:
+    """The PostgreSQL ``NOTIFY`` channel of a lock table (a bounded, plain identifier)."""
+    return "flask_locking_" + hashlib.sha256(table_name.encode()).hexdigest()[:24]
+
+
+class PostgreSQLEventLog(EventLog):
+    """PostgreSQL: ``NOTIFY`` in the writing transaction; listeners ``LISTEN``."""
+
+    def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
+        super().__init__(store, retention=retention)
+        self.channel = channel_name(store.table.name)
+        self._notify = sa.text("SELECT pg_notify(:channel, :payload)")
+
+    def announce(self, conn: Connection, event_id: int) -> None:
+        # Delivered at commit, and only then: a listener never wakes for an event it
+        # could not read yet.
+        conn.execute(self._notify, {"channel": self.channel, "payload": str(event_id)})
+
+    def listener(self) -> ChangeListener:
+        return PostgreSQLListener(self)
+
+
+class PostgreSQLListener(ChangeListener):
+    """``LISTEN`` on a connection of its own, outside the pool (whose watchdog cuts any
+    connection held past the store timeout). Falls back to polling if it cannot listen."""
+
+    #: Seconds between two attempts to listen again after a failure (polling meanwhile).
+    retry_after = 30.0
+
+    def __init__(self, log: PostgreSQLEventLog) -> None:
+        super().__init__(log)
+        self.channel = log.channel
+        self._conn: Any = None
+        self._retry_at = 0.0
+
+    def _connect(self) -> Any:
+        engine = self.log.store.engine
+        # A new driver connection made as the pool makes them (with the user's
+        # connect_args), but never checked out of it.
+        creator = getattr(engine.pool, "_creator", None)
+        if creator is not None:
+            conn = creator()
+        else:  # pragma: no cover - every SQLAlchemy 2 pool has one
+            cargs, cparams = engine.dialect.create_connect_args(engine.url)
+            conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        conn.autocommit = True
+        try:
+            conn.execute(f'LISTEN "{self.channel}"')
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def wait(self, timeout: float) -> None:
+        if self._conn is None and time.monotonic() >= self._retry_at:
+            try:
+                self._conn = self._connect()
+            except Exception as error:  # noqa: BLE001 - no LISTEN: poll, try again later
+                log.warning("flask-locking: cannot LISTEN for lock events (%s); polling", error)
+                self._retry_at = time.monotonic() + self.retry_after
+        if self._conn is None:
+            super().wait(timeout)
+            return
+        try:
+            # Each notification only means "read the table": one is enough to wake up.
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except Exception as error:  # noqa: BLE001 - the server went away: poll until it is back
+            log.warning("flask-locking: LISTEN connection lost (%s); polling", error)
+            self.close()
+            self._retry_at = time.monotonic() + 1.0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # already broken
+                self._conn.close()
+            self._conn = None
