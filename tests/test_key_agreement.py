@@ -142,3 +142,49 @@ def test_namespaced_key_with_a_mount_point_is_canonicalised_under_it(tmp_path: A
     assert refused.status_code == 403
     assert client.patch("/docs/7/", headers=BOB).status_code == 200  # the unmounted app: another tenant
 
+
+# -- each key resolved once per request -------------------------------------------------------
+
+
+def test_lock_endpoint_resolves_its_key_once(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from werkzeug.routing import MapAdapter
+
+    from flask_locking.dialects.content import ContentDialect
+
+    app = _app(tmp_path)
+
+    @app.patch("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return jsonify(item=item_id)
+
+    _locking(app)
+    client = app.test_client()
+    calls = {"match": 0, "claims": 0, "resource_key": 0}
+    match, claims, resource_key = MapAdapter.match, ContentDialect.claims_request, ContentDialect.resource_key
+
+    def counting(name: str, real: Any) -> Any:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(MapAdapter, "match", counting("match", match))
+    monkeypatch.setattr(ContentDialect, "claims_request", counting("claims", claims))
+    monkeypatch.setattr(ContentDialect, "resource_key", counting("resource_key", resource_key))
+
+    def cost(send: Any) -> dict[str, int]:
+        for name in calls:
+            calls[name] = 0
+        assert send().status_code in (200, 403)
+        return dict(calls)
+
+    patch = cost(lambda: client.patch("/items/07", headers=BOB))
+    for method in ("post", "get", "patch", "delete"):
+        lock = cost(lambda: getattr(client, method)("/items/07/@lock", headers=ALICE))
+        # Flask's own routing, plus the one key resolution of the path; the dialect's
+        # rewrite applied once.
+        assert lock["match"] == patch["match"] + 1, (method, lock, patch)
+        assert lock["resource_key"] == 1, (method, lock)
+        assert lock["claims"] == 1, (method, lock)
+    assert patch["claims"] == 1 and patch["resource_key"] == 1
