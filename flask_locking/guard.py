@@ -42,10 +42,13 @@ def before_request() -> Response | None:
     # test fixture, a script): one caller's identity or verified lock must not carry over.
     g.pop("_locking_identity", None)
     g.pop("_locking_current_lock", None)
-    response = dispatch_lock_endpoints()
-    if response is not None:
-        return response
-    return guard_request()
+    state: LockingState = current_app.extensions["locking"]
+    content = state.content_dialect
+    # The cheap path test first, once: most requests are not for ``@lock`` at all, and a
+    # ``@lock`` request is served here (or by its own blueprint), never guarded.
+    if content is not None and content.claims_request():
+        return None if request.blueprint == content.name else content.dispatch()
+    return _guard(state, lock_request=False)
 
 
 def dispatch_lock_endpoints() -> Response | None:
@@ -65,10 +68,16 @@ def dispatch_lock_endpoints() -> Response | None:
 def guard_request() -> Response | None:
     """Refuse the request with the owning dialect's status, or let it through."""
     state: LockingState = current_app.extensions["locking"]
+    content = state.content_dialect
+    return _guard(state, lock_request=content is not None and content.claims_request())
+
+
+def _guard(state: LockingState, *, lock_request: bool) -> Response | None:
+    """:func:`guard_request`, told whether the request is a ``@lock`` request."""
     config = state.config
     if request.method not in config.guarded_methods or not config.guard_enabled:
         return None
-    if _is_exempt(state):
+    if lock_request or _is_exempt(state):
         return None
     key, dialect = request_key(state)  # e.g. /items/07/ is checked as /items/7
     if dialect is None:
@@ -103,9 +112,6 @@ def _refused(response: Response, reason: str, lock: Lock | None, path: str) -> R
 
 def _is_exempt(state: LockingState) -> bool:
     if request.blueprint in state.blueprint_names:
-        return True
-    content = state.content_dialect
-    if content is not None and content.claims_request():
         return True
     exempt = state.extension.exempt_blueprints
     if exempt and request.blueprint is not None:

@@ -6,26 +6,32 @@ no two of them can spell one resource two ways:
 * a request is keyed by the rule Flask matched for that very request (its method, its view
   arguments), built back to the rule's canonical URL; a redirecting match (strict slashes,
   ``//``) keys the rule it redirects to, never the raw spelling;
-* a path (``<path>/@lock``, a dialect's lock, the Python API) is keyed by the rule that
-  would serve a *guarded* method on it, so a GET catch-all or the static route never
-  decides; where no rule serves one, the normalised path;
+* a path (``<path>/@lock``, a dialect's lock, the Python API) is keyed by the rules that
+  would serve the *guarded* methods on it, so a GET catch-all or the static route never
+  decides; where no rule serves one, the normalised path; where two guarded methods' rules
+  key it differently, it cannot be locked at all (a lock on either key would let the
+  other method's writes through);
 * the dialect that owns the path may rewrite it (:meth:`Dialect.resource_key`);
 * apps that route by host or subdomain key into the request's host, and apps mounted under
   a ``SCRIPT_NAME`` into their mount point: ``[acme.example.com]/docs/1``,
   ``[/tenant_a]/docs/1`` (:func:`flask_locking.resources.namespace`).
+  A namespaced key is canonicalised as a request arriving in its namespace; outside a
+  request, a host-routed app refuses a bare path (it names no tenant).
 """
 
 from __future__ import annotations
 
 import weakref
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import current_app, has_request_context, request
 from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
+from werkzeug.test import EnvironBuilder
 
+from .errors import InvalidResource
 from .resources import namespace, normalize, split_namespace
 
 if TYPE_CHECKING:
@@ -49,31 +55,38 @@ def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     return _space(adapter) + dialect.resource_key(path), dialect
 
 
-def path_key(state: LockingState, resource: str) -> tuple[str, bool]:
-    """``(key, routed)`` for a path or key: the canonical key (see the module doc), and
-    whether the app routes the path at all (for any method). A key that already names its
-    namespace (``[...]/...``) is only normalised.
+class ResolvedKey(str):
+    """A key :func:`path_key` already resolved: :meth:`Dialect.lock_key` takes it as is
+    instead of resolving it a second time."""
 
-    Raises :class:`~flask_locking.InvalidResource` for what cannot be a key.
+    __slots__ = ()
+
+
+def path_key(state: LockingState, resource: str) -> tuple[ResolvedKey, bool]:
+    """``(key, routed)`` for a path or key: the canonical key (see the module doc), and
+    whether the app routes the path at all (for any method). A namespaced key
+    (``[host/mount]/path``) is canonicalised as a request arriving in that namespace would be.
+
+    Raises :class:`~flask_locking.InvalidResource` for what cannot be a key, and for a path
+    whose guarded methods are served by rules that key it differently (a lock on one key
+    would not protect the others' writes).
     """
     key = normalize(resource)
-    if split_namespace(key)[0]:
-        return key, True
-    adapter = _adapter()
+    space, path = split_namespace(key)
+    adapter = _namespace_adapter(space) if space else _adapter()
     routed = True
     if adapter is not None:
-        methods = sorted(state.config.guarded_methods) or ["GET"]
-        key, routed = _canonical(adapter, key, methods)
-    dialect = state.dialect_for(key)
-    if dialect is not None:
-        key = dialect.resource_key(key)
-    space = _space(adapter) if adapter is not None else ""
-    return normalize(space + key), routed
+        path, routed = _canonical(state, adapter, path)
+    else:
+        path = _owned(state, path)
+    if not space and adapter is not None:
+        space = _space(adapter)
+    return ResolvedKey(normalize(space + path)), routed
 
 
 def resolve(state: LockingState, resource: str) -> str:
-    """The canonical key of ``resource`` (a path or a namespaced key)."""
-    return path_key(state, resource)[0]
+    """The canonical key of ``resource`` (a path or a namespaced key), a plain ``str``."""
+    return str(path_key(state, resource)[0])
 
 
 # -- the rule behind a spelling ----------------------------------------------------------
@@ -95,19 +108,52 @@ def _request_path(adapter: MapAdapter | None) -> str:
     return built if built is not None else normalize(request.path, strict=False)
 
 
-def _canonical(adapter: MapAdapter, path: str, methods: list[str]) -> tuple[str, bool]:
-    routed = False
+def _canonical(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str, bool]:
+    """The key every guarded method's rule gives ``path`` (as :func:`request_key` would key
+    that request), and whether any rule routes it. Where no guarded method is routed, the
+    normalised path (an app guarding no method at all: the ``GET`` rule)."""
+    methods = sorted(state.config.guarded_methods) or ["GET"]
+    keys = _keys_by_rule(state, adapter, path, methods)
+    if keys is None:
+        return _owned(state, path), False
+    if not keys:
+        return _owned(state, path), True
+    if len(keys) > 1:
+        rules = "; ".join(
+            f"{', '.join(served)} → {key}" for key, served in sorted(keys.items())
+        )
+        raise InvalidResource(
+            f"{path} cannot be locked: the guarded methods' rules key it differently "
+            f"({rules}), so a lock on one key would not protect the other writes. Serve "
+            "every guarded method of a resource through rules whose canonical URLs agree "
+            "(the same converters), or lock a spelling on which they agree."
+        )
+    return next(iter(keys)), True
+
+
+def _keys_by_rule(
+    state: LockingState, adapter: MapAdapter, path: str, methods: list[str]
+) -> dict[str, list[str]] | None:
+    """``{key: ["METHOD rule", ...]}`` for the ``methods`` a rule serves on ``path``;
+    ``None`` when no rule routes the path at all."""
+    keys: dict[str, list[str]] = {}
     for method in methods:
         try:
             rule, args = _match(adapter, path, method)
         except NotFound:
-            return path, routed
+            return None
         except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
-            routed = True
             continue
         built = _build(rule, args)
-        return (built if built is not None else path), True
-    return path, routed
+        key = _owned(state, built if built is not None else path)
+        keys.setdefault(key, []).append(f"{method} {rule.rule}")
+    return keys
+
+
+def _owned(state: LockingState, path: str) -> str:
+    """``path`` as the dialect that owns it writes its key (no namespace)."""
+    dialect = state.dialect_for(path)
+    return dialect.resource_key(path) if dialect is not None else path
 
 
 def _match(adapter: MapAdapter, path: str, method: str) -> tuple[Rule, dict[str, Any]]:
@@ -146,13 +192,40 @@ def _build(rule: Rule, args: dict[str, Any]) -> str | None:
 
 def _adapter() -> MapAdapter | None:
     """The request's URL adapter; outside a request, one bound the way Flask's ``url_for``
-    binds outside a request (``SERVER_NAME``, ``APPLICATION_ROOT``)."""
+    binds outside a request (``SERVER_NAME``, ``APPLICATION_ROOT``).
+
+    Outside a request, an app that routes by host or subdomain has no namespace to key a
+    bare path into (any guess would be a key no request is checked against): refused."""
     if has_request_context():
         return request_ctx.url_adapter
     app = current_app
+    if _routes_by_host(app.url_map):
+        raise InvalidResource(
+            "This app routes by host or subdomain, so a path alone names no tenant's "
+            "resource outside a request: pass a namespaced key such as "
+            "'[acme.example.com]/docs/1', or call inside the tenant's request."
+        )
     adapter = app.create_url_adapter(None)
     if adapter is None:
         adapter = app.url_map.bind("", script_name=app.config["APPLICATION_ROOT"])
+    return adapter
+
+
+def _namespace_adapter(space: str) -> MapAdapter:
+    """A URL adapter bound as for a request arriving in the namespace ``space``
+    (``[host/mount]``, ``[host]`` or ``[/mount]``): Flask's own request binding, so a
+    namespaced key is canonicalised by the rules that serve that host."""
+    app = current_app
+    text = space[1:-1].replace("%5D", "]").replace("%25", "%")
+    host, slash, script = text.partition("/")
+    script = (slash + script).rstrip("/")
+    host = host or app.config["SERVER_NAME"] or "localhost"
+    try:
+        environ = EnvironBuilder(path="/", base_url=f"http://{host}{quote(script)}/").get_environ()
+        adapter = app.create_url_adapter(app.request_class(environ))
+    except Exception as error:  # noqa: BLE001 - a host Werkzeug refuses (SecurityError, ...)
+        raise InvalidResource(f"The namespace {space} is not a host a request can arrive at: {error}") from None
+    assert adapter is not None  # Flask always binds a request
     return adapter
 
 

@@ -101,6 +101,9 @@ class Shape:
     split_methods: bool  # GET and PATCH served by different rules
     mount: str  # "app", "nested", "subdomain", "script"
     dialect: bool  # an OrderLocks-style host dialect locks the resource, depth infinity
+    #: A second guarded method, served by its own looser rule (``<path:value>``): one item,
+    #: two rules with different canonical URLs for two guarded methods.
+    second: str | None = None
     reached: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
@@ -135,6 +138,7 @@ shapes = st.builds(
     split_methods=st.booleans(),
     mount=st.sampled_from(["app", "nested", "subdomain", "script"]),
     dialect=st.booleans(),
+    second=st.sampled_from([None, "PUT", "DELETE"]),
 ).filter(lambda shape: not (shape.dialect and shape.mount == "subdomain"))  # dialect rules: no subdomain
 
 
@@ -164,6 +168,7 @@ def build_app(shape: Shape) -> Flask:
     app = Flask(__name__, **kwargs)
     app.url_map.converters["hex"] = HexConverter
     app.config.update(TESTING=True, SECRET_KEY="pbt", SERVER_NAME="example.test")
+    app.config["LOCKING_GUARDED_METHODS"] = {"PATCH"} | ({shape.second} if shape.second else set())
     if shape.mount == "subdomain":
         app.url_map.default_subdomain = ""
     tail = "/" if shape.slash else ""
@@ -193,11 +198,18 @@ def build_app(shape: Shape) -> Flask:
     def read_view(tenant: str = "", **args: Any) -> Any:
         return read(**args)
 
+    def second_view(tenant: str = "", value: str = "", line: str = "") -> Any:
+        shape.reached.append((request.method, identity("path", value)))
+        return jsonify(ok=True)
+
     target.add_url_rule(rule, "write", write_view, methods=methods, **options)
+    # GET (split_methods) and the second guarded method are served by a looser rule: a
+    # plain path, no converter canonicalises it.
+    loose = rule.replace(f"<{family}:value>", "<path:value>").replace("<int:line>", "<line>")
     if shape.split_methods:
-        # GET is served by a looser rule: a plain string, no converter canonicalises it.
-        loose = rule.replace(f"<{family}:value>", "<path:value>").replace("<int:line>", "<line>")
         target.add_url_rule(loose, "read", read_view, methods=["GET"], **options)
+    if shape.second:
+        target.add_url_rule(loose, "write_second", second_view, methods=[shape.second], **options)
     if shape.catch_all:
         app.add_url_rule("/<path:anything>", "catch_all", read, methods=["GET"])
     if shape.mount == "nested":
@@ -258,25 +270,41 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
         allowed = client.patch(good, headers={**ALICE, "Lock-Token": token}, base_url=base)
         assert allowed.status_code == 200, (good, allowed.get_data(as_text=True))
         assert shape.reached == [("PATCH", identity(family, canonical))]
+        # What the lock protects: what every guarded method reaches, through the spelling
+        # Alice locked, with her token (each must get through: her lock covers them all).
+        methods = ["PATCH", *([shape.second] if shape.second else [])]
+        held = good if shape.dialect else lock_url.removesuffix("/@lock")
+        shape.reached.clear()
+        for method in methods:
+            answer = _follow(client, method, held, {**ALICE, "Lock-Token": token}, shape)
+            assert answer.status_code == 200, (method, held, answer.get_data(as_text=True))
+        protected = set(shape.reached)
         # No other spelling reaches it without the token, and none locks it a second time.
         for attack in tries:
             url = shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled)
-            shape.reached.clear()
-            for _hop in range(3):  # a client following 307/308 redirects, as browsers do
-                answer = client.patch(url, headers=BOB, base_url=base)
-                if answer.status_code not in (307, 308):
-                    break
-                url = answer.headers["Location"].split(base.split("/", 3)[2], 1)[-1]
-                if shape.mount == "script":
-                    url = url.removeprefix("/tenant_a")
-            bypass = [hit for hit in shape.reached if hit[1] == identity(family, canonical)]
-            assert not bypass, f"PATCH {url} reached the locked resource without its token"
+            for method in methods:
+                shape.reached.clear()
+                _follow(client, method, url, BOB, shape)
+                bypass = [hit for hit in shape.reached if hit in protected]
+                assert not bypass, f"{method} {url} reached the locked resource without its token"
             if not shape.dialect:
-                lock_url = shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled)
-                second = client.post(lock_url.rstrip("/") + "/@lock", headers=BOB, base_url=base)
-                assert second.status_code != 200, f"POST {lock_url}/@lock granted a second lock"
+                second = client.post(url.rstrip("/") + "/@lock", headers=BOB, base_url=base)
+                assert second.status_code != 200, f"POST {url}/@lock granted a second lock"
     finally:
         app.extensions["locking"].close()
+
+
+def _follow(client: Any, method: str, url: str, headers: dict[str, str], shape: Shape) -> Any:
+    """``method url``, following 307/308 redirects as browsers do (at most three hops)."""
+    base = shape.base_url
+    for _hop in range(3):
+        answer = client.open(url, method=method, headers=headers, base_url=base)
+        if answer.status_code not in (307, 308):
+            break
+        url = answer.headers["Location"].split(base.split("/", 3)[2], 1)[-1]
+        if shape.mount == "script":
+            url = url.removeprefix("/tenant_a")
+    return answer
 
 
 # -- the reproductions of the review, one by one ----------------------------------------------

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..identity import current_identity, is_allowed
 from ..jwt_auth import bearer_token
-from ..keys import resolve
+from ..keys import ResolvedKey, resolve
 from ..lock import Lock, Owner
 from ..tokens import parse_token_header
 from .body import BodyTooLarge, NotJSON, boolean, json_object, parse_fields, whole_seconds
@@ -154,7 +154,10 @@ class Dialect(ABC):
     def lock_key(self, path: str) -> str:
         """The key the actions below lock for ``path``: the one key function's answer
         (canonical route, this request's namespace), so a view may pass the path it
-        builds, e.g. ``f"{self.prefix}/orders/{order_id}"``."""
+        builds, e.g. ``f"{self.prefix}/orders/{order_id}"``. A key already resolved
+        (``@lock`` resolves it once to check the route) is taken as is."""
+        if isinstance(path, ResolvedKey):
+            return str(path)  # a plain str for the store and the signals
         return resolve(self.state, path)
 
     # -- responses ---------------------------------------------------------------------
