@@ -22,6 +22,8 @@ from conftest import AppFactory
 from helpers import racers
 from test_faults import RowBlocker, wait_until_blocked
 
+from flask_locking.signals import lock_refreshed
+
 #: How long the row stays locked; the requested lease (1 s) is shorter.
 HELD_FOR = 2.5
 
@@ -146,3 +148,49 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
     lapsed, _ = results["lapsed"]
     assert lapsed.status_code == 409, lapsed.get_json()  # gone: not brought back
     assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["for update", "for share"])
+def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str, share: bool
+) -> None:
+    """``LOCKING_REFRESH_ON_WRITE`` restarts the lease at the clock after any wait for the
+    row (``share``: the row held the way :func:`~flask_locking.writes.hold` holds it), and a
+    write whose lease ran out during the wait is refused as stale, not revived."""
+    app = make_app(database_url=database_url, LOCKING_REFRESH_ON_WRITE=True)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine
+    store = racers.open_store(database_url, table_name)
+    refreshed: list[Any] = []
+    results = {}
+    for name, lease in (("live", 30), ("lapsed", 1)):
+        held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
+        blocker = RowBlocker(database_url, table_name, f"/docs/{name}", share=share)
+        box: dict[str, Any] = {}
+
+        def write(path: str = f"/docs/{name}", token: str = str(held.token),
+                  box: dict[str, Any] = box) -> None:
+            box["response"] = client.patch(path, headers={"X-User": "bob", "Lock-Token": token})
+
+        with lock_refreshed.connected_to(lambda _app, lock: refreshed.append(lock)):
+            try:
+                thread = threading.Thread(target=write, daemon=True)
+                thread.start()
+                wait_until_blocked(database_url, table_name)
+                time.sleep(HELD_FOR)
+                let_go_ms = store.now_ms()
+            finally:
+                blocker.release()
+            thread.join(30)
+        assert not thread.is_alive()
+        results[name] = (box["response"], let_go_ms)
+    store.dispose()
+    lapsed, _ = results["lapsed"]
+    assert lapsed.status_code == 412, lapsed.get_json()  # refused as stale: not revived
+    live, let_go_ms = results["live"]
+    assert live.status_code == 200, live.get_json()
+    lock = client.get("/docs/live/@lock").get_json()
+    assert lock["time"] * 1000 >= let_go_ms, "the refreshed lease started before the wait"
+    assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
+    assert [lock.resource for lock in refreshed] == ["/docs/live"]
+

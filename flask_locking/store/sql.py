@@ -73,7 +73,7 @@ class SQLStore(LockStore):
         it starts after every wait. SQLite waits before its first statement and skips it.
         """
         params = _grant(row)
-        if self._start_lease_returns:
+        if self._update_returns:
             return LockRow(*conn.execute(self._start_lease, params).one())
         conn.execute(self._start_lease, params)
         return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
@@ -142,21 +142,21 @@ class SQLStore(LockStore):
             t.c.secret == bindparam("grant_secret"),
             live,
         )
-        self._refresh = (
+        refresh = (
             sa.update(t)
             .where(grant)
             .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
         )
+        # RETURNING where the database has it for UPDATE (not MariaDB: read back instead).
+        self._update_returns = bool(self.engine.dialect.update_returning)
+        self._refresh = refresh.returning(*t.c) if self._update_returns else refresh
         # (the row lock is ours: the grant's identity in the WHERE is a guard, not a race)
         start_lease = sa.update(t).where(
             t.c.resource == bindparam("grant_resource"),
             t.c.version == bindparam("grant_version"),
             t.c.secret == bindparam("grant_secret"),
         ).values(locked_at_ms=now)
-        self._start_lease_returns = bool(self.engine.dialect.update_returning)
-        self._start_lease = (
-            start_lease.returning(*t.c) if self._start_lease_returns else start_lease
-        )
+        self._start_lease = start_lease.returning(*t.c) if self._update_returns else start_lease
         self._lock_row = (
             sa.select(t.c.resource)
             .where(t.c.resource == bindparam("grant_resource"))
@@ -295,21 +295,17 @@ class SQLStore(LockStore):
             # that ran out meanwhile is not revived, and a refreshed one starts after it.
             self.wait_for_row(conn, row.resource)
             # The UPDATE compares this grant's secret and version, so it can never touch a
-            # later holder's lock; the read-back runs under the write lock just taken.
+            # later holder's lock; MariaDB's read-back runs under the write lock just taken.
+            if self._update_returns:
+                return _row(conn.execute(self._refresh, params).first())
             if _matched(conn.execute(self._refresh, params)) == 0:
                 return None
             return _row(conn.execute(self._select_row, {"resource": row.resource}).first())
 
-    def extend(self, row: LockRow) -> LockRow | None:
-        if not self.engine.dialect.update_returning:  # MariaDB: UPDATE, then read back
-            return self.refresh(row, row.timeout_ms)
-        # One statement checks the grant (secret, version, live) and restarts its lease.
-        stmt = getattr(self, "_extend", None)
-        if stmt is None:
-            stmt = self._extend = self._refresh.returning(*self.table.c)
-        params = {**_grant(row), "new_timeout_ms": row.timeout_ms}
-        with self._translated(), self.single_statement() as conn:
-            return _row(conn.execute(stmt, params).first())
+    # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
+    # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
+    # checked liveness and stamped the lease at the clock before the wait (PostgreSQL does
+    # not re-check the WHERE of a row that was not modified meanwhile).
 
     def hold_statement(self) -> sa.Executable:
         """The statement :func:`flask_locking.writes.hold` runs in the host's own
