@@ -211,10 +211,18 @@ class SQLStore(LockStore):
                     row = self.run_upsert(conn, params)
                     if row is None:
                         row = self._decide_again(conn, params)
+                    # MySQL: the locking read waits for, then locks, the rows it reads.
                     overlap = self._overlapping(conn, request, row.locked_at_ms)
+                    row = self.start_lease(conn, row)
+                    # That check used the upsert's clock, from before any wait: a lock above
+                    # found live then may have ended by the grant's instant. Look again at
+                    # it. Each round drops a lock for good (it is over, and its row is held:
+                    # MySQL's share lock, PostgreSQL's advisory lock), so the rounds end.
+                    while overlap is not None and overlap.expires_ms <= row.locked_at_ms:
+                        overlap = self._overlapping(conn, request, row.locked_at_ms)
+                        row = self.start_lease(conn, row)  # after any wait of that read
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
-                    row = self.start_lease(conn, row)
                     return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
