@@ -23,6 +23,12 @@ from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore
 from .schema import lock_table, meta_table
 
+#: A released or purged row stays as a tombstone holding only its key, version and last
+#: ``locked_at_ms``: the values a release, a purge and a purge's wipe set.
+TOMBSTONE: dict[str, Any] = {
+    "secret": "", "owner_id": None, "owner_name": None, "owner_url": None, "timeout_ms": 0
+}
+
 #: Errors that mean "the database is not there or did not answer".
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)
 
@@ -165,15 +171,17 @@ class SQLStore(LockStore):
         self._select_holder = sa.select(t, now.label("now")).where(
             t.c.resource == bindparam("resource")
         )
-        # A released row stays as a tombstone holding only the key and the version.
-        self._release = sa.update(t).where(grant).values(
-            timeout_ms=0, secret="", owner_id=None, owner_name=None, owner_url=None
-        )
-        self._purge = (
-            sa.update(t)
-            .where((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
-            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
-        )
+        self._release = sa.update(t).where(grant).values(**TOMBSTONE)
+        self._purge = sa.update(t).where(expired_at(t, now)).values(**TOMBSTONE)
+        self._select_expired = sa.select(t).where(expired_at(t, now))
+        # Wipe each grant with its whole identity in the WHERE: a grant re-acquired (new
+        # version and secret) or wiped by a concurrent purge in between is not reported.
+        self._wipe = sa.update(t).where(
+            expired_at(t, now),
+            t.c.resource == bindparam("grant_resource"),
+            t.c.version == bindparam("grant_version"),
+            t.c.secret == bindparam("grant_secret"),
+        ).values(**TOMBSTONE)
         self._select_now = sa.select(now.label("now"))
         self._upsert = self.build_upsert()
         m = self.meta
@@ -181,6 +189,8 @@ class SQLStore(LockStore):
         self._insert_meta = self.insert_ignore(m).values(
             name=bindparam("name"), value=bindparam("value"), schema_version=1
         )
+        #: What :func:`flask_locking.writes.hold` runs (built once, so compiled once).
+        self.hold_row = self.hold_statement()
 
     # -- LockStore --------------------------------------------------------------------
 
@@ -350,27 +360,12 @@ class SQLStore(LockStore):
             return _matched(conn.execute(self._purge))
 
     def purge_expired_rows(self) -> list[LockRow]:
-        t = self.table
-        now = self.now_expression()
-        expired = sa.and_((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
         with self._translated(), self.single_statement() as conn:
-            candidates = [LockRow(*r) for r in conn.execute(sa.select(t).where(expired))]
-        # Wipe each grant with its whole identity in the WHERE: a grant re-acquired (new
-        # version and secret) or wiped by a concurrent purge in between is not reported.
-        wipe = (
-            sa.update(t)
-            .where(
-                expired,
-                t.c.resource == bindparam("grant_resource"),
-                t.c.version == bindparam("grant_version"),
-                t.c.secret == bindparam("grant_secret"),
-            )
-            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
-        )
+            candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
         for row in candidates:
             with self._translated(), self.single_statement() as conn:
-                if _matched(conn.execute(wipe, _grant(row))) > 0:
+                if _matched(conn.execute(self._wipe, _grant(row))) > 0:
                     wiped.append(row)
         return wiped
 
@@ -416,6 +411,12 @@ def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     even when the database clock steps back behind ``locked_at_ms``.
     """
     return sa.and_(t.c.secret != "", (t.c.locked_at_ms + t.c.timeout_ms) > now)
+
+
+def expired_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row still holds a grant (not released nor wiped) whose lease ended by ``now``:
+    what a purge wipes."""
+    return sa.and_((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
 
 
 def ended_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
