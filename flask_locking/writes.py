@@ -38,9 +38,6 @@ _HELD = "flask_locking.held"
 #: Default ports, so ``host`` and ``host:5432`` name one server.
 _PORTS = {"postgresql": 5432, "mysql": 3306}
 
-#: Each store's hold statement.
-_STATEMENTS: weakref.WeakKeyDictionary[SQLStore, sa.Executable] = weakref.WeakKeyDictionary()
-
 #: Flask-SQLAlchemy instances whose session already has the flush hook.
 _HOOKED: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -74,7 +71,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
     store = engine.store
     if not isinstance(store, SQLStore):
         raise TypeError(f"{type(store).__name__} cannot hold a lock in a host transaction.")
-    statement = _hold_statement(store)
+    statement = store.hold_row
     _require_same_database(session.get_bind(clause=statement), store.engine)
     raw = session.execute(statement, {"hold_resource": lock.resource, "hold_version": lock.version}).first()
     row = None if raw is None else LockRow(*raw)
@@ -107,13 +104,6 @@ def _mark_held(session: Any, lock: Lock) -> None:
     if mark is None or mark[0] is not transaction:
         mark = session.info[_HELD] = (transaction, set())
     mark[1].add((lock.resource, lock.version))
-
-
-def _hold_statement(store: SQLStore) -> sa.Executable:
-    statement = _STATEMENTS.get(store)
-    if statement is None:  # built once per store, so SQLAlchemy compiles it once
-        statement = _STATEMENTS[store] = store.hold_statement()
-    return statement
 
 
 def _require_same_database(bind: Any, store_engine: sa.Engine) -> None:

@@ -99,11 +99,14 @@ class RowBlocker:
     """A transaction of the test's own (not through the proxy) that holds a lock row, like a
     stuck writer, so an acquire or release is in flight when the database goes away."""
 
-    def __init__(self, database_url: str, table: str, resource: str) -> None:
+    def __init__(self, database_url: str, table: str, resource: str, *, share: bool = False) -> None:
         self.engine = sa.create_engine(database_url)
         self.conn = self.engine.connect()
         self.conn.begin()
-        self.conn.execute(sa.text(f"SELECT resource FROM {table} WHERE resource = :r FOR UPDATE"), {"r": resource})
+        # share=True locks the row the way hold() does (FOR SHARE / LOCK IN SHARE MODE).
+        column = sa.column("resource")
+        select = sa.select(column).select_from(sa.table(table)).where(column == resource)
+        self.conn.execute(select.with_for_update(read=share))
 
     def release(self) -> None:
         self.conn.rollback()

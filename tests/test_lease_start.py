@@ -22,6 +22,9 @@ from conftest import AppFactory
 from helpers import racers
 from test_faults import RowBlocker, wait_until_blocked
 
+from flask_locking import LockConflict
+from flask_locking.signals import lock_refreshed
+
 #: How long the row stays locked; the requested lease (1 s) is shorter.
 HELD_FOR = 2.5
 
@@ -146,3 +149,87 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
     lapsed, _ = results["lapsed"]
     assert lapsed.status_code == 409, lapsed.get_json()  # gone: not brought back
     assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["for update", "for share"])
+def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str, share: bool
+) -> None:
+    """``LOCKING_REFRESH_ON_WRITE`` restarts the lease at the clock after any wait for the
+    row (``share``: the row held the way :func:`~flask_locking.writes.hold` holds it), and a
+    write whose lease ran out during the wait is refused as stale, not revived."""
+    app = make_app(database_url=database_url, LOCKING_REFRESH_ON_WRITE=True)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine
+    store = racers.open_store(database_url, table_name)
+    refreshed: list[Any] = []
+    results = {}
+    for name, lease in (("live", 30), ("lapsed", 1)):
+        held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
+        blocker = RowBlocker(database_url, table_name, f"/docs/{name}", share=share)
+        box: dict[str, Any] = {}
+
+        def write(path: str = f"/docs/{name}", token: str = str(held.token),
+                  box: dict[str, Any] = box) -> None:
+            box["response"] = client.patch(path, headers={"X-User": "bob", "Lock-Token": token})
+
+        with lock_refreshed.connected_to(lambda _app, lock: refreshed.append(lock)):
+            try:
+                thread = threading.Thread(target=write, daemon=True)
+                thread.start()
+                wait_until_blocked(database_url, table_name)
+                time.sleep(HELD_FOR)
+                let_go_ms = store.now_ms()
+            finally:
+                blocker.release()
+            thread.join(30)
+        assert not thread.is_alive()
+        results[name] = (box["response"], let_go_ms)
+    store.dispose()
+    lapsed, _ = results["lapsed"]
+    assert lapsed.status_code == 412, lapsed.get_json()  # refused as stale: not revived
+    live, let_go_ms = results["live"]
+    assert live.status_code == 200, live.get_json()
+    lock = client.get("/docs/live/@lock").get_json()
+    assert lock["time"] * 1000 >= let_go_ms, "the refreshed lease started before the wait"
+    assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
+    assert [lock.resource for lock in refreshed] == ["/docs/live"]
+
+
+@pytest.mark.parametrize("blocked", ["own row", "ancestor row"])
+def test_overlap_is_decided_after_the_wait(
+    make_app: AppFactory, database_url: str, table_name: str, backend: str, blocked: str
+) -> None:
+    """An infinite-depth lock above that ran out while the acquirer waited (for its own
+    row, or on MariaDB for the ancestor's row its overlap check reads) no longer blocks it:
+    the overlap is decided at the clock after the wait, like the lease."""
+    if blocked == "ancestor row" and backend == "postgresql":
+        pytest.skip("PostgreSQL serialises overlaps with advisory locks taken before the upsert")
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine
+    # Leave a released row behind on /docs/1, so that the blocker has a row to lock.
+    engine.release("/docs/1", token=engine.acquire("/docs/1", "ann").token)
+    ann = engine.acquire("/docs", "ann", depth="infinity", timeout=1)
+    store = racers.open_store(database_url, table_name)
+    blocker = RowBlocker(database_url, table_name, "/docs/1" if blocked == "own row" else "/docs")
+    box: dict[str, Any] = {}
+    try:
+        thread = _acquire_in_background(client, "/docs/1", box)
+        wait_until_blocked(database_url, table_name)
+        time.sleep(HELD_FOR)  # ann's 1 s lease on /docs runs out while bob waits
+        let_go_ms = store.now_ms()
+    finally:
+        blocker.release()
+    thread.join(30)
+    assert not thread.is_alive()
+    store.dispose()
+    assert ann.expires_at * 1000 <= let_go_ms  # it had run out when bob got the row
+    response = box["response"]
+    assert response.status_code == 200, response.get_json()
+    lock = response.get_json()
+    assert lock["creator"] == "bob" and lock["time"] * 1000 >= let_go_ms
+    # Granted once: nobody else gets /docs/1, nor /docs over it.
+    assert client.post("/docs/1/@lock", headers={"X-User": "carol"}).status_code == 409
+    with pytest.raises(LockConflict):
+        engine.acquire("/docs", "carol", depth="infinity")

@@ -24,6 +24,12 @@ from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockSto
 from .events import EventLog
 from .schema import lock_table, meta_table
 
+#: A released or purged row stays as a tombstone holding only its key, version and last
+#: ``locked_at_ms``: the values a release, a purge and a purge's wipe set.
+TOMBSTONE: dict[str, Any] = {
+    "secret": "", "owner_id": None, "owner_name": None, "owner_url": None, "timeout_ms": 0
+}
+
 #: Errors that mean "the database is not there or did not answer".
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)
 
@@ -74,7 +80,7 @@ class SQLStore(LockStore):
         it starts after every wait. SQLite waits before its first statement and skips it.
         """
         params = _grant(row)
-        if self._start_lease_returns:
+        if self._update_returns:
             return LockRow(*conn.execute(self._start_lease, params).one())
         conn.execute(self._start_lease, params)
         return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
@@ -143,21 +149,21 @@ class SQLStore(LockStore):
             t.c.secret == bindparam("grant_secret"),
             live,
         )
-        self._refresh = (
+        refresh = (
             sa.update(t)
             .where(grant)
             .values(locked_at_ms=now, timeout_ms=bindparam("new_timeout_ms"))
         )
+        # RETURNING where the database has it for UPDATE (not MariaDB: read back instead).
+        self._update_returns = bool(self.engine.dialect.update_returning)
+        self._refresh = refresh.returning(*t.c) if self._update_returns else refresh
         # (the row lock is ours: the grant's identity in the WHERE is a guard, not a race)
         start_lease = sa.update(t).where(
             t.c.resource == bindparam("grant_resource"),
             t.c.version == bindparam("grant_version"),
             t.c.secret == bindparam("grant_secret"),
         ).values(locked_at_ms=now)
-        self._start_lease_returns = bool(self.engine.dialect.update_returning)
-        self._start_lease = (
-            start_lease.returning(*t.c) if self._start_lease_returns else start_lease
-        )
+        self._start_lease = start_lease.returning(*t.c) if self._update_returns else start_lease
         self._lock_row = (
             sa.select(t.c.resource)
             .where(t.c.resource == bindparam("grant_resource"))
@@ -166,15 +172,17 @@ class SQLStore(LockStore):
         self._select_holder = sa.select(t, now.label("now")).where(
             t.c.resource == bindparam("resource")
         )
-        # A released row stays as a tombstone holding only the key and the version.
-        self._release = sa.update(t).where(grant).values(
-            timeout_ms=0, secret="", owner_id=None, owner_name=None, owner_url=None
-        )
-        self._purge = (
-            sa.update(t)
-            .where((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
-            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
-        )
+        self._release = sa.update(t).where(grant).values(**TOMBSTONE)
+        self._purge = sa.update(t).where(expired_at(t, now)).values(**TOMBSTONE)
+        self._select_expired = sa.select(t).where(expired_at(t, now))
+        # Wipe each grant with its whole identity in the WHERE: a grant re-acquired (new
+        # version and secret) or wiped by a concurrent purge in between is not reported.
+        self._wipe = sa.update(t).where(
+            expired_at(t, now),
+            t.c.resource == bindparam("grant_resource"),
+            t.c.version == bindparam("grant_version"),
+            t.c.secret == bindparam("grant_secret"),
+        ).values(**TOMBSTONE)
         self._select_now = sa.select(now.label("now"))
         self._upsert = self.build_upsert()
         m = self.meta
@@ -182,6 +190,8 @@ class SQLStore(LockStore):
         self._insert_meta = self.insert_ignore(m).values(
             name=bindparam("name"), value=bindparam("value"), schema_version=1
         )
+        #: What :func:`flask_locking.writes.hold` runs (built once, so compiled once).
+        self.hold_row = self.hold_statement()
 
     # -- LockStore --------------------------------------------------------------------
 
@@ -212,10 +222,18 @@ class SQLStore(LockStore):
                     row = self.run_upsert(conn, params)
                     if row is None:
                         row = self._decide_again(conn, params)
+                    # MySQL: the locking read waits for, then locks, the rows it reads.
                     overlap = self._overlapping(conn, request, row.locked_at_ms)
+                    row = self.start_lease(conn, row)
+                    # That check used the upsert's clock, from before any wait: a lock above
+                    # found live then may have ended by the grant's instant. Look again at
+                    # it. Each round drops a lock for good (it is over, and its row is held:
+                    # MySQL's share lock, PostgreSQL's advisory lock), so the rounds end.
+                    while overlap is not None and overlap.expires_ms <= row.locked_at_ms:
+                        overlap = self._overlapping(conn, request, row.locked_at_ms)
+                        row = self.start_lease(conn, row)  # after any wait of that read
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
-                    row = self.start_lease(conn, row)
                     return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
@@ -296,21 +314,17 @@ class SQLStore(LockStore):
             # that ran out meanwhile is not revived, and a refreshed one starts after it.
             self.wait_for_row(conn, row.resource)
             # The UPDATE compares this grant's secret and version, so it can never touch a
-            # later holder's lock; the read-back runs under the write lock just taken.
+            # later holder's lock; MariaDB's read-back runs under the write lock just taken.
+            if self._update_returns:
+                return _row(conn.execute(self._refresh, params).first())
             if _matched(conn.execute(self._refresh, params)) == 0:
                 return None
             return _row(conn.execute(self._select_row, {"resource": row.resource}).first())
 
-    def extend(self, row: LockRow) -> LockRow | None:
-        if not self.engine.dialect.update_returning:  # MariaDB: UPDATE, then read back
-            return self.refresh(row, row.timeout_ms)
-        # One statement checks the grant (secret, version, live) and restarts its lease.
-        stmt = getattr(self, "_extend", None)
-        if stmt is None:
-            stmt = self._extend = self._refresh.returning(*self.table.c)
-        params = {**_grant(row), "new_timeout_ms": row.timeout_ms}
-        with self._translated(), self.single_statement() as conn:
-            return _row(conn.execute(stmt, params).first())
+    # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
+    # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
+    # checked liveness and stamped the lease at the clock before the wait (PostgreSQL does
+    # not re-check the WHERE of a row that was not modified meanwhile).
 
     def hold_statement(self) -> sa.Executable:
         """The statement :func:`flask_locking.writes.hold` runs in the host's own
@@ -347,27 +361,12 @@ class SQLStore(LockStore):
             return _matched(conn.execute(self._purge))
 
     def purge_expired_rows(self) -> list[LockRow]:
-        t = self.table
-        now = self.now_expression()
-        expired = sa.and_((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
         with self._translated(), self.single_statement() as conn:
-            candidates = [LockRow(*r) for r in conn.execute(sa.select(t).where(expired))]
-        # Wipe each grant with its whole identity in the WHERE: a grant re-acquired (new
-        # version and secret) or wiped by a concurrent purge in between is not reported.
-        wipe = (
-            sa.update(t)
-            .where(
-                expired,
-                t.c.resource == bindparam("grant_resource"),
-                t.c.version == bindparam("grant_version"),
-                t.c.secret == bindparam("grant_secret"),
-            )
-            .values(secret="", owner_id=None, owner_name=None, owner_url=None, timeout_ms=0)
-        )
+            candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
         for row in candidates:
             with self._translated(), self.single_statement() as conn:
-                if _matched(conn.execute(wipe, _grant(row))) > 0:
+                if _matched(conn.execute(self._wipe, _grant(row))) > 0:
                     wiped.append(row)
         return wiped
 
@@ -417,6 +416,12 @@ def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     even when the database clock steps back behind ``locked_at_ms``.
     """
     return sa.and_(t.c.secret != "", (t.c.locked_at_ms + t.c.timeout_ms) > now)
+
+
+def expired_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The row still holds a grant (not released nor wiped) whose lease ended by ``now``:
+    what a purge wipes."""
+    return sa.and_((t.c.locked_at_ms + t.c.timeout_ms) <= now, t.c.secret != "")
 
 
 def ended_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
