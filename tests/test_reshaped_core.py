@@ -4,7 +4,8 @@
 * ``current_lock`` belongs to the request the guard verified it for, even when one app
   context spans several requests and a host hook reads it before the guard has run;
 * ``locking.exempt(parent)`` exempts the blueprints nested in ``parent`` too;
-* ``purge_expired`` sends ``lock_expired`` for each grant it ends when the event log is off.
+* ``purge_expired`` sends ``lock_expired`` for each grant it ends when the event log is off;
+* a write that Flask redirects (strict slashes) is checked against the key it redirects to.
 """
 
 from __future__ import annotations
@@ -77,3 +78,18 @@ def test_purge_reports_expiries_when_the_event_log_is_off(make_app: Any, databas
         assert locking.purge_expired() == 1
         assert locking.purge_expired() == 0
     assert [lock.resource for lock in expired] == ["/docs/short"]
+
+
+def test_a_redirected_write_is_checked_against_the_key_it_redirects_to(make_app: Any) -> None:
+    """``PATCH /notes/007`` redirects (strict slashes) to the rule of ``/notes/7/``: the
+    guard refuses it as a write to the locked ``/notes/7``, not as one to ``/notes/007``."""
+    app = make_app()
+
+    @app.route("/notes/<int:n>/", methods=["PATCH"])
+    def note(n: int) -> Any:
+        return jsonify(n=n)
+
+    with app.app_context():
+        held = app.extensions["locking"].extension.acquire("/notes/7", "alice")
+    assert held.resource == "/notes/7"
+    assert app.test_client().patch("/notes/007", headers=BOB).status_code in (403, 423)

@@ -84,7 +84,7 @@ def _apply(source: str, mutant: Mutant) -> str | None:
 def _copy_tree(target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".mypy_cache", ".ruff_cache",
                                     ".pytest_cache", "_build", "node_modules")
-    for name in ("flask_locking", "tests", "example_app"):
+    for name in ("flask_locking", "tests", "example_app", "docs"):  # docs: tests run its examples
         shutil.copytree(ROOT / name, target / name, ignore=ignore)
     shutil.copy2(ROOT / "pyproject.toml", target / "pyproject.toml")
 
