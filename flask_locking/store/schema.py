@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table
 from sqlalchemy.dialects import mysql, postgresql
 
@@ -23,12 +25,9 @@ ResourceKey = (
 
 def lock_table(metadata: MetaData, name: str) -> Table:
     """The lock table on ``metadata`` (reused when it is already defined there)."""
-    existing = metadata.tables.get(name)
-    if existing is not None:
-        return existing
-    return Table(
-        name,
+    return _defined(
         metadata,
+        name,
         Column("resource", ResourceKey, primary_key=True),
         # Random per-grant secret; the token is an HMAC of it, never stored.
         Column("secret", String(64), nullable=False),
@@ -54,12 +53,9 @@ def lock_table(metadata: MetaData, name: str) -> Table:
 def meta_table(metadata: MetaData, lock_table_name: str) -> Table:
     """Key/value settings shared by every process using the store (the generated HMAC key)."""
     name = f"{lock_table_name}_meta"
-    existing = metadata.tables.get(name)
-    if existing is not None:
-        return existing
-    return Table(
-        name,
+    return _defined(
         metadata,
+        name,
         Column("name", String(64), primary_key=True),
         Column("value", String(255), nullable=False),
         Column("schema_version", Integer, nullable=False, default=1),
@@ -75,12 +71,9 @@ def event_table(metadata: MetaData, lock_table_name: str) -> Table:
     never later find a smaller one (an autoincrement id can commit out of order).
     """
     name = f"{lock_table_name}_events"
-    existing = metadata.tables.get(name)
-    if existing is not None:
-        return existing
-    return Table(
-        name,
+    return _defined(
         metadata,
+        name,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
         Column("event", String(16), nullable=False),
         Column("resource", ResourceKey, nullable=False),
@@ -106,13 +99,19 @@ def event_head_table(metadata: MetaData, lock_table_name: str) -> Table:
     """One row: the id of the last event written. Writers increment it first, so its row
     lock orders event ids by commit; readers never need it."""
     name = f"{lock_table_name}_event_head"
-    existing = metadata.tables.get(name)
-    if existing is not None:
-        return existing
-    return Table(
-        name,
+    return _defined(
         metadata,
+        name,
         Column("name", String(16), primary_key=True),
         Column("last_id", BigInteger, nullable=False),
         mysql_charset="utf8mb4",
     )
+
+
+def _defined(metadata: MetaData, name: str, *columns: Any, **options: Any) -> Table:
+    """The table ``name`` on ``metadata``: the one already defined there (a host's metadata
+    seen twice, a second app on one ``db``), else a new one with ``columns``."""
+    existing = metadata.tables.get(name)
+    if existing is not None:
+        return existing
+    return Table(name, metadata, *columns, **options)
