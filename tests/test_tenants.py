@@ -18,6 +18,7 @@ from conftest import backend_url, drop_tables
 from flask import Flask, jsonify, request
 
 from flask_locking import Locking
+from flask_locking.store import engine_for_uri
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
@@ -303,3 +304,18 @@ def test_namespaced_keys_keep_their_namespace_through_every_helper() -> None:
     assert (low, high) == ("/", "0") and not low < "[/t]/a" < high  # other namespaces: outside
     assert is_within("[/t]/a/b", "[/t]/") and is_within("[/t]/a/b", "[/t]/a")
     assert not is_within("[/t]/a", "/") and not is_within("/a", "[/t]/")
+
+
+@pytest.mark.parametrize("timeout", [0.5, 1, 2.5, 5])
+def test_mysql_socket_timeouts_outlast_the_servers_lock_wait(mysql_url: str, timeout: float) -> None:
+    """A client that gives up before the server's lock wait ends leaves its statement queued:
+    a release answered "unavailable" would then happen after the answer (seen in CI)."""
+    engine = engine_for_uri(mysql_url, timeout=timeout)
+    try:
+        with engine.connect() as conn:
+            lock_wait = conn.execute(sa.text("SELECT @@session.innodb_lock_wait_timeout")).scalar()
+            driver = conn.connection.driver_connection
+            assert driver._read_timeout >= lock_wait + 1
+            assert driver._write_timeout >= lock_wait + 1
+    finally:
+        engine.dispose()

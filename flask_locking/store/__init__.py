@@ -38,13 +38,21 @@ _CONNECT_ARGS: dict[str, Any] = {
         "connect_timeout": max(1, int(timeout)),
         "options": f"-c statement_timeout={int(timeout * 1000)} -c lock_timeout={int(timeout * 1000)}",
     },
+    # The socket timeouts outlast the server's lock wait (a whole second more): a client that
+    # gave up first would leave its statement waiting on the server, to act after we answered
+    # "unavailable" (a release reported failed that then happens).
     "mysql": lambda timeout: {
         "connect_timeout": max(1, int(timeout)),
-        "read_timeout": max(1, int(timeout)),
-        "write_timeout": max(1, int(timeout)),
+        "read_timeout": _mysql_lock_wait(timeout) + 1,
+        "write_timeout": _mysql_lock_wait(timeout) + 1,
     },
 }
 _CONNECT_ARGS["mariadb"] = _CONNECT_ARGS["mysql"]
+
+
+def _mysql_lock_wait(timeout: float) -> int:
+    """``innodb_lock_wait_timeout`` for ``LOCKING_STORE_TIMEOUT`` (whole seconds, at least 1)."""
+    return max(1, int(timeout))
 
 
 def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | None = None) -> Engine:
@@ -85,7 +93,7 @@ def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | 
     if backend in ("mysql", "mariadb"):
         init = _first(url.query.get("init_command")) or str(connect_args.get("init_command") or "")
         if "innodb_lock_wait_timeout" not in init.lower():
-            sa.event.listen(engine, "connect", _lock_wait_setter(max(1, int(timeout))))
+            sa.event.listen(engine, "connect", _lock_wait_setter(_mysql_lock_wait(timeout)))
     return engine
 
 
