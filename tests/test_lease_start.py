@@ -27,6 +27,18 @@ from flask_locking.signals import lock_refreshed
 
 #: How long the row stays locked; the requested lease (1 s) is shorter.
 HELD_FOR = 2.5
+#: A lease meant to run out during the wait. It must outlast the time the request takes to
+#: reach the wait on a loaded machine: on MariaDB (READ COMMITTED) an UPDATE whose row no
+#: longer matches skips a locked row without waiting, so a lease that ran out first would
+#: never wait. The row is then held until the lease is over on the database clock (within
+#: the 5 s lock wait that LOCKING_STORE_TIMEOUT allows).
+LAPSING = 3
+
+
+def hold_until_lapsed(store: Any, expires_at: float) -> None:
+    """Keep the row locked until ``expires_at`` (epoch seconds) is past on the store clock."""
+    while store.now_ms() <= expires_at * 1000 + 100:
+        time.sleep(0.05)
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -120,7 +132,7 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
     engine = app.extensions["locking"].engine
     store = racers.open_store(database_url, table_name)
     results = {}
-    for name, lease in (("live", 30), ("lapsed", 1)):
+    for name, lease in (("live", 30), ("lapsed", LAPSING)):
         held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
         blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
         box: dict[str, Any] = {}
@@ -136,6 +148,8 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
             thread.start()
             wait_until_blocked(database_url, table_name)
             time.sleep(HELD_FOR)
+            if name == "lapsed":
+                hold_until_lapsed(store, held.expires_at)
             let_go_ms = store.now_ms()
         finally:
             blocker.release()
@@ -164,7 +178,7 @@ def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
     store = racers.open_store(database_url, table_name)
     refreshed: list[Any] = []
     results = {}
-    for name, lease in (("live", 30), ("lapsed", 1)):
+    for name, lease in (("live", 30), ("lapsed", LAPSING)):
         held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
         blocker = RowBlocker(database_url, table_name, f"/docs/{name}", share=share)
         box: dict[str, Any] = {}
@@ -179,6 +193,8 @@ def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
                 thread.start()
                 wait_until_blocked(database_url, table_name)
                 time.sleep(HELD_FOR)
+                if name == "lapsed":
+                    hold_until_lapsed(store, held.expires_at)
                 let_go_ms = store.now_ms()
             finally:
                 blocker.release()
