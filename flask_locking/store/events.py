@@ -1,4 +1,4 @@
-"""The durable log of lock events, next to the lock table (one per store).
+"""The SQL stores' log of lock events, next to the lock table (one per store).
 
 Each event is one row in ``<table>_events``; its id comes from a counter row incremented in
 the same transaction, so ids are gapless and become visible in id order on every backend
@@ -14,15 +14,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
 
 if TYPE_CHECKING:
@@ -37,53 +37,20 @@ _HEAD = "events"
 PRUNE_EVERY = 256
 
 
-class EventRow(NamedTuple):
-    """One stored event (times in database milliseconds). Never holds a secret or token."""
-
-    id: int
-    event: str
-    resource: str
-    version: int
-    time_ms: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
-    by_id: str | None
-    by_name: str | None
+__all__ = [
+    "ChangeListener", "EventLog", "EventRow", "NewEvent", "PostgreSQLEventLog", "SQLEventLog",
+]
 
 
-class NewEvent(NamedTuple):
-    """What the engine records; the log adds ``id`` and ``time_ms``."""
-
-    event: str
-    resource: str
-    version: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
-    by_id: str | None
-    by_name: str | None
-
-
-class EventLog:
+class SQLEventLog(EventLog):
     """Append and read lock events on a :class:`~flask_locking.store.sql.SQLStore`."""
 
     def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
+        super().__init__(retention=retention)
         self.store = store
-        self.retention_ms = int(retention * 1000)
         metadata = store.table.metadata
         self.table = event_table(metadata, store.table.name)
         self.head_table = event_head_table(metadata, store.table.name)
-        #: Set after every append from this process: an in-process reader wakes at once.
-        self.appended = threading.Event()
         t, h = self.table, self.head_table
         now = store.now_expression()
         self._bump = (
@@ -164,32 +131,13 @@ class EventLog:
         with self.store._translated(), self.store.single_statement() as conn:
             return int(conn.execute(self._prune, {"keep_ms": self.retention_ms}).rowcount)
 
-    def listener(self) -> ChangeListener:
-        """A blocking waiter for "something may have been appended" (see the subclass)."""
-        return ChangeListener(self)
-
-
-class ChangeListener:
-    """Waits for new events: here by the in-process signal or the poll interval."""
-
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-
-    def wait(self, timeout: float) -> None:
-        """Return when an event may have been appended, or after ``timeout`` seconds."""
-        self.log.appended.wait(timeout)
-        self.log.appended.clear()
-
-    def close(self) -> None:
-        """Release what the listener holds."""
-
 
 def channel_name(table_name: str) -> str:
     """The PostgreSQL ``NOTIFY`` channel of a lock table (a bounded, plain identifier)."""
     return "flask_locking_" + hashlib.sha256(table_name.encode()).hexdigest()[:24]
 
 
-class PostgreSQLEventLog(EventLog):
+class PostgreSQLEventLog(SQLEventLog):
     """PostgreSQL: ``NOTIFY`` in the writing transaction; listeners ``LISTEN``."""
 
     def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
@@ -209,6 +157,8 @@ class PostgreSQLEventLog(EventLog):
 class PostgreSQLListener(ChangeListener):
     """``LISTEN`` on a connection of its own, outside the pool (whose watchdog cuts any
     connection held past the store timeout). Falls back to polling if it cannot listen."""
+
+    log: PostgreSQLEventLog
 
     #: Seconds between two attempts to listen again after a failure (polling meanwhile).
     retry_after = 30.0

@@ -13,32 +13,18 @@ import time
 import traceback
 from typing import Any
 
-from flask_locking.resources import ancestors
-from flask_locking.store import AcquireRequest, HeldElsewhere, create_store, engine_for_uri
-from flask_locking.store.sql import SQLStore
+from flask_locking.store import HeldElsewhere, SQLStore, store_from_uri
+from flask_locking.testing import make_request
 from flask_locking.tokens import new_secret
+
+__all__ = ["make_request", "open_store"]
 
 
 def open_store(url: str, table: str, timeout: float = 5.0, **options: Any) -> SQLStore:
     """A store on ``url`` with its own engine, as a fresh process would build it."""
-    engine = engine_for_uri(url, timeout=timeout, options=options or None)
-    return create_store(engine, table_name=table, timeout=timeout)
-
-
-def make_request(resource: str, owner: str, timeout_ms: int, *, infinite: bool = False) -> AcquireRequest:
-    """The acquisition a user ``owner`` proposes for ``resource``."""
-    return AcquireRequest(
-        resource=resource,
-        ancestors=ancestors(resource),
-        secret=new_secret(),
-        owner_key="u:" + owner,
-        owner_id=owner,
-        owner_name=None,
-        owner_url=None,
-        stealable=True,
-        infinite=infinite,
-        timeout_ms=timeout_ms,
-    )
+    store = store_from_uri(url, table_name=table, timeout=timeout, engine_options=options)
+    assert isinstance(store, SQLStore)
+    return store
 
 
 def _threads(count: int, target: Any) -> None:
