@@ -121,9 +121,8 @@ class LockEngine:
         infinite = _parse_depth(depth)
         if not isinstance(stealable, bool):
             raise InvalidInput("stealable must be true or false.")
-        request = AcquireRequest(
+        request = AcquireRequest.of(LockRow(
             resource=key,
-            ancestors=ancestors(key),
             secret=new_secret(),
             owner_key=owner_key(who),
             owner_id=who.id if who else None,
@@ -132,7 +131,9 @@ class LockEngine:
             stealable=stealable,
             infinite=infinite,
             timeout_ms=self._timeout_ms(timeout),
-        )
+            locked_at_ms=0,  # the store's clock sets these
+            version=0,
+        ))
         try:
             result = self.store.acquire(request)
         except HeldElsewhere as held:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .resources import ancestors, descendant_bounds
+from .resources import descendant_bounds
 from .store import AcquireRequest, HeldElsewhere, LockRow, LockStore, NewEvent
 from .tokens import new_secret
 
@@ -48,21 +48,15 @@ THREADS = 8
 
 
 def make_request(
-    resource: str, owner: str, timeout_ms: int = LONG, *, infinite: bool = False
+    resource: str, owner: str, timeout_ms: int = LONG, *, infinite: bool = False,
+    stealable: bool = True,
 ) -> AcquireRequest:
     """The acquisition a user ``owner`` proposes for ``resource`` (a normalised key)."""
-    return AcquireRequest(
-        resource=resource,
-        ancestors=ancestors(resource),
-        secret=new_secret(),
-        owner_key="u:" + owner,
-        owner_id=owner,
-        owner_name=None,
-        owner_url=None,
-        stealable=True,
-        infinite=infinite,
-        timeout_ms=timeout_ms,
-    )
+    return AcquireRequest.of(LockRow(
+        resource=resource, secret=new_secret(), owner_key="u:" + owner, owner_id=owner,
+        owner_name=None, owner_url=None, stealable=stealable, infinite=infinite,
+        timeout_ms=timeout_ms, locked_at_ms=0, version=0,
+    ))
 
 
 def wait_expired(store: LockStore, row: LockRow) -> None:
@@ -139,7 +133,7 @@ class StoreContract:
         assert again.timeout_ms == 9000 and again.locked_at_ms >= first.locked_at_ms
 
     def test_the_owner_locking_again_never_weakens_the_lock(self, store: LockStore) -> None:
-        strong = make_request("/docs/1", "ann", LONG, infinite=True)._replace(stealable=False)
+        strong = make_request("/docs/1", "ann", LONG, infinite=True, stealable=False)
         first = store.acquire(strong).row
         again = store.acquire(make_request("/docs/1", "ann", 90_000))
         assert not again.granted

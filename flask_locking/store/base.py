@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from ..resources import ancestors
+
 if TYPE_CHECKING:
     from .eventlog import EventLog
 
@@ -37,18 +39,36 @@ class LockRow(NamedTuple):
 
 
 class AcquireRequest(NamedTuple):
-    """What an acquirer proposes; ``secret`` becomes the lock's secret only on a new grant."""
+    """What an acquirer proposes: the row a new grant would store (the store sets its
+    ``locked_at_ms`` and ``version``; its ``secret`` becomes the lock's secret only on a new
+    grant), and the keys above it that an infinite lock could cover."""
 
-    resource: str
+    row: LockRow
     ancestors: Sequence[str]
-    secret: str
-    owner_key: str
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
+
+    @classmethod
+    def of(cls, row: LockRow) -> AcquireRequest:
+        """The acquisition of ``row`` (a normalised key), with its ancestors."""
+        return cls(row, ancestors(row.resource))
+
+    def proposed(self) -> dict[str, Any]:
+        """The row's values that the caller chooses: all but ``locked_at_ms`` and
+        ``version``, which only the store sets (bind parameters of a SQL upsert)."""
+        values = self.row._asdict()
+        del values["locked_at_ms"], values["version"]
+        return values
+
+    @property
+    def resource(self) -> str:
+        return self.row.resource
+
+    @property
+    def infinite(self) -> bool:
+        return self.row.infinite
+
+    @property
+    def secret(self) -> str:
+        return self.row.secret
 
 
 class AcquireResult(NamedTuple):

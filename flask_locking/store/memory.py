@@ -76,25 +76,21 @@ class MemoryStore(LockStore):
         with self._lock:
             now = self.now_ms()
             held = self._live_row(request.resource, now)
-            if held is not None and held.owner_key != request.owner_key:
+            if held is not None and held.owner_key != request.row.owner_key:
                 raise HeldElsewhere(held)
             overlap = self._overlapping(request, now)
             if overlap is not None:
                 raise HeldElsewhere(overlap)
             old = self._rows.get(request.resource)
-            row = LockRow(
-                resource=request.resource, secret=request.secret, owner_key=request.owner_key,
-                owner_id=request.owner_id, owner_name=request.owner_name,
-                owner_url=request.owner_url, stealable=request.stealable,
-                infinite=request.infinite, timeout_ms=request.timeout_ms, locked_at_ms=now,
-                version=1 if old is None else old.version + 1,
+            row = request.row._replace(
+                locked_at_ms=now, version=1 if old is None else old.version + 1
             )
             if held is not None:
                 # The owner locking again refreshes its grant (same secret and version): it
                 # may strengthen the lock, never weaken it.
                 row = row._replace(
                     secret=held.secret, version=held.version,
-                    stealable=held.stealable and request.stealable,
+                    stealable=held.stealable and request.row.stealable,
                     infinite=held.infinite or request.infinite,
                 )
             self._rows[row.resource] = row

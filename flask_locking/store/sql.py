@@ -258,7 +258,7 @@ class SQLStore(LockStore):
                     raise self._unavailable(error) from error
 
     def acquire(self, request: AcquireRequest) -> AcquireResult:
-        params = request._asdict()
+        params = request.proposed()
         deadline = time.monotonic() + self.retry_budget
         for attempt in range(self.max_retries + 1):
             try:
