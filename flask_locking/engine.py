@@ -303,22 +303,7 @@ class LockEngine:
 
     def to_lock(self, row: LockRow, *, reveal: bool = False) -> Lock:
         """The public :class:`Lock` for a row (with its token when ``reveal``)."""
-        owner = (
-            None
-            if row.owner_id is None
-            else Owner(id=row.owner_id, name=row.owner_name, url=row.owner_url)
-        )
-        return Lock(
-            resource=row.resource,
-            owner=owner,
-            stealable=bool(row.stealable),
-            timeout=row.timeout_ms / 1000,
-            time=row.locked_at_ms / 1000,
-            expires_at=row.expires_ms / 1000,
-            depth="infinity" if row.infinite else 0,
-            version=int(row.version),
-            token=self.token_for(row) if reveal else None,
-        )
+        return Lock.from_row(row, self.token_for(row) if reveal else None)
 
     def _holds(self, row: LockRow, token: str | None, owner: Any) -> bool:
         if token is not None and self.token_matches(row, token):

@@ -30,7 +30,7 @@ import itertools
 import random
 import threading
 import time
-from collections import Counter
+from typing import TypeVar
 from collections.abc import Callable
 
 import pytest
@@ -39,7 +39,7 @@ from .resources import descendant_bounds
 from .store import AcquireRequest, HeldElsewhere, LockRow, LockStore, NewEvent
 from .tokens import new_secret
 
-__all__ = ["LONG", "StoreContract", "make_request", "wait_expired"]
+__all__ = ["LONG", "StoreContract", "make_request", "tree_key", "wait_expired"]
 
 #: A lease that outlives any test (ms).
 LONG = 60_000
@@ -335,10 +335,12 @@ class StoreContract:
         assert ids == [1, 2, 3] and events.head() == 3 and events.oldest() == 1
         assert events.appended.is_set()
         rows = events.after(1)
-        assert [(r.id, r.resource, r.event) for r in rows] == [
+        assert [(r.id, r.lock.resource, r.event) for r in rows] == [
             (2, "/docs/1", "acquired"), (3, "/docs/2", "acquired")
         ]
         assert rows[0].time_ms <= store.now_ms()
+        kept = rows[0].lock
+        assert (kept.owner_id, kept.timeout_ms, kept.version, kept.secret) == ("ann", LONG, 1, "")
         assert [r.id for r in events.after(0, limit=2)] == [1, 2]
         assert events.prune() == 0  # nothing is older than the retention
 
@@ -366,33 +368,25 @@ class StoreContract:
         """Every round, all contenders try one key at once: exactly one wins. Even rounds
         race for a fresh key, odd rounds for a key the previous winner released."""
         rounds = 10
-        barrier = threading.Barrier(THREADS)
-        outcomes: list[tuple[int, str, int]] = []
-        guard = threading.Lock()
 
-        def contender(i: int) -> None:
-            for r in range(rounds):
-                resource = f"/herd/fresh-{r}" if r % 2 == 0 else "/herd/shared"
-                barrier.wait(timeout=60)
-                try:
-                    result = store.acquire(make_request(resource, f"t{i}"))
-                except HeldElsewhere as held:
-                    assert held.row is not None
-                    outcome = (r, "conflict", 0)
-                else:
-                    assert result.granted
-                    outcome = (r, "win", result.row.version)
-                barrier.wait(timeout=60)  # everyone has tried before the winner lets go
-                if outcome[1] == "win" and r % 2 == 1:
-                    assert store.release(result.row)
-                with guard:
-                    outcomes.append(outcome)
+        def attempt(r: int, i: int) -> LockRow | None:
+            resource = f"/herd/fresh-{r}" if r % 2 == 0 else "/herd/shared"
+            try:
+                result = store.acquire(make_request(resource, f"t{i}"))
+            except HeldElsewhere as held:
+                assert held.row is not None
+                return None
+            assert result.granted
+            return result.row
 
-        _threads(THREADS, contender)
-        for r in range(rounds):
-            counts = Counter(kind for rr, kind, _ in outcomes if rr == r)
-            assert counts == Counter(win=1, conflict=THREADS - 1), (r, counts)
-        shared = [v for r, kind, v in sorted(outcomes) if kind == "win" and r % 2 == 1]
+        def settle(r: int, won: LockRow | None) -> None:
+            if won is not None and r % 2 == 1:
+                assert store.release(won)
+
+        outcomes = _race_rounds(rounds, attempt, settle)
+        winners = [(r, row) for r, row in sorted(outcomes, key=lambda o: o[0]) if row]
+        assert [r for r, _ in winners] == list(range(rounds)), winners  # one per round
+        shared = [row.version for r, row in winners if r % 2 == 1]
         assert shared == list(range(1, rounds // 2 + 1))
 
     def test_thread_expiry_hand_off_never_overlaps(self, store: LockStore) -> None:
@@ -428,24 +422,18 @@ class StoreContract:
         """Contenders race for infinite locks on a root and a middle node and depth-0 locks
         below and beside them: the winners of a round never overlap."""
         rounds = 6
-        barrier = threading.Barrier(THREADS)
-        winners: list[tuple[int, str, bool]] = []
-        guard = threading.Lock()
 
-        def contender(i: int) -> None:
-            for r in range(rounds):
-                resource, infinite = _tree_key(r, i)
-                barrier.wait(timeout=60)
-                try:
-                    store.acquire(make_request(resource, f"t{i}", infinite=infinite))
-                except HeldElsewhere:
-                    continue
-                with guard:
-                    winners.append((r, resource, infinite))
+        def attempt(r: int, i: int) -> tuple[str, bool] | None:
+            resource, infinite = tree_key(r, i, str(i))
+            try:
+                store.acquire(make_request(resource, f"t{i}", infinite=infinite))
+            except HeldElsewhere:
+                return None
+            return resource, infinite
 
-        _threads(THREADS, contender)
+        outcomes = _race_rounds(rounds, attempt)
         for r in range(rounds):
-            won = [(key, infinite) for rr, key, infinite in winners if rr == r]
+            won = [outcome for rr, outcome in outcomes if rr == r and outcome is not None]
             assert won, f"round {r}: nobody won"
             assert len({key for key, _ in won}) == len(won), (r, won)
             for key, infinite in won:
@@ -455,20 +443,49 @@ class StoreContract:
                         assert not low < other < high, (r, key, other)
 
 
-def _tree_key(r: int, i: int) -> tuple[str, bool]:
+T = TypeVar("T")
+
+
+def _race_rounds(
+    rounds: int,
+    attempt: Callable[[int, int], T],
+    settle: Callable[[int, T], None] | None = None,
+) -> list[tuple[int, T]]:
+    """:data:`THREADS` contenders, ``rounds`` rounds. In each, every contender ``i`` calls
+    ``attempt(r, i)`` at the same instant (a barrier); once all have tried, each calls
+    ``settle(r, outcome)``. Returns every ``(round, outcome)``."""
+    barrier = threading.Barrier(THREADS)
+    outcomes: list[tuple[int, T]] = []
+    guard = threading.Lock()
+
+    def contender(i: int) -> None:
+        for r in range(rounds):
+            barrier.wait(timeout=60)
+            outcome = attempt(r, i)
+            barrier.wait(timeout=60)  # everyone has tried before anyone settles
+            if settle is not None:
+                settle(r, outcome)
+            with guard:
+                outcomes.append((r, outcome))
+
+    _threads(THREADS, contender)
+    return outcomes
+
+
+def tree_key(r: int, i: int, leaf: str) -> tuple[str, bool]:
+    """What contender ``i`` asks for in round ``r`` of a tree herd: infinite locks on the
+    round's root and on a middle node, and depth-0 locks (named by ``leaf``) below and
+    beside it."""
     kind = i % 4
     if kind == 0:
         return f"/t{r}", True
     if kind == 1:
         return f"/t{r}/a", True
     if kind == 2:
-        return f"/t{r}/a/b{i}", False
-    return f"/t{r}/z{i}", False
+        return f"/t{r}/a/b{leaf}", False
+    return f"/t{r}/z{leaf}", False
 
 
 def _event(resource: str) -> NewEvent:
-    return NewEvent(
-        event="acquired", resource=resource, version=1, owner_id="ann", owner_name="Ann",
-        owner_url=None, stealable=True, infinite=False, timeout_ms=LONG, locked_at_ms=0,
-        by_id=None, by_name=None,
-    )
+    lock = make_request(resource, "ann").row._replace(secret="", owner_key="", version=1)
+    return NewEvent("acquired", lock, None, None)

@@ -13,39 +13,27 @@ import threading
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
+from .base import LockRow
 
-class EventRow(NamedTuple):
-    """One stored event (times in store milliseconds). Never holds a secret or token."""
 
-    id: int
+class NewEvent(NamedTuple):
+    """What the engine records: ``event`` on ``lock`` (the lock as it was, its ``secret``
+    and ``owner_key`` left empty: a log never keeps them), and who released or stole it."""
+
     event: str
-    resource: str
-    version: int
-    time_ms: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
+    lock: LockRow
     by_id: str | None
     by_name: str | None
 
 
-class NewEvent(NamedTuple):
-    """What the engine records; the log adds ``id`` and ``time_ms``."""
+class EventRow(NamedTuple):
+    """One stored event: its id, the store's clock (ms) when written, and what was recorded.
+    Never holds a secret or token."""
 
+    id: int
+    time_ms: int
     event: str
-    resource: str
-    version: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
+    lock: LockRow
     by_id: str | None
     by_name: str | None
 

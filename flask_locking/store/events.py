@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .base import LockRow
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_locking")
 
+#: The columns of a lock row that an event keeps (never its secret nor its owner key).
+LOCK_COLUMNS = (
+    "resource", "version", "owner_id", "owner_name", "owner_url", "stealable", "infinite",
+    "timeout_ms", "locked_at_ms",
+)
 #: Key of the counter row in the head table.
 _HEAD = "events"
 #: Writers prune old events once every this many events (so a store nobody listens to
@@ -61,12 +67,12 @@ class SQLEventLog(EventLog):
             name=_HEAD,
             last_id=sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery(),
         )
-        columns = [c for c in NewEvent._fields]
+        columns = ("event", "by_id", "by_name", *LOCK_COLUMNS)
         self._insert = sa.insert(t).values(
             id=bindparam("new_id"), time_ms=now, **{c: bindparam(c) for c in columns}
         )
         self._after = (
-            sa.select(*[t.c[name] for name in EventRow._fields])
+            sa.select(*[t.c[name] for name in ("id", "time_ms", *columns)])
             .where(t.c.id > bindparam("after"))
             .order_by(t.c.id)
             .limit(bindparam("limit"))
@@ -97,7 +103,7 @@ class SQLEventLog(EventLog):
                 conn.execute(self._seed_head)
                 conn.execute(self._bump)
             new_id = int(conn.execute(self._read_head).scalar_one())
-            conn.execute(self._insert, {"new_id": new_id, **event._asdict()})
+            conn.execute(self._insert, {"new_id": new_id, **_columns(event)})
             self.announce(conn, new_id)
             if new_id % PRUNE_EVERY == 0:
                 conn.execute(self._prune, {"keep_ms": self.retention_ms})
@@ -112,7 +118,7 @@ class SQLEventLog(EventLog):
         """Events with an id above ``after_id``, oldest first, at most ``limit``."""
         with self.store._translated(), self.store.single_statement() as conn:
             rows = conn.execute(self._after, {"after": after_id, "limit": limit})
-            return [EventRow(*row) for row in rows]
+            return [_event_row(*row) for row in rows]
 
     def head(self) -> int:
         """The id of the last event written (0 when none ever was)."""
@@ -130,6 +136,27 @@ class SQLEventLog(EventLog):
         """Delete events older than the retention; return how many."""
         with self.store._translated(), self.store.single_statement() as conn:
             return int(conn.execute(self._prune, {"keep_ms": self.retention_ms}).rowcount)
+
+
+def _columns(event: NewEvent) -> dict[str, Any]:
+    """The event table's values for ``event``."""
+    lock = event.lock
+    return {
+        "event": event.event, "by_id": event.by_id, "by_name": event.by_name,
+        **{name: getattr(lock, name) for name in LOCK_COLUMNS},
+    }
+
+
+def _event_row(
+    event_id: int, time_ms: int, event: str, by_id: str | None, by_name: str | None,
+    *lock: Any,
+) -> EventRow:
+    """An event as read back (in the column order of the ``after`` query)."""
+    values = dict(zip(LOCK_COLUMNS, lock))
+    return EventRow(
+        int(event_id), int(time_ms), event, LockRow(secret="", owner_key="", **values),
+        by_id, by_name,
+    )
 
 
 def channel_name(table_name: str) -> str:

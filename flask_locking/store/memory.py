@@ -193,10 +193,7 @@ class MemoryEventLog(EventLog):
     def append(self, event: NewEvent) -> int:
         with self.store._lock:
             self._head += 1
-            fields = event._asdict()
-            self._events.append(EventRow(
-                id=self._head, time_ms=self.store.now_ms(), **fields
-            ))
+            self._events.append(EventRow(self._head, self.store.now_ms(), *event))
             new_id = self._head
         self.appended.set()
         return new_id

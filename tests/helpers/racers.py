@@ -14,7 +14,7 @@ import traceback
 from typing import Any
 
 from flask_locking.store import HeldElsewhere, SQLStore, store_from_uri
-from flask_locking.testing import make_request
+from flask_locking.testing import make_request, tree_key
 from flask_locking.tokens import new_secret
 
 __all__ = ["make_request", "open_store"]
@@ -325,16 +325,8 @@ def create_and_share(url: str, table: str, proc: int, barrier: Any, queue: Any) 
 
 
 def tree_keys(r: int, proc: int, i: int) -> tuple[str, bool]:
-    """What contender ``i`` of process ``proc`` asks for in round ``r``: infinite locks on
-    the round's root and on a middle node, and depth-0 locks on leaves below and beside it."""
-    kind = i % 4
-    if kind == 0:
-        return f"/t{r}", True
-    if kind == 1:
-        return f"/t{r}/a", True
-    if kind == 2:
-        return f"/t{r}/a/b{proc}", False
-    return f"/t{r}/z{proc}", False
+    """What contender ``i`` of process ``proc`` asks for in round ``r`` (leaves per process)."""
+    return tree_key(r, i, str(proc))
 
 
 def herd_tree(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:
