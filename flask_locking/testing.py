@@ -30,8 +30,8 @@ import itertools
 import random
 import threading
 import time
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
