@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, request
 from test_example_app import (  # the example app's flows, run here on other stores
+    demo_app,
     doc,
     signed_in,
     test_job_lock_guard_and_save,
@@ -27,7 +28,7 @@ from test_example_app import (  # the example app's flows, run here on other sto
     test_take_over_a_stealable_lock_and_the_old_token_is_refused,
 )
 
-from example_app import create_app, db, locking
+from example_app import db, locking
 from example_app.models import Document
 from flask_locking.store import LockStore, store_class_for, store_from_uri
 from flask_locking.testing import StoreContract
@@ -83,15 +84,8 @@ class TestDocsStoreContract(StoreContract):
 @pytest.fixture(params=["dict://", "memory://"])
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """The example app with its locks in the docs store, or in ``memory://``."""
-    app = create_app(
-        {"TESTING": True, "LOCKING_DATABASE_URI": request.param},
-        instance_path=str(tmp_path / "instance"),
-    )
-    yield app
-    app.extensions["locking"].close()
-    with app.app_context():
-        for engine in db.engines.values():
-            engine.dispose()
+    with demo_app(tmp_path, LOCKING_DATABASE_URI=request.param) as app:
+        yield app
 
 
 def test_the_demo_keeps_its_locks_in_the_chosen_store(demo: Flask) -> None:
@@ -101,8 +95,6 @@ def test_the_demo_keeps_its_locks_in_the_chosen_store(demo: Flask) -> None:
         store = locking.engine.store
         assert store_class_for(demo.config["LOCKING_DATABASE_URI"]) is type(store)
         assert [row.resource for row in store.live_rows()] == ["/docs/welcome"]
-        # no lock table was made in the app's database
-        assert "locking_locks" not in db.metadata.tables
 
 
 def test_a_save_under_a_lock_taken_over_and_saved_in_between_is_fenced(demo: Flask) -> None:
