@@ -4,7 +4,11 @@ transaction). The store contract itself runs in test_store_contract.py."""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -93,3 +97,30 @@ class _Session:
 
     def rollback(self) -> None:
         pass
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_with_a_memory_store_is_warned(tmp_path: Path) -> None:
+    """A worker forked from a process that holds a memory store logs that its locks are
+    not shared (a pre-forking server on memory:// would double-grant)."""
+    store = MemoryStore()
+    log_file = tmp_path / "child.log"
+    handler = logging.FileHandler(log_file)
+    logger = logging.getLogger("flask_locking")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():  # (Python 3.12+ warns about forking with threads)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = multiprocessing.get_context("fork").Process(target=_nothing)
+            child.start()
+        child.join(30)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert child.exitcode == 0
+    assert "memory:// lock store was inherited by a forked process" in log_file.read_text()
+    assert store.live("/x") is None  # (the parent's store, kept alive until the fork)
+
+
+def _nothing() -> None:
+    pass
