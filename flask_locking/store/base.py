@@ -189,8 +189,8 @@ class LockStore(ABC):
         return rows[:limit]
 
     def event_log(self, *, retention: float = 3600.0) -> EventLog | None:
-        """The log of lock events kept with this store (``LOCKING_EVENTS_ENABLED``), or
-        ``None`` when the store keeps none (then the app must turn events off)."""
+        """A log of lock events kept with this store (``LOCKING_EVENTS_ENABLED``), or
+        ``None`` when the store keeps none (the event streams then answer 404)."""
         return None
 
     @abstractmethod
