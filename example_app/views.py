@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 from flask import (
     Blueprint,
@@ -25,8 +25,11 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from sqlalchemy.engine import CursorResult
 
-from flask_locking import AuthenticationRequired, Lock, LockingError, current_lock
+from flask_locking import AuthenticationRequired, Lock, LockingError, LockLost, current_lock
+from flask_locking.fencing import fenced_update
+from flask_locking.writes import can_hold
 
 from .activity import lock_json, recent, since
 from .extensions import db, locking
@@ -174,7 +177,10 @@ def save_document(document: Document | None, slug: str) -> Response:
     # Re-check the lock in this transaction and hold it until the commit: a lease that ran
     # out (or a take-over) since the guard's check refuses the save with 412 instead of
     # writing over the next editor's work (docs/writes.rst).
-    lock.hold(db.session)
+    if can_hold(db.session):
+        lock.hold(db.session)
+    else:
+        fence(document, lock)
     document.title = title[:200]
     document.body = body.get("body", document.body)
     document.revision += 1
@@ -183,6 +189,17 @@ def save_document(document: Document | None, slug: str) -> Response:
     document.lock_version = lock.version
     db.session.commit()
     return jsonify(document=document.to_json())
+
+
+def fence(document: Document, lock: Lock) -> None:
+    """Locks kept outside this database (``memory://``, a store of the host's own): refuse
+    a save under an older grant than the document's last one, with a compare-and-set of
+    its ``lock_version`` in this transaction (docs/writes.rst, fencing)."""
+    table = Document.__table__
+    fenced = fenced_update(table, lock.version, table.c.id == document.id)
+    if cast(CursorResult[Any], db.session.execute(fenced)).rowcount == 0:
+        db.session.rollback()
+        raise LockLost(f"{document.path} was saved under a newer lock; reload before saving.")
 
 
 @bp.get("/docs/<slug>/edit")

@@ -121,9 +121,8 @@ class LockEngine:
         infinite = _parse_depth(depth)
         if not isinstance(stealable, bool):
             raise InvalidInput("stealable must be true or false.")
-        request = AcquireRequest(
+        request = AcquireRequest.of(LockRow(
             resource=key,
-            ancestors=ancestors(key),
             secret=new_secret(),
             owner_key=owner_key(who),
             owner_id=who.id if who else None,
@@ -132,7 +131,9 @@ class LockEngine:
             stealable=stealable,
             infinite=infinite,
             timeout_ms=self._timeout_ms(timeout),
-        )
+            locked_at_ms=0,  # the store's clock sets these
+            version=0,
+        ))
         try:
             result = self.store.acquire(request)
         except HeldElsewhere as held:
@@ -302,22 +303,7 @@ class LockEngine:
 
     def to_lock(self, row: LockRow, *, reveal: bool = False) -> Lock:
         """The public :class:`Lock` for a row (with its token when ``reveal``)."""
-        owner = (
-            None
-            if row.owner_id is None
-            else Owner(id=row.owner_id, name=row.owner_name, url=row.owner_url)
-        )
-        return Lock(
-            resource=row.resource,
-            owner=owner,
-            stealable=bool(row.stealable),
-            timeout=row.timeout_ms / 1000,
-            time=row.locked_at_ms / 1000,
-            expires_at=row.expires_ms / 1000,
-            depth="infinity" if row.infinite else 0,
-            version=int(row.version),
-            token=self.token_for(row) if reveal else None,
-        )
+        return Lock.from_row(row, self.token_for(row) if reveal else None)
 
     def _holds(self, row: LockRow, token: str | None, owner: Any) -> bool:
         if token is not None and self.token_matches(row, token):

@@ -25,7 +25,6 @@ from .events.stream import event_stream
 from .identity import current_identity, is_allowed
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, is_within, normalize
-from .store.listing import live_page
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -153,8 +152,7 @@ class LocksEndpoint:
         # Rows the dialect filter or the authorizer drop are skipped: read on until the
         # page is full or the locks run out. One row more than a page tells "there is more".
         while True:
-            batch = live_page(
-                engine.store,  # type: ignore[arg-type]
+            batch = engine.store.live_page(
                 prefix=filters.prefix, after=after, owner_key=filters.owner_key,
                 limit=limit + 1,
             )

@@ -7,7 +7,10 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store.base import LockRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,26 @@ class Lock:
     depth: int | str
     version: int
     token: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_row(cls, row: LockRow, token: str | None = None) -> Lock:
+        """The lock a store row describes (times from database milliseconds)."""
+        owner = (
+            None
+            if row.owner_id is None
+            else Owner(id=row.owner_id, name=row.owner_name, url=row.owner_url)
+        )
+        return cls(
+            resource=row.resource,
+            owner=owner,
+            stealable=bool(row.stealable),
+            timeout=row.timeout_ms / 1000,
+            time=row.locked_at_ms / 1000,
+            expires_at=row.expires_ms / 1000,
+            depth="infinity" if row.infinite else 0,
+            version=int(row.version),
+            token=token,
+        )
 
     @property
     def created(self) -> datetime:

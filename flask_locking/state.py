@@ -17,8 +17,8 @@ from .events.hub import EventHub
 from .events.settings import EventsSettings
 from .lock import Lock
 from .signals import BY_EVENT
-from .store import SQLStore, create_store, engine_for_uri
-from .store.schema import event_head_table, event_table, lock_table, meta_table
+from .store import LockStore, SQLStore, StoreOptions, store_class_for
+from .store.eventlog import EventLog
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -26,19 +26,7 @@ if TYPE_CHECKING:
     from .events.endpoints import LockEventsEndpoint
     from .extension import Locking
 
-#: Every store created in this process, so a forked worker can drop inherited connections.
 log = logging.getLogger("flask_locking")
-
-_STORES: weakref.WeakSet[SQLStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_STORES):
-        store.engine.dispose(close=False)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LockingState:
@@ -62,14 +50,22 @@ class LockingState:
                 **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
             }
         self.metadata: sa.MetaData = db.metadata if db is not None else sa.MetaData()
-        # Define the tables now, on the host's metadata when there is one, so that
-        # Flask-Migrate / Alembic autogenerate see them before any lock is taken.
-        lock_table(self.metadata, config.table_name)
-        meta_table(self.metadata, config.table_name)
         self.events_settings = EventsSettings.from_mapping(app.config)
-        if self.events_settings.enabled:
-            event_table(self.metadata, config.table_name)
-            event_head_table(self.metadata, config.table_name)
+        #: What the store is built with (on first use, by :attr:`store_class`).
+        self.store_options = StoreOptions(
+            table_name=config.table_name,
+            timeout=config.store_timeout,
+            engine_options=self.engine_options(),
+            metadata=self.metadata,
+        )
+        #: The store class serving the URI's scheme (an unknown scheme fails here, at
+        #: ``init_app``); without a URI, a SQL database (the host's, or a SQLite file).
+        self.store_class: type[LockStore] = (
+            store_class_for(config.database_uri) if config.database_uri else SQLStore
+        )
+        # SQL stores define their tables now, on the host's metadata when there is one, so
+        # that Flask-Migrate / Alembic autogenerate see them before any lock is taken.
+        self.store_class.define_schema(self.store_options, events=self.events_settings.enabled)
         #: The ``<path>/@lock/events`` endpoint (set up by ``init_app``).
         self.lock_events: LockEventsEndpoint | None = None
         self._app = weakref.ref(app)
@@ -110,23 +106,9 @@ class LockingState:
         return options
 
     def _build_engine(self) -> LockEngine:
-        # Our own SQLAlchemy engine even on the host's database: lock statements run on
-        # their own connections and transactions, never in the host's session.
-        sql_engine = engine_for_uri(
-            self.database_uri(),
-            timeout=self.config.store_timeout,
-            options=self.engine_options(),
-        )
-        store = create_store(
-            sql_engine,
-            metadata=self.metadata,
-            table_name=self.config.table_name,
-            timeout=self.config.store_timeout,
-        )
+        store = self.store_class.from_uri(self.database_uri(), self.store_options)
         try:
-            events = None
-            if self.events_settings.enabled:
-                events = store.event_log(retention=self.events_settings.retention)
+            events = self._event_log(store)
             if self.config.create_table:
                 store.create_schema()
                 if events is not None:
@@ -142,10 +124,20 @@ class LockingState:
             )
             engine.key  # noqa: B018 - a generated key is read from the store now, not mid-request
         except BaseException:
-            sql_engine.dispose()  # the next use starts again with a fresh engine
+            store.dispose()  # the next use starts again with a fresh store
             raise
-        _STORES.add(store)
         return engine
+
+    def _event_log(self, store: LockStore) -> EventLog | None:
+        if not self.events_settings.enabled:
+            return None
+        events = store.event_log(retention=self.events_settings.retention)
+        if events is None:
+            log.warning(
+                "flask-locking: %s keeps no lock events; the event streams answer 404 "
+                "(set LOCKING_EVENTS_ENABLED = False to say so).", type(store).__name__,
+            )
+        return events
 
     def event_hub(self) -> EventHub | None:
         """This process's hub delivering lock events to streams (``None``: events off)."""

@@ -70,7 +70,10 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
     engine = state.engine
     store = engine.store
     if not isinstance(store, SQLStore):
-        raise TypeError(f"{type(store).__name__} cannot hold a lock in a host transaction.")
+        raise TypeError(
+            f"{type(store).__name__} cannot hold a lock in a host transaction (see can_hold); "
+            "fence the records instead (flask_locking.fencing.FencedMixin)."
+        )
     statement = store.hold_row
     _require_same_database(session.get_bind(clause=statement), store.engine)
     raw = session.execute(statement, {"hold_resource": lock.resource, "hold_version": lock.version}).first()
@@ -84,6 +87,19 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
         )
     _mark_held(session, lock)
     return dataclasses.replace(engine.to_lock(row), token=lock.token)
+
+
+def can_hold(session: Any) -> bool:
+    """True when :func:`hold` can work in ``session``: the app's locks are kept by a SQL
+    store on the database ``session`` writes to. Otherwise (``memory://``, a store of the
+    host's own, another database) fence the records instead (docs/writes.rst)."""
+    if isinstance(session, scoped_session):
+        session = session()
+    state: LockingState = current_app.extensions["locking"]
+    store = state.engine.store
+    if not isinstance(store, SQLStore):
+        return False
+    return same_database(_url_of(session.get_bind(clause=store.hold_row)), store.engine.url)
 
 
 def is_held(session: Any, lock: Lock) -> bool:
@@ -106,8 +122,13 @@ def _mark_held(session: Any, lock: Lock) -> None:
     mark[1].add((lock.resource, lock.version))
 
 
+def _url_of(bind: Any) -> URL:
+    """The URL of a session's bind (an engine or a connection)."""
+    return bind.engine.url if hasattr(bind, "engine") else bind.url  # type: ignore[no-any-return]
+
+
 def _require_same_database(bind: Any, store_engine: sa.Engine) -> None:
-    host_url = bind.engine.url if hasattr(bind, "engine") else bind.url
+    host_url = _url_of(bind)
     if not same_database(host_url, store_engine.url):
         raise RuntimeError(
             "hold() needs the session to be on the lock store's database (Locking(app, db=db), "

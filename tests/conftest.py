@@ -122,7 +122,7 @@ def make_app(tmp_path: Any, table_name: str) -> Iterator[AppFactory]:
     for app, url in created:
         state = app.extensions["locking"]
         state.close()
-        if url and not url.startswith("sqlite"):
+        if url and url.startswith(("postgresql", "mysql", "mariadb")):
             drop_tables(url, table_name)
 
 

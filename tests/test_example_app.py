@@ -3,6 +3,7 @@ reference page, the admin release, and the database set-up."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
@@ -21,14 +22,23 @@ from example_app.models import Activity, Client, Document, Job
 JWT_SECRET = "example-app-jwt-secret-not-a-secret"
 
 
+@contextlib.contextmanager
+def demo_app(tmp_path: Path, **config: Any) -> Iterator[Flask]:
+    """The example app in a fresh instance folder; its store and engines closed after."""
+    app = create_app({"TESTING": True, **config}, instance_path=str(tmp_path / "instance"))
+    try:
+        yield app
+    finally:
+        app.extensions["locking"].close()
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
-    yield app
-    app.extensions["locking"].close()
-    with app.app_context():
-        for engine in db.engines.values():
-            engine.dispose()
+    with demo_app(tmp_path) as app:
+        yield app
 
 
 def form(client: FlaskClient, **fields: str) -> dict[str, str]:
@@ -161,15 +171,14 @@ def test_lock_save_with_token_releases_and_records_the_lock_version(demo: Flask)
 def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     """The document save holds its lock in its own transaction (issue 16): a lock taken
     over between the guard's check and the save answers 412 and changes nothing."""
-    app = create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    with demo_app(tmp_path) as app:
 
-    @app.before_request  # runs after the guard: the take-over lands inside the gap
-    def take_over_in_the_gap() -> None:
-        if request.headers.get("X-Take-Over"):
-            locking.release("/docs/welcome", owner="bob", force=True)
-            locking.acquire("/docs/welcome", "bob")
+        @app.before_request  # runs after the guard: the take-over lands inside the gap
+        def take_over_in_the_gap() -> None:
+            if request.headers.get("X-Take-Over"):
+                locking.release("/docs/welcome", owner="bob", force=True)
+                locking.acquire("/docs/welcome", "bob")
 
-    try:
         alice = signed_in(app, "alice")
         before = doc(app, "welcome")
         token = alice.post("/docs/welcome/@lock").get_json()["token"]
@@ -179,11 +188,6 @@ def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(tm
         assert lost.status_code == 412
         assert lost.get_json()["error"]["type"] == "PreconditionFailed"
         assert doc(app, "welcome") == before
-    finally:
-        app.extensions["locking"].close()
-        with app.app_context():
-            for engine in db.engines.values():
-                engine.dispose()
 
 
 def test_a_save_needs_a_lock_and_a_valid_body(demo: Flask) -> None:

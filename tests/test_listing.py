@@ -3,6 +3,7 @@ DELETE /@locks, on every backend, and through the Python client."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,13 @@ ALICE, BOB = {"X-User": "alice"}, {"X-User": "bob"}
 
 def locking_of(app: Flask) -> Locking:
     return app.extensions["locking"].extension  # type: ignore[no-any-return]
+
+
+def wait_expired(app: Flask, expires_at: float) -> None:
+    """Wait until the store's clock has passed ``expires_at`` (epoch seconds)."""
+    store = app.extensions["locking"].engine.store
+    while store.now_ms() < expires_at * 1000:
+        time.sleep(0.001)
 
 
 def all_pages(client: Any, query: str, headers: dict[str, str] | None = None) -> list[str]:
@@ -43,7 +51,8 @@ def test_listing_filters_and_tokens(make_app: AppFactory, database_url: str) -> 
         client.post("/docs/anon/@lock").json["token"],
     ]
     with app.app_context():
-        locking_of(app).acquire("/docs/gone", "alice", timeout=0.001)  # expired: not listed
+        gone = locking_of(app).acquire("/docs/gone", "alice", timeout=0.001)
+        wait_expired(app, gone.expires_at)  # expired: not listed
     everything = client.get("/@locks", headers=ALICE)
     assert everything.status_code == 200
     items = everything.json["items"]

@@ -204,30 +204,6 @@ def test_sqlite_new_file_switches_to_wal_while_another_process_holds_it(tmp_path
         engine.dispose()
 
 
-def test_a_sibling_that_sorts_right_after_the_subtree_is_not_below(store: SQLStore) -> None:
-    """'/a0' sorts right after every '/a/...' key ('0' follows '/'): it is a sibling, and a
-    depth-infinity lock on /a neither covers it nor is blocked by it."""
-    sibling = store.acquire(make_request("/a0", "ann", 60_000)).row
-    assert store.acquire(make_request("/a", "bob", 60_000, infinite=True)).granted
-    assert store.live("/a0") == sibling
-    assert store.acquire(make_request("/a0/x", "carol", 60_000)).granted
-
-
-def test_very_deep_paths_see_only_infinite_locks_above(store: SQLStore) -> None:
-    """More than 64 ancestors take the store's general overlap statement: the same rule."""
-    deep = "/" + "/".join(f"s{i}" for i in range(70))
-    assert len(deep) <= 512
-    middle = "/" + "/".join(f"s{i}" for i in range(30))
-    shallow = store.acquire(make_request(middle, "ann", 60_000)).row
-    assert store.acquire(make_request(deep, "bob", 60_000)).granted  # depth 0 above: no overlap
-    assert store.acquire(make_request(deep + "/t", "bob", 60_000, infinite=True)).granted
-    assert store.live(middle) == shallow
-    store.acquire(make_request("/t/s0", "ann", 60_000, infinite=True))
-    with pytest.raises(HeldElsewhere) as info:
-        store.acquire(make_request("/t" + deep, "carol", 60_000))
-    assert info.value.row is not None and info.value.row.resource == "/t/s0"
-
-
 def test_sqlite_waits_for_writers_as_long_as_the_store_timeout(tmp_path: Any) -> None:
     """LOCKING_STORE_TIMEOUT is SQLite's busy timeout on every connection (not the
     driver's default of 5 seconds)."""
@@ -239,13 +215,3 @@ def test_sqlite_waits_for_writers_as_long_as_the_store_timeout(tmp_path: Any) ->
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
-
-
-def test_the_owner_locking_again_never_weakens_the_lock(store: SQLStore) -> None:
-    strong = make_request("/docs/1", "ann", 60_000, infinite=True)._replace(stealable=False)
-    first = store.acquire(strong).row
-    again = store.acquire(make_request("/docs/1", "ann", 90_000)._replace(stealable=True))
-    assert not again.granted
-    assert (again.row.stealable, again.row.infinite) == (False, True)
-    assert (again.row.secret, again.row.version, again.row.timeout_ms) == (first.secret, first.version, 90_000)
-    assert store.live("/docs/1") == again.row

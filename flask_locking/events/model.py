@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..lock import Lock, Owner
-from ..store.events import EventRow, NewEvent
+from ..store.base import LockRow
+from ..store.eventlog import EventRow, NewEvent
 
 #: The events that are recorded and streamed (``conflict`` stays an in-process signal).
 EVENTS = ("acquired", "refreshed", "released", "stolen", "expired")
@@ -30,24 +31,11 @@ class LockEvent:
     @classmethod
     def from_row(cls, row: EventRow) -> LockEvent:
         """The event stored in ``row``."""
-        owner = (
-            None if row.owner_id is None
-            else Owner(id=row.owner_id, name=row.owner_name, url=row.owner_url)
-        )
-        lock = Lock(
-            resource=row.resource,
-            owner=owner,
-            stealable=bool(row.stealable),
-            timeout=row.timeout_ms / 1000,
-            time=row.locked_at_ms / 1000,
-            expires_at=(row.locked_at_ms + row.timeout_ms) / 1000,
-            depth="infinity" if row.infinite else 0,
-            version=int(row.version),
-        )
         by = None if row.by_id is None else Owner(id=row.by_id, name=row.by_name)
         return cls(
-            id=int(row.id), event=row.event, resource=row.resource, version=int(row.version),
-            time=row.time_ms / 1000, lock=lock, by=by,
+            id=int(row.id), event=row.event, resource=row.lock.resource,
+            version=int(row.lock.version), time=row.time_ms / 1000,
+            lock=Lock.from_row(row.lock), by=by,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -63,12 +51,13 @@ class LockEvent:
 
 
 def new_event(event: str, lock: Lock, by: Owner | None) -> NewEvent:
-    """What the engine hands the log for ``event`` on ``lock`` (the token is not part of it)."""
+    """What the engine hands the log for ``event`` on ``lock`` (the token is not part of it,
+    nor the lock's secret and owner key)."""
     owner = lock.owner
-    return NewEvent(
-        event=event,
+    row = LockRow(
         resource=lock.resource,
-        version=lock.version,
+        secret="",
+        owner_key="",
         owner_id=owner.id if owner else None,
         owner_name=owner.name if owner else None,
         owner_url=owner.url if owner else None,
@@ -76,6 +65,6 @@ def new_event(event: str, lock: Lock, by: Owner | None) -> NewEvent:
         infinite=lock.infinite,
         timeout_ms=max(1, round(lock.timeout * 1000)),
         locked_at_ms=round(lock.time * 1000),
-        by_id=by.id if by else None,
-        by_name=by.name if by else None,
+        version=lock.version,
     )
+    return NewEvent(event, row, by.id if by else None, by.name if by else None)

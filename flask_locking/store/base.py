@@ -7,8 +7,14 @@ atomic, not in what they promise.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from ..resources import ancestors
+
+if TYPE_CHECKING:
+    from .eventlog import EventLog
 
 
 class LockRow(NamedTuple):
@@ -33,18 +39,36 @@ class LockRow(NamedTuple):
 
 
 class AcquireRequest(NamedTuple):
-    """What an acquirer proposes; ``secret`` becomes the lock's secret only on a new grant."""
+    """What an acquirer proposes: the row a new grant would store (the store sets its
+    ``locked_at_ms`` and ``version``; its ``secret`` becomes the lock's secret only on a new
+    grant), and the keys above it that an infinite lock could cover."""
 
-    resource: str
+    row: LockRow
     ancestors: Sequence[str]
-    secret: str
-    owner_key: str
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
+
+    @classmethod
+    def of(cls, row: LockRow) -> AcquireRequest:
+        """The acquisition of ``row`` (a normalised key), with its ancestors."""
+        return cls(row, ancestors(row.resource))
+
+    def proposed(self) -> dict[str, Any]:
+        """The row's values that the caller chooses: all but ``locked_at_ms`` and
+        ``version``, which only the store sets (bind parameters of a SQL upsert)."""
+        values = self.row._asdict()
+        del values["locked_at_ms"], values["version"]
+        return values
+
+    @property
+    def resource(self) -> str:
+        return self.row.resource
+
+    @property
+    def infinite(self) -> bool:
+        return self.row.infinite
+
+    @property
+    def secret(self) -> str:
+        return self.row.secret
 
 
 class AcquireResult(NamedTuple):
@@ -63,8 +87,43 @@ class HeldElsewhere(Exception):
         self.row = row
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """What the app's configuration tells a store it builds from a URI. A store takes what
+    concerns it and ignores the rest."""
+
+    #: ``LOCKING_TABLE_NAME``: a store that keeps several apps apart can key on it.
+    table_name: str = "locking_locks"
+    #: ``LOCKING_STORE_TIMEOUT``: seconds one operation may wait (connect, lock wait).
+    timeout: float = 5.0
+    #: SQL stores: the host's engine options, then ``LOCKING_ENGINE_OPTIONS``.
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    #: SQL stores: the :class:`sqlalchemy.MetaData` to define the tables on (the host's,
+    #: with Flask-SQLAlchemy, so that migrations see them); ``None``: a new one.
+    metadata: Any = None
+
+
 class LockStore(ABC):
-    """Persistence of locks. Every method runs in its own short transaction."""
+    """Persistence of locks. Every method runs in its own short transaction.
+
+    A store chosen by URI declares its :attr:`schemes` and builds itself in
+    :meth:`from_uri`; :func:`~flask_locking.store.register_store` makes it known
+    (docs/stores.rst).
+    """
+
+    #: URI schemes this class serves (``"memory"``, ``"postgresql"``, ...). A scheme with a
+    #: driver (``postgresql+psycopg``) is served by its name before the ``+`` too.
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_uri(cls, uri: str, options: StoreOptions) -> LockStore:
+        """The store for ``uri`` (one of :attr:`schemes`). Stores chosen by URI override it."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a URI.")
+
+    @classmethod
+    def define_schema(cls, options: StoreOptions, *, events: bool) -> None:
+        """Declare, at ``init_app`` time, what :meth:`create_schema` will create (SQL stores
+        define their tables on ``options.metadata`` for migrations). Default: nothing."""
 
     @abstractmethod
     def create_schema(self) -> None:
@@ -114,6 +173,24 @@ class LockStore(ABC):
     def purge_expired_rows(self) -> list[LockRow] | None:
         """Like :meth:`purge_expired`, but return the rows (as they were before the wipe) of
         exactly the grants this call wiped; ``None`` when the store cannot tell."""
+        return None
+
+    def live_page(
+        self, *, prefix: str | None, after: str | None, owner_key: str | None, limit: int
+    ) -> list[LockRow]:
+        """At most ``limit`` live rows on ``prefix`` or below it, owned by ``owner_key`` (when
+        given), whose resource sorts after ``after``, in resource order (the lock listing).
+        Stores that can ask an index override it."""
+        rows = [
+            row for row in self.live_rows(prefix)
+            if (after is None or row.resource > after)
+            and (owner_key is None or row.owner_key == owner_key)
+        ]
+        return rows[:limit]
+
+    def event_log(self, *, retention: float = 3600.0) -> EventLog | None:
+        """A log of lock events kept with this store (``LOCKING_EVENTS_ENABLED``), or
+        ``None`` when the store keeps none (the event streams then answer 404)."""
         return None
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""The durable log of lock events, next to the lock table (one per store).
+"""The SQL stores' log of lock events, next to the lock table (one per store).
 
 Each event is one row in ``<table>_events``; its id comes from a counter row incremented in
 the same transaction, so ids are gapless and become visible in id order on every backend
@@ -14,15 +14,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .base import LockRow
+from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flask_locking")
 
+#: The columns of a lock row that an event keeps (never its secret nor its owner key).
+LOCK_COLUMNS = (
+    "resource", "version", "owner_id", "owner_name", "owner_url", "stealable", "infinite",
+    "timeout_ms", "locked_at_ms",
+)
 #: Key of the counter row in the head table.
 _HEAD = "events"
 #: Writers prune old events once every this many events (so a store nobody listens to
@@ -37,53 +43,20 @@ _HEAD = "events"
 PRUNE_EVERY = 256
 
 
-class EventRow(NamedTuple):
-    """One stored event (times in database milliseconds). Never holds a secret or token."""
-
-    id: int
-    event: str
-    resource: str
-    version: int
-    time_ms: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
-    by_id: str | None
-    by_name: str | None
+__all__ = [
+    "ChangeListener", "EventLog", "EventRow", "NewEvent", "PostgreSQLEventLog", "SQLEventLog",
+]
 
 
-class NewEvent(NamedTuple):
-    """What the engine records; the log adds ``id`` and ``time_ms``."""
-
-    event: str
-    resource: str
-    version: int
-    owner_id: str | None
-    owner_name: str | None
-    owner_url: str | None
-    stealable: bool
-    infinite: bool
-    timeout_ms: int
-    locked_at_ms: int
-    by_id: str | None
-    by_name: str | None
-
-
-class EventLog:
+class SQLEventLog(EventLog):
     """Append and read lock events on a :class:`~flask_locking.store.sql.SQLStore`."""
 
     def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
+        super().__init__(retention=retention)
         self.store = store
-        self.retention_ms = int(retention * 1000)
         metadata = store.table.metadata
         self.table = event_table(metadata, store.table.name)
         self.head_table = event_head_table(metadata, store.table.name)
-        #: Set after every append from this process: an in-process reader wakes at once.
-        self.appended = threading.Event()
         t, h = self.table, self.head_table
         now = store.now_expression()
         self._bump = (
@@ -94,12 +67,12 @@ class EventLog:
             name=_HEAD,
             last_id=sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery(),
         )
-        columns = [c for c in NewEvent._fields]
+        columns = ("event", "by_id", "by_name", *LOCK_COLUMNS)
         self._insert = sa.insert(t).values(
             id=bindparam("new_id"), time_ms=now, **{c: bindparam(c) for c in columns}
         )
         self._after = (
-            sa.select(*[t.c[name] for name in EventRow._fields])
+            sa.select(*[t.c[name] for name in ("id", "time_ms", *columns)])
             .where(t.c.id > bindparam("after"))
             .order_by(t.c.id)
             .limit(bindparam("limit"))
@@ -130,7 +103,7 @@ class EventLog:
                 conn.execute(self._seed_head)
                 conn.execute(self._bump)
             new_id = int(conn.execute(self._read_head).scalar_one())
-            conn.execute(self._insert, {"new_id": new_id, **event._asdict()})
+            conn.execute(self._insert, {"new_id": new_id, **_columns(event)})
             self.announce(conn, new_id)
             if new_id % PRUNE_EVERY == 0:
                 conn.execute(self._prune, {"keep_ms": self.retention_ms})
@@ -145,7 +118,7 @@ class EventLog:
         """Events with an id above ``after_id``, oldest first, at most ``limit``."""
         with self.store._translated(), self.store.single_statement() as conn:
             rows = conn.execute(self._after, {"after": after_id, "limit": limit})
-            return [EventRow(*row) for row in rows]
+            return [_event_row(*row) for row in rows]
 
     def head(self) -> int:
         """The id of the last event written (0 when none ever was)."""
@@ -164,24 +137,26 @@ class EventLog:
         with self.store._translated(), self.store.single_statement() as conn:
             return int(conn.execute(self._prune, {"keep_ms": self.retention_ms}).rowcount)
 
-    def listener(self) -> ChangeListener:
-        """A blocking waiter for "something may have been appended" (see the subclass)."""
-        return ChangeListener(self)
+
+def _columns(event: NewEvent) -> dict[str, Any]:
+    """The event table's values for ``event``."""
+    lock = event.lock
+    return {
+        "event": event.event, "by_id": event.by_id, "by_name": event.by_name,
+        **{name: getattr(lock, name) for name in LOCK_COLUMNS},
+    }
 
 
-class ChangeListener:
-    """Waits for new events: here by the in-process signal or the poll interval."""
-
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-
-    def wait(self, timeout: float) -> None:
-        """Return when an event may have been appended, or after ``timeout`` seconds."""
-        self.log.appended.wait(timeout)
-        self.log.appended.clear()
-
-    def close(self) -> None:
-        """Release what the listener holds."""
+def _event_row(
+    event_id: int, time_ms: int, event: str, by_id: str | None, by_name: str | None,
+    *lock: Any,
+) -> EventRow:
+    """An event as read back (in the column order of the ``after`` query)."""
+    values = dict(zip(LOCK_COLUMNS, lock))
+    return EventRow(
+        int(event_id), int(time_ms), event, LockRow(secret="", owner_key="", **values),
+        by_id, by_name,
+    )
 
 
 def channel_name(table_name: str) -> str:
@@ -189,7 +164,7 @@ def channel_name(table_name: str) -> str:
     return "flask_locking_" + hashlib.sha256(table_name.encode()).hexdigest()[:24]
 
 
-class PostgreSQLEventLog(EventLog):
+class PostgreSQLEventLog(SQLEventLog):
     """PostgreSQL: ``NOTIFY`` in the writing transaction; listeners ``LISTEN``."""
 
     def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
@@ -209,6 +184,8 @@ class PostgreSQLEventLog(EventLog):
 class PostgreSQLListener(ChangeListener):
     """``LISTEN`` on a connection of its own, outside the pool (whose watchdog cuts any
     connection held past the store timeout). Falls back to polling if it cannot listen."""
+
+    log: PostgreSQLEventLog
 
     #: Seconds between two attempts to listen again after a failure (polling meanwhile).
     retry_after = 30.0

@@ -33,6 +33,19 @@ def lock_table(metadata: MetaData, name: str) -> Table:
         Column("secret", String(64), nullable=False),
         # "anonymous" or "u:<id>": the identity compared for ownership.
         Column("owner_key", String(300), nullable=False),
+        *_holder_columns(),
+        # Fencing counter: +1 at every new grant of this resource; the row is never
+        # deleted, so it never goes back.
+        Column("version", BigInteger, nullable=False),
+        # Owner names and ids are any Unicode, whatever the database's default charset.
+        mysql_charset="utf8mb4",
+    )
+
+
+def _holder_columns() -> list[Column[Any]]:
+    """Who holds a grant and on what terms: the columns a lock row and an event share (new
+    objects at each call: a column belongs to one table)."""
+    return [
         Column("owner_id", String(255)),
         Column("owner_name", String(255)),
         Column("owner_url", String(1024)),
@@ -42,12 +55,7 @@ def lock_table(metadata: MetaData, name: str) -> Table:
         # instant (locked_at) instead of two means every statement reads the clock once.
         Column("timeout_ms", BigInteger, nullable=False),
         Column("locked_at_ms", BigInteger, nullable=False),
-        # Fencing counter: +1 at every new grant of this resource; the row is never
-        # deleted, so it never goes back.
-        Column("version", BigInteger, nullable=False),
-        # Owner names and ids are any Unicode, whatever the database's default charset.
-        mysql_charset="utf8mb4",
-    )
+    ]
 
 
 def meta_table(metadata: MetaData, lock_table_name: str) -> Table:
@@ -81,13 +89,7 @@ def event_table(metadata: MetaData, lock_table_name: str) -> Table:
         # Database clock (epoch ms) when the event was written.
         Column("time_ms", BigInteger, nullable=False, index=True),
         # The lock the event is about, as it was (never its secret).
-        Column("owner_id", String(255)),
-        Column("owner_name", String(255)),
-        Column("owner_url", String(1024)),
-        Column("stealable", Boolean, nullable=False),
-        Column("infinite", Boolean, nullable=False),
-        Column("timeout_ms", BigInteger, nullable=False),
-        Column("locked_at_ms", BigInteger, nullable=False),
+        *_holder_columns(),
         # Who released or stole it, when known.
         Column("by_id", String(255)),
         Column("by_name", String(255)),

@@ -20,9 +20,10 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..errors import StoreUnavailable
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore
-from .events import EventLog
-from .schema import lock_table, meta_table
+from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore, StoreOptions
+from .events import EventLog, SQLEventLog
+from .schema import event_head_table, event_table, lock_table, meta_table
+from .sql_engine import engine_for_uri
 
 #: A released or purged row stays as a tombstone holding only its key, version and last
 #: ``locked_at_ms``: the values a release, a purge and a purge's wipe set.
@@ -41,16 +42,60 @@ class SQLStore(LockStore):
     dialect_names: ClassVar[tuple[str, ...]] = ()
     #: How many times an acquisition is retried after a deadlock / serialisation error.
     max_retries: ClassVar[int] = 8
-    #: Seconds an acquisition keeps retrying (``LOCKING_STORE_TIMEOUT``, set by
-    #: :func:`~flask_locking.store.create_store`): each attempt may itself wait up to the lock
-    #: timeout, so without a budget the retries would multiply it.
+    #: Seconds an acquisition keeps retrying (``LOCKING_STORE_TIMEOUT``): each attempt may
+    #: itself wait up to the lock timeout, so without a budget the retries would multiply it.
     retry_budget: float = 5.0
 
-    def __init__(self, engine: Engine, metadata: sa.MetaData, table_name: str) -> None:
+    def __init__(
+        self, engine: Engine, metadata: sa.MetaData, table_name: str, *, timeout: float = 5.0
+    ) -> None:
         self.engine = engine
+        self.retry_budget = timeout
         self.table = lock_table(metadata, table_name)
         self.meta = meta_table(metadata, table_name)
         self._build_statements()
+
+    # -- building ----------------------------------------------------------------------
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "schemes" not in cls.__dict__:
+            # A SQL store serves the URL schemes of its SQLAlchemy dialects.
+            cls.schemes = cls.dialect_names
+
+    @classmethod
+    def from_uri(cls, uri: str, options: StoreOptions) -> SQLStore:
+        """A store with an engine of its own on the database at ``uri`` (a SQLAlchemy URL),
+        of this class, or (called on :class:`SQLStore`) of the class serving the engine's
+        dialect. Lock statements never run in the host's session, even on its database."""
+        from . import create_store  # the package maps dialects to classes
+
+        engine = engine_for_uri(
+            uri, timeout=options.timeout, options=dict(options.engine_options)
+        )
+        try:
+            if engine.dialect.name not in cls.dialect_names:
+                return create_store(
+                    engine, metadata=options.metadata, table_name=options.table_name,
+                    timeout=options.timeout,
+                )
+            metadata = options.metadata if options.metadata is not None else sa.MetaData()
+            return cls(engine, metadata, options.table_name, timeout=options.timeout)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @classmethod
+    def define_schema(cls, options: StoreOptions, *, events: bool) -> None:
+        """Define the tables on ``options.metadata`` now, so that Flask-Migrate / Alembic
+        autogenerate see them before any lock is taken."""
+        if options.metadata is None:
+            return
+        lock_table(options.metadata, options.table_name)
+        meta_table(options.metadata, options.table_name)
+        if events:
+            event_table(options.metadata, options.table_name)
+            event_head_table(options.metadata, options.table_name)
 
     # -- backend hooks ---------------------------------------------------------------
 
@@ -213,7 +258,7 @@ class SQLStore(LockStore):
                     raise self._unavailable(error) from error
 
     def acquire(self, request: AcquireRequest) -> AcquireResult:
-        params = request._asdict()
+        params = request.proposed()
         deadline = time.monotonic() + self.retry_budget
         for attempt in range(self.max_retries + 1):
             try:
@@ -385,7 +430,14 @@ class SQLStore(LockStore):
 
     def event_log(self, *, retention: float = 3600.0) -> EventLog:
         """The log of lock events kept beside this store's lock table."""
-        return EventLog(self, retention=retention)
+        return SQLEventLog(self, retention=retention)
+
+    def live_page(
+        self, *, prefix: str | None, after: str | None, owner_key: str | None, limit: int
+    ) -> list[LockRow]:
+        from .listing import live_page  # one indexed range query
+
+        return live_page(self, prefix=prefix, after=after, owner_key=owner_key, limit=limit)
 
     # -- errors ------------------------------------------------------------------------
 

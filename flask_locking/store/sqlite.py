@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from .base import LockRow
@@ -31,15 +31,18 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
     dialect_names = ("sqlite",)
 
     def __init__(
-        self, engine: Engine, metadata: sa.MetaData, table_name: str, *, busy_timeout: float = 5.0
+        self, engine: Engine, metadata: sa.MetaData, table_name: str, *, timeout: float = 5.0,
+        busy_timeout: float | None = None,
     ) -> None:
-        configure_sqlite_engine(engine, busy_ms=int(busy_timeout * 1000))
+        # LOCKING_STORE_TIMEOUT is also how long a writer waits for the file's write lock.
+        busy = timeout if busy_timeout is None else busy_timeout
+        configure_sqlite_engine(engine, busy_ms=int(busy * 1000))
         # An in-memory database lives in its one connection, which every thread shares
-        # (see memory_engine_options): its transactions must take turns in this process.
+        # (see sql_engine.memory_engine_options): its transactions must take turns here.
         self._turns: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
         )
-        super().__init__(engine, metadata, table_name)
+        super().__init__(engine, metadata, table_name, timeout=timeout)
 
     def now_expression(self) -> sa.ColumnElement[int]:
         # julianday('now') is fixed for the duration of one statement.
@@ -89,22 +92,6 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             # events skips their dispatch on every statement (about 15 us each).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
-
-
-def is_memory(url: URL) -> bool:
-    """True for a SQLite URL naming an in-memory database (``sqlite://``, ``:memory:``)."""
-    return (url.database or "") in ("", ":memory:") or url.query.get("mode") == "memory"
-
-
-def memory_engine_options() -> dict[str, Any]:
-    """Engine options that make an in-memory SQLite URL **one** database per engine.
-
-    SQLAlchemy's default gives every thread its own connection, hence its own empty
-    database: a lock taken in one request thread would not exist in the next. One
-    connection, shared by every thread (the store makes their transactions take turns),
-    is one database for the whole process, gone when the process ends.
-    """
-    return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
 
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()

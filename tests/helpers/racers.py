@@ -13,32 +13,18 @@ import time
 import traceback
 from typing import Any
 
-from flask_locking.resources import ancestors
-from flask_locking.store import AcquireRequest, HeldElsewhere, create_store, engine_for_uri
-from flask_locking.store.sql import SQLStore
+from flask_locking.store import HeldElsewhere, SQLStore, store_from_uri
+from flask_locking.testing import make_request, tree_key
 from flask_locking.tokens import new_secret
+
+__all__ = ["make_request", "open_store"]
 
 
 def open_store(url: str, table: str, timeout: float = 5.0, **options: Any) -> SQLStore:
     """A store on ``url`` with its own engine, as a fresh process would build it."""
-    engine = engine_for_uri(url, timeout=timeout, options=options or None)
-    return create_store(engine, table_name=table, timeout=timeout)
-
-
-def make_request(resource: str, owner: str, timeout_ms: int, *, infinite: bool = False) -> AcquireRequest:
-    """The acquisition a user ``owner`` proposes for ``resource``."""
-    return AcquireRequest(
-        resource=resource,
-        ancestors=ancestors(resource),
-        secret=new_secret(),
-        owner_key="u:" + owner,
-        owner_id=owner,
-        owner_name=None,
-        owner_url=None,
-        stealable=True,
-        infinite=infinite,
-        timeout_ms=timeout_ms,
-    )
+    store = store_from_uri(url, table_name=table, timeout=timeout, engine_options=options)
+    assert isinstance(store, SQLStore)
+    return store
 
 
 def _threads(count: int, target: Any) -> None:
@@ -339,16 +325,8 @@ def create_and_share(url: str, table: str, proc: int, barrier: Any, queue: Any) 
 
 
 def tree_keys(r: int, proc: int, i: int) -> tuple[str, bool]:
-    """What contender ``i`` of process ``proc`` asks for in round ``r``: infinite locks on
-    the round's root and on a middle node, and depth-0 locks on leaves below and beside it."""
-    kind = i % 4
-    if kind == 0:
-        return f"/t{r}", True
-    if kind == 1:
-        return f"/t{r}/a", True
-    if kind == 2:
-        return f"/t{r}/a/b{proc}", False
-    return f"/t{r}/z{proc}", False
+    """What contender ``i`` of process ``proc`` asks for in round ``r`` (leaves per process)."""
+    return tree_key(r, i, str(proc))
 
 
 def herd_tree(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:

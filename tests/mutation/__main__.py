@@ -51,6 +51,9 @@ TESTS: dict[str, list[str]] = {
         "tests/test_signals.py", "tests/test_extension.py", "tests/test_audit.py",
         "tests/test_events.py", *NEW_TESTS,
     ],
+    "flask_locking/lock.py": [
+        "tests/test_python_api.py", "tests/test_events.py", "tests/test_guard.py", *NEW_TESTS,
+    ],
     "flask_locking/tokens.py": [
         "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_bad_input.py",
         *NEW_TESTS,

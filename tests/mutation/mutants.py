@@ -26,6 +26,7 @@ class Mutant(NamedTuple):
 
 GUARD = "flask_locking/guard.py"
 ENGINE = "flask_locking/engine.py"
+LOCK = "flask_locking/lock.py"
 TOKENS = "flask_locking/tokens.py"
 RESOURCES = "flask_locking/resources.py"
 SQL = "flask_locking/store/sql.py"
@@ -174,7 +175,7 @@ MUTANTS: list[Mutant] = [
     M("engine-purge-events", ENGINE,
       'wanted = self._notify is not None and (self._listening is None or self._listening("expired"))',
       "wanted = False", "purge sends no expired events"),
-    M("engine-expires-at", ENGINE, "expires_at=row.expires_ms / 1000",
+    M("engine-expires-at", LOCK, "expires_at=row.expires_ms / 1000",
       "expires_at=row.locked_at_ms / 1000", "wrong expiry on the Lock"),
     M("engine-holds-any-token", ENGINE, "if token is not None and self.token_matches(row, token):",
       "if token is not None:", "any token proves ownership"),

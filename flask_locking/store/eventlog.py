@@ -1,0 +1,93 @@
+"""The log of lock events a store may keep, as the engine and the event hub use it.
+
+Events are numbered 1, 2, 3, ... without gaps, and become visible in id order: a reader
+that has seen id ``n`` never later finds a smaller one. Readers only ever ask "what came
+after id n". A store that keeps such a log returns it from
+:meth:`~flask_locking.store.LockStore.event_log`; the SSE endpoints need one
+(``LOCKING_EVENTS_ENABLED``, docs/events.rst).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+from .base import LockRow
+
+
+class NewEvent(NamedTuple):
+    """What the engine records: ``event`` on ``lock`` (the lock as it was, its ``secret``
+    and ``owner_key`` left empty: a log never keeps them), and who released or stole it."""
+
+    event: str
+    lock: LockRow
+    by_id: str | None
+    by_name: str | None
+
+
+class EventRow(NamedTuple):
+    """One stored event: its id, the store's clock (ms) when written, and what was recorded.
+    Never holds a secret or token."""
+
+    id: int
+    time_ms: int
+    event: str
+    lock: LockRow
+    by_id: str | None
+    by_name: str | None
+
+
+class EventLog(ABC):
+    """Append and read lock events. Every method runs in its own short transaction."""
+
+    def __init__(self, *, retention: float = 3600.0) -> None:
+        #: How long an event stays readable (``LOCKING_EVENTS_RETENTION``), in milliseconds.
+        self.retention_ms = int(retention * 1000)
+        #: Set after every append from this process: an in-process reader wakes at once.
+        self.appended = threading.Event()
+
+    def create_schema(self) -> None:
+        """Create what the log needs, if missing (safe when processes race). Default:
+        nothing."""
+
+    @abstractmethod
+    def append(self, event: NewEvent) -> int:
+        """Write ``event`` with the next id and the store's clock; return its id. Set
+        :attr:`appended` once it is visible."""
+
+    @abstractmethod
+    def after(self, after_id: int, limit: int = 500) -> list[EventRow]:
+        """Events with an id above ``after_id``, oldest first, at most ``limit``."""
+
+    @abstractmethod
+    def head(self) -> int:
+        """The id of the last event written (0 when none ever was)."""
+
+    @abstractmethod
+    def oldest(self) -> int | None:
+        """The smallest retained id (``None``: nothing retained)."""
+
+    @abstractmethod
+    def prune(self) -> int:
+        """Delete events older than the retention; return how many."""
+
+    def listener(self) -> ChangeListener:
+        """A blocking waiter for "something may have been appended" (default: this
+        process's appends, else the poll interval)."""
+        return ChangeListener(self)
+
+
+class ChangeListener:
+    """Waits for new events: here by the in-process signal or the poll interval."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def wait(self, timeout: float) -> None:
+        """Return when an event may have been appended, or after ``timeout`` seconds."""
+        self.log.appended.wait(timeout)
+        self.log.appended.clear()
+
+    def close(self) -> None:
+        """Release what the listener holds."""
