@@ -6,12 +6,12 @@ next holder began. For hosts whose data lives in the lock store's database,
 :func:`hold` re-checks the grant *inside the host's own transaction* and locks its row there
 until that transaction ends (see ``docs/writes.rst`` for what each backend guarantees).
 ``LOCKING_HOLD_ON_FLUSH`` does it on the first ORM flush of a guarded request, and
-``LOCKING_REFRESH_ON_WRITE`` restarts the lease of every verified guarded write.
+``LOCKING_REFRESH_ON_WRITE`` restarts the lease of every verified guarded write (in
+:meth:`LockEngine.check_write <flask_locking.engine.LockEngine.check_write>`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -21,14 +21,14 @@ from flask import Flask, Response, current_app, has_request_context, request
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import scoped_session
 
-from .errors import InvalidResource, LockLost, StoreUnavailable
+from .errors import InvalidResource, LockLost
 from .resources import normalize
+from .state import EXTENSION_KEY, locking_state
 from .store.base import LockRow
 from .store.sql import SQLStore
-from .verified import set_verified_lock, verified_lock
+from .verified import verified_lock
 
 if TYPE_CHECKING:
-    from .dialects.base import Dialect
     from .lock import Lock
     from .state import LockingState
 
@@ -66,8 +66,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
         if rollback:
             session.rollback()
         raise LockLost("There is no verified lock to hold: send the lock's token with the write.")
-    state: LockingState = current_app.extensions["locking"]
-    engine = state.engine
+    engine = locking_state().engine
     store = engine.store
     if not isinstance(store, SQLStore):
         raise TypeError(f"{type(store).__name__} cannot hold a lock in a host transaction.")
@@ -83,7 +82,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
             "expired, was released or was taken over. Reload before writing."
         )
     _mark_held(session, lock)
-    return dataclasses.replace(engine.to_lock(row), token=lock.token)
+    return engine.to_lock(row, token=lock.token)
 
 
 def is_held(session: Any, lock: Lock) -> bool:
@@ -151,7 +150,7 @@ def _hold_on_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
     lock: Lock | None = verified_lock()
     if lock is None:
         return
-    state: LockingState | None = current_app.extensions.get("locking")
+    state = locking_state(current_app) if EXTENSION_KEY in current_app.extensions else None
     if state is None or not state.config.hold_on_flush or is_held(session, lock):
         return
     # No rollback inside a flush: the failed flush leaves the transaction to be rolled
@@ -183,7 +182,7 @@ def stale_response(error: LockLost) -> Response:
     """The dialect's *stale* refusal for a write whose lock was lost mid-request."""
     from .guard import _refused
 
-    state: LockingState = current_app.extensions["locking"]
+    state = locking_state()
     try:
         key = normalize(request.path, strict=False)
     except InvalidResource:
@@ -193,26 +192,3 @@ def stale_response(error: LockLost) -> Response:
     lock: Lock | None = verified_lock()
     resource = lock.resource if lock is not None else request.path
     return _refused(dialect.refuse_stale(None), "stale", None, resource)
-
-
-# -- LOCKING_REFRESH_ON_WRITE ------------------------------------------------------------
-
-
-def verified(state: LockingState, dialect: Dialect, row: LockRow) -> Response | None:
-    """Called by the guard once the token opened ``row``: with ``LOCKING_REFRESH_ON_WRITE``,
-    restart the lease in one statement that compares the grant again. ``None``: go on."""
-    if not state.config.refresh_on_write:
-        return None
-    from .guard import _refused
-
-    try:
-        extended = state.engine.extend(row)
-    except StoreUnavailable:
-        return None if state.config.guard_fail_open else dialect.unavailable()
-    lock = verified_lock()
-    assert lock is not None  # the guard has just verified it
-    if extended is None:  # ended between the guard's read and this statement
-        set_verified_lock(None)
-        return _refused(dialect.refuse_stale(None), "stale", None, row.resource)
-    set_verified_lock(dataclasses.replace(extended, token=lock.token))
-    return None

@@ -274,7 +274,7 @@ class Dialect(ABC):
             stealable=boolean("stealable"),
             timeout=whole_seconds(self.state.config.max_timeout),
         )
-        return self.state.engine.lock(
+        return self.state.engine.acquisition(
             key,
             identity,
             timeout=fields.get("timeout"),
