@@ -39,7 +39,7 @@ class WriteDecision:
     (``None`` only when the engine itself could not be built: no row then).
     """
 
-    __slots__ = ("verdict", "row", "token", "_engine", "_lock")
+    __slots__ = ("_engine", "_lock", "row", "token", "verdict")
 
     def __init__(
         self,

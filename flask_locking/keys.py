@@ -47,8 +47,9 @@ _HOST_ROUTED: weakref.WeakKeyDictionary[Map, tuple[int, bool]] = weakref.WeakKey
 #: Requests' keys (without namespace) and dialects by rule and view arguments, per app
 #: state, with the dialect count they were computed at; at most this many per state.
 MAX_CACHED_RULE_KEYS = 4096
+_OwnedPath = tuple[str, "Dialect | None"]
 _OWNED_BY_RULE: weakref.WeakKeyDictionary[
-    LockingState, tuple[int, dict[tuple[int, tuple[Any, ...]], tuple[Rule, Any]]]
+    LockingState, tuple[int, dict[tuple[int, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
 ] = weakref.WeakKeyDictionary()
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from .errors import InvalidInput, LockConflict, LockingError, LockPermissionDenied, StoreUnavailable
+from .errors import InvalidInput, LockingError, LockPermissionDenied, http_status
 from .events.model import LockEvent
 from .events.stream import event_stream
 from .identity import current_identity, is_allowed
@@ -210,13 +210,7 @@ def _page(items: list[Lock], after: str | None) -> Response:
 
 
 def _status(error: LockingError) -> int:
-    if isinstance(error, LockPermissionDenied):
-        return 403
-    if isinstance(error, LockConflict):
-        return 409
-    if isinstance(error, StoreUnavailable):
-        return 503
-    return 400
+    return http_status(error) or 400
 
 
 def _resource_list(value: Any) -> list[str]:
