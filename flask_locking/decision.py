@@ -1,4 +1,4 @@
-"""The engine's answer to a guarded write: :class:`WriteDecision`.
+"""The lock engine's answer to a guarded write: :class:`WriteDecision`.
 
 The lock engine decides (:meth:`LockEngine.check_write
 <flask_locking.engine.LockEngine.check_write>`); the guard only maps the decision onto the
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class Verdict(enum.Enum):
-    """What the engine says about a guarded write."""
+    """What the lock engine says about a guarded write."""
 
     #: A live lock covers the resource and the presented token opens it.
     ALLOWED = "allowed"
@@ -35,23 +35,23 @@ class WriteDecision:
     """A :class:`Verdict` with the lock it is about, built only when someone reads it.
 
     :attr:`row` is the covering grant (``None`` when none was read); :attr:`token` is set
-    only when the presented token was verified against it. ``engine`` builds the lock
-    (``None`` only when the engine itself could not be built: no row then).
+    only when the presented token was verified against it. ``lock_engine`` builds the lock
+    (``None`` only when the lock engine itself could not be built: no row then).
     """
 
-    __slots__ = ("_engine", "_lock", "row", "token", "verdict")
+    __slots__ = ("_lock", "_lock_engine", "row", "token", "verdict")
 
     def __init__(
         self,
         verdict: Verdict,
-        engine: LockEngine | None,
+        lock_engine: LockEngine | None,
         row: LockRow | None = None,
         token: str | None = None,
     ) -> None:
         self.verdict = verdict
         self.row = row
         self.token = token
-        self._engine = engine
+        self._lock_engine = lock_engine
         self._lock: Lock | None = None
 
     @property
@@ -68,9 +68,10 @@ class WriteDecision:
     def lock(self) -> Lock | None:
         """The covering lock: with its token when verified (the request's ``current_lock``),
         else the holder with the token withheld; ``None`` when no grant was read."""
-        if self._lock is None and self.row is not None and self._engine is not None:
+        engine = self._lock_engine
+        if self._lock is None and self.row is not None and engine is not None:
             # The presented token is the grant's token (just compared): no second HMAC.
-            self._lock = self._engine.to_lock(self.row, token=self.token)
+            self._lock = engine.to_lock(self.row, token=self.token)
         return self._lock
 
     def __repr__(self) -> str:

@@ -7,11 +7,8 @@ and leaves atomicity to the store. It knows nothing about HTTP.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
-import secrets
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
@@ -30,7 +27,7 @@ from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
 from .store.events import EventLog
-from .tokens import derive_token, new_secret, tokens_equal
+from .tokens import TokenKey, derive_token, new_secret, tokens_equal
 
 log = logging.getLogger("flask_locking")
 
@@ -82,31 +79,15 @@ class LockEngine:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self._notify = notify
-        self._configured_key = secret_key
-        self._key: bytes | None = None
-        self._key_lock = threading.Lock()
+        self._token_key = TokenKey(secret_key, store.shared_secret)
 
     # -- tokens --------------------------------------------------------------------------
 
     @property
     def key(self) -> bytes:
-        """The HMAC key tokens are derived with (never the raw ``SECRET_KEY``)."""
-        if self._key is None:
-            with self._key_lock:
-                if self._key is None:
-                    material = self._configured_key
-                    if not material:
-                        log.warning(
-                            "Neither LOCKING_SECRET_KEY nor SECRET_KEY is set: flask-locking "
-                            "generated a token key and keeps it in the lock store. Set "
-                            "LOCKING_SECRET_KEY so that a copy of the lock table alone "
-                            "cannot be used to compute tokens."
-                        )
-                        material = self.store.shared_secret(secrets.token_hex(32))
-                    if isinstance(material, str):
-                        material = material.encode()
-                    self._key = hashlib.sha256(b"flask-locking token key\x00" + material).digest()
-        return self._key
+        """The HMAC key tokens are derived with (never the raw ``SECRET_KEY``; see
+        :class:`~flask_locking.tokens.TokenKey`)."""
+        return self._token_key.value
 
     def token_for(self, row: LockRow) -> str:
         """The token of the grant stored in ``row``."""

@@ -75,7 +75,7 @@ def guard_request() -> Response | None:
 
 
 def _guard(state: LockingState) -> Response | None:
-    """Ask the engine about a guarded write and answer its decision."""
+    """Ask the lock engine about a guarded write and answer its decision."""
     config = state.config
     if request.method not in config.guarded_methods or not config.guard_enabled:
         return None
@@ -85,10 +85,10 @@ def _guard(state: LockingState) -> Response | None:
     if dialect is None:
         return None
     try:
-        engine = state.engine  # built on first use: creating the table can fail too
+        lock_engine = state.engine  # built on first use: creating the table can fail too
     except StoreUnavailable:
         return answer(state, dialect, WriteDecision(Verdict.UNAVAILABLE, None), key)
-    decision = engine.check_write(
+    decision = lock_engine.check_write(
         key,
         dialect.request_token(),
         ignore_unheld_token=dialect.ignores_unheld_token(),
@@ -100,7 +100,7 @@ def _guard(state: LockingState) -> Response | None:
 def answer(
     state: LockingState, dialect: Dialect, decision: WriteDecision, key: str
 ) -> Response | None:
-    """Map the engine's ``decision`` on a write to ``key`` onto ``dialect``'s response
+    """Map the lock engine's ``decision`` on a write to ``key`` onto ``dialect``'s response
     (``None``: let the write through)."""
     verdict = decision.verdict
     if verdict is Verdict.UNLOCKED:

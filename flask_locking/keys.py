@@ -1,4 +1,4 @@
-"""One key per resource (SPEC §4a): the only place a URL becomes a lock key.
+"""One key per resource (docs/guard.rst): the only place a URL becomes a lock key.
 
 The guard, every dialect (built-in or the host's) and the Python API call this module, so
 no two of them can spell one resource two ways:

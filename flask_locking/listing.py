@@ -148,13 +148,13 @@ class LocksEndpoint:
         limit = _limit(state)
         cursor = request.args.get("cursor")
         after = parse_cursor(cursor) if cursor else None
-        engine = state.engine
+        lock_engine = state.engine
         items: list[Lock] = []
         # Rows the dialect filter or the authorizer drop are skipped: read on until the
         # page is full or the locks run out. One row more than a page tells "there is more".
         while True:
             batch = live_page(
-                engine.store,  # type: ignore[arg-type]
+                lock_engine.store,  # type: ignore[arg-type]
                 prefix=filters.prefix, after=after, owner_key=filters.owner_key,
                 limit=limit + 1,
             )
@@ -165,7 +165,7 @@ class LocksEndpoint:
                 if filters.matches_key(state, row.resource) and is_allowed(
                     state, "view", row.resource, identity
                 ):
-                    items.append(engine.to_lock(row))
+                    items.append(lock_engine.to_lock(row))
             if len(batch) <= limit:
                 return _page(items, None)
 

@@ -66,15 +66,15 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
         if rollback:
             session.rollback()
         raise LockLost("There is no verified lock to hold: send the lock's token with the write.")
-    engine = locking_state().engine
-    store = engine.store
+    lock_engine = locking_state().engine
+    store = lock_engine.store
     if not isinstance(store, SQLStore):
         raise TypeError(f"{type(store).__name__} cannot hold a lock in a host transaction.")
     statement = store.hold_row
-    _require_same_database(session.get_bind(clause=statement), store.engine)
+    _require_same_database(session.get_bind(clause=statement), store.engine)  # SQLAlchemy's
     raw = session.execute(statement, {"hold_resource": lock.resource, "hold_version": lock.version}).first()
     row = None if raw is None else LockRow(*raw)
-    if row is None or not engine.token_matches(row, lock.token):
+    if row is None or not lock_engine.token_matches(row, lock.token):
         if rollback:
             session.rollback()
         raise LockLost(
@@ -82,7 +82,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
             "expired, was released or was taken over. Reload before writing."
         )
     _mark_held(session, lock)
-    return engine.to_lock(row, token=lock.token)
+    return lock_engine.to_lock(row, token=lock.token)
 
 
 def is_held(session: Any, lock: Lock) -> bool:
@@ -105,13 +105,13 @@ def _mark_held(session: Any, lock: Lock) -> None:
     mark[1].add((lock.resource, lock.version))
 
 
-def _require_same_database(bind: Any, store_engine: sa.Engine) -> None:
-    host_url = bind.engine.url if hasattr(bind, "engine") else bind.url
-    if not same_database(host_url, store_engine.url):
+def _require_same_database(host_bind: Any, store_bind: sa.Engine) -> None:
+    host_url = host_bind.engine.url if hasattr(host_bind, "engine") else host_bind.url
+    if not same_database(host_url, store_bind.url):
         raise RuntimeError(
             "hold() needs the session to be on the lock store's database (Locking(app, db=db), "
             f"or LOCKING_DATABASE_URI naming the same database); the session is on "
-            f"{host_url.render_as_string()}, the locks on {store_engine.url.render_as_string()}. "
+            f"{host_url.render_as_string()}, the locks on {store_bind.url.render_as_string()}. "
             "Fence the records instead (flask_locking.fencing.FencedMixin)."
         )
 

@@ -1,4 +1,4 @@
-"""The before-request guard (SPEC §4, §5a, §6): the token matrix, its cost, and faults."""
+"""The before-request guard (docs/guard.rst): the token matrix, its cost, and faults."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "flask_locking/tokens.py": [
         "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_bad_input.py",
-        *NEW_TESTS,
+        "tests/test_extension.py", *NEW_TESTS,
     ],
     "flask_locking/keys.py": [
         "tests/test_resource_identity.py", "tests/test_key_agreement.py", "tests/test_tenants.py",
