@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 
 import flask_locking
 from flask_locking import errors
@@ -19,14 +18,11 @@ from flask_locking.state import locking_state
 
 
 @pytest.fixture
-def app(make_app: Any, database_url: str) -> Flask:
-    return make_app(database_url=database_url)
-
-
-@pytest.fixture
-def engine(app: Flask) -> Iterator[LockEngine]:
+def engine(make_app: Any, database_url: str) -> Iterator[LockEngine]:
+    """The lock engine of an app on each backend, in its app context."""
+    app = make_app(database_url=database_url)
     with app.app_context():
-        yield locking_state().engine
+        yield locking_state(app).engine
 
 
 def test_nothing_covering_lets_the_write_through(engine: LockEngine) -> None:
