@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import (
     AuthenticationRequired,
     InvalidInput,
@@ -10,7 +12,6 @@ from .errors import (
     LockConflict,
     LockingError,
     LockLost,
-    LockNotFound,
     LockNotHeld,
     LockPermissionDenied,
     StoreUnavailable,
@@ -27,7 +28,6 @@ __all__ = [
     "Lock",
     "LockConflict",
     "LockLost",
-    "LockNotFound",
     "LockNotHeld",
     "LockPermissionDenied",
     "Locking",
@@ -38,3 +38,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated names still import (with a DeprecationWarning): see errors.LockNotFound.
+    if name == "LockNotFound":
+        from .errors import deprecated_lock_not_found
+
+        return deprecated_lock_not_found(stacklevel=2)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

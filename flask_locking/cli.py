@@ -29,6 +29,7 @@ from flask.cli import AppGroup
 from .engine import UNSET
 from .errors import LockingError
 from .lock import UNLOCKED_JSON, Lock
+from .state import locking_state
 
 if TYPE_CHECKING:
     from .state import LockingState
@@ -40,10 +41,10 @@ locks_cli = AppGroup("locks", help="Inspect and manage flask-locking locks.")
 
 
 def _state() -> LockingState:
-    state: LockingState | None = current_app.extensions.get("locking")
-    if state is None:
-        raise click.ClickException("flask-locking is not set up on this app.")
-    return state
+    try:
+        return locking_state()
+    except RuntimeError:
+        raise click.ClickException("flask-locking is not set up on this app.") from None
 
 
 @contextmanager

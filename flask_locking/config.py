@@ -89,6 +89,7 @@ class LockingConfig:
     jwt_leeway: float
     hold_on_flush: bool = False
     refresh_on_write: bool = False
+    unlock_on_save: bool = True
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> LockingConfig:
@@ -136,6 +137,7 @@ class LockingConfig:
             jwt_leeway=float(get("LOCKING_JWT_LEEWAY")),
             hold_on_flush=bool(get("LOCKING_HOLD_ON_FLUSH")),
             refresh_on_write=bool(get("LOCKING_REFRESH_ON_WRITE")),
+            unlock_on_save=bool(get("LOCKING_UNLOCK_ON_SAVE")),
         )
 
 

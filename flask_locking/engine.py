@@ -6,27 +6,28 @@ and leaves atomicity to the store. It knows nothing about HTTP.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import math
-import secrets
-import threading
+import warnings
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+from .decision import Verdict, WriteDecision
 from .errors import (
     InvalidInput,
     InvalidTimeout,
     LockConflict,
     LockNotHeld,
     LockPermissionDenied,
+    StoreUnavailable,
 )
 from .events.model import EVENTS, new_event
 from .lock import Lock, Owner, owner_key
-from .resources import ancestors, is_lockable, normalize
+from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
 from .store.events import EventLog
-from .tokens import derive_token, new_secret, tokens_equal
+from .tokens import TokenKey, derive_token, new_secret, tokens_equal
 
 log = logging.getLogger("flask_locking")
 
@@ -45,6 +46,15 @@ UNSET: Final = _Unset()
 #: Called as ``notify(event, lock)`` for acquired, refreshed, released, stolen, conflict,
 #: expired. ``listening(event)`` (optional) says whether anyone wants an event at all.
 Notifier = Callable[[str, Lock], None]
+
+
+class Acquired(NamedTuple):
+    """What :meth:`LockEngine.acquisition` returns."""
+
+    #: The lock, with its token.
+    lock: Lock
+    #: ``False`` when the owner already held the lock (and this refreshed it).
+    granted: bool
 
 
 class LockEngine:
@@ -69,31 +79,15 @@ class LockEngine:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self._notify = notify
-        self._configured_key = secret_key
-        self._key: bytes | None = None
-        self._key_lock = threading.Lock()
+        self._token_key = TokenKey(secret_key, store.shared_secret)
 
     # -- tokens --------------------------------------------------------------------------
 
     @property
     def key(self) -> bytes:
-        """The HMAC key tokens are derived with (never the raw ``SECRET_KEY``)."""
-        if self._key is None:
-            with self._key_lock:
-                if self._key is None:
-                    material = self._configured_key
-                    if not material:
-                        log.warning(
-                            "Neither LOCKING_SECRET_KEY nor SECRET_KEY is set: flask-locking "
-                            "generated a token key and keeps it in the lock store. Set "
-                            "LOCKING_SECRET_KEY so that a copy of the lock table alone "
-                            "cannot be used to compute tokens."
-                        )
-                        material = self.store.shared_secret(secrets.token_hex(32))
-                    if isinstance(material, str):
-                        material = material.encode()
-                    self._key = hashlib.sha256(b"flask-locking token key\x00" + material).digest()
-        return self._key
+        """The HMAC key tokens are derived with (never the raw ``SECRET_KEY``; see
+        :class:`~flask_locking.tokens.TokenKey`)."""
+        return self._token_key.value
 
     def token_for(self, row: LockRow) -> str:
         """The token of the grant stored in ``row``."""
@@ -105,7 +99,7 @@ class LockEngine:
 
     # -- the operations ------------------------------------------------------------------
 
-    def lock(
+    def acquisition(
         self,
         resource: str,
         owner: Any = None,
@@ -113,9 +107,9 @@ class LockEngine:
         timeout: Any = None,
         stealable: bool = True,
         depth: int | str = 0,
-    ) -> tuple[Lock, bool]:
-        """Acquire (or, for the holder, refresh) the lock; return it with its token and
-        whether this was a new grant (``False``: the owner already held it)."""
+    ) -> Acquired:
+        """:meth:`acquire`, also telling whether the grant is new: ``(lock, granted)``,
+        ``granted`` false when the owner already held the lock and this refreshed it."""
         key = normalize(resource)
         who = _storable(Owner.coerce(owner))
         infinite = _parse_depth(depth)
@@ -143,24 +137,31 @@ class LockEngine:
             raise LockConflict(_held_message(key, holder), holder) from None
         lock = self.to_lock(result.row, reveal=True)
         self._emit("acquired" if result.granted else "refreshed", lock.without_token())
-        return lock, result.granted
+        return Acquired(lock, result.granted)
 
-    def acquire(
-        self,
-        resource: str,
-        owner: Any = None,
-        *,
-        timeout: Any = None,
-        stealable: bool = True,
-        depth: int | str = 0,
-    ) -> Lock:
+    def acquire(self, resource: str, owner: Any = None, **options: Any) -> Lock:
         """Acquire the lock on ``resource`` for ``owner`` (``None``: anonymous).
 
-        Returns the lock with its token. The holder acquiring again refreshes its lock and
-        keeps token and version. Raises :class:`~flask_locking.LockConflict` (carrying the
-        holder, token withheld) when another identity holds it or an overlapping lock.
+        ``options`` are those of :meth:`acquisition`: ``timeout`` (seconds), ``stealable``
+        and ``depth`` (``0`` or ``"infinity"``). Returns the lock with its token. The holder
+        acquiring again refreshes its lock and keeps token and version. Raises
+        :class:`~flask_locking.LockConflict` (carrying the holder, token withheld) when
+        another identity holds it or an overlapping lock.
         """
-        return self.lock(resource, owner, timeout=timeout, stealable=stealable, depth=depth)[0]
+        return self.acquisition(resource, owner, **options).lock
+
+    def lock(self, resource: str, owner: Any = None, **options: Any) -> Acquired:
+        """Deprecated alias of :meth:`acquisition` (one name per operation: acquire).
+
+        .. deprecated:: unreleased
+        """
+        warnings.warn(
+            "LockEngine.lock() is deprecated; use acquisition() (or acquire() for the lock "
+            "alone).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.acquisition(resource, owner, **options)
 
     def refresh(
         self,
@@ -195,16 +196,58 @@ class LockEngine:
         """Restart the lease of exactly the grant in ``row`` (with its own timeout) while it
         is still live; the extended lock (token withheld), or ``None`` when it had ended.
 
-        For ``LOCKING_REFRESH_ON_WRITE``: the guard has just verified the token against
-        ``row``, and the store's statement compares the grant again, so a lease that ended
-        in between is never revived.
+        For ``LOCKING_REFRESH_ON_WRITE``: :meth:`check_write` has just verified the token
+        against ``row``, and the store's statement compares the grant again, so a lease
+        that ended in between is never revived.
         """
+        extended = self._extend(row)
+        return None if extended is None else self.to_lock(extended)
+
+    def _extend(self, row: LockRow) -> LockRow | None:
         extended = self.store.extend(row)
-        if extended is None:
-            return None
-        lock = self.to_lock(extended)
-        self._emit("refreshed", lock)
-        return lock
+        if extended is not None:
+            self._emit("refreshed", self.to_lock(extended))
+        return extended
+
+    def check_write(
+        self,
+        key: str,
+        token: str | None,
+        *,
+        ignore_unheld_token: bool = False,
+        refresh: bool = False,
+    ) -> WriteDecision:
+        """Decide a guarded write to the normalised path ``key`` carrying ``token``.
+
+        The covering lock (:meth:`covering`) decides: none lets the write through (a token
+        with it is stale unless ``ignore_unheld_token``), a lock without a token refuses it
+        as *locked*, a token that does not open it as *stale*. With ``refresh``
+        (``LOCKING_REFRESH_ON_WRITE``) a verified grant's lease restarts, in a statement
+        that compares the grant again (*stale* when it ended in between). A store that
+        cannot answer is *unavailable*; after a verified token the decision keeps it, for
+        a guard that fails open. Never raises :class:`~flask_locking.StoreUnavailable`.
+        """
+        try:
+            row = self.covering(key)
+        except StoreUnavailable:
+            return WriteDecision(Verdict.UNAVAILABLE, self)
+        if row is None:
+            if token is None or ignore_unheld_token:
+                return WriteDecision(Verdict.UNLOCKED, self)
+            return WriteDecision(Verdict.STALE, self)
+        if token is None:
+            return WriteDecision(Verdict.LOCKED, self, row)
+        if not self.token_matches(row, token):
+            return WriteDecision(Verdict.STALE, self, row)
+        if refresh:
+            try:
+                extended = self._extend(row)
+            except StoreUnavailable:
+                return WriteDecision(Verdict.UNAVAILABLE, self, row, token)
+            if extended is None:  # ended between the read and this statement
+                return WriteDecision(Verdict.STALE, self)
+            row = extended
+        return WriteDecision(Verdict.ALLOWED, self, row, token)
 
     def release(
         self,
@@ -267,8 +310,7 @@ class LockEngine:
     def covering(self, key: str) -> LockRow | None:
         """The live row whose lock covers the normalised path ``key`` (the lock on it, or an
         infinite-depth lock on an ancestor), in one indexed query."""
-        candidates = [key, *ancestors(key)]
-        rows = self.store.live_among([c for c in candidates if is_lockable(c)])
+        rows = self.store.live_among(_lookup_keys(key))
         if not rows:
             return None
         best: LockRow | None = None
@@ -301,9 +343,10 @@ class LockEngine:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def to_lock(self, row: LockRow, *, reveal: bool = False) -> Lock:
-        """The public :class:`Lock` for a row (with its token when ``reveal``)."""
-        return Lock.from_row(row, self.token_for(row) if reveal else None)
+    def to_lock(self, row: LockRow, *, reveal: bool = False, token: str | None = None) -> Lock:
+        """The public :class:`Lock` for a row: with its token when ``reveal``, or with
+        ``token`` when the caller has just verified that it is the grant's token."""
+        return Lock.from_row(row, self.token_for(row) if reveal else token)
 
     def _holds(self, row: LockRow, token: str | None, owner: Any) -> bool:
         if token is not None and self.token_matches(row, token):
@@ -335,6 +378,23 @@ class LockEngine:
                 log.exception("flask-locking: could not record a %s event", event)
         if self._notify is not None:
             self._notify(event, lock)
+
+
+def _lookup_keys(key: str) -> tuple[str, ...]:
+    """The keys whose lock would cover ``key`` (itself and its ancestors) that could hold a
+    lock at all. Cached for keys short enough to be locked (the guard asks for the same
+    paths again and again; an endless path must not be kept)."""
+    if len(key) <= MAX_RESOURCE_LENGTH:
+        return _cached_lookup_keys(key)
+    return _covering_keys(key)
+
+
+def _covering_keys(key: str) -> tuple[str, ...]:
+    candidates = [key, *ancestors(key)]
+    return tuple(c for c in candidates if is_lockable(c))
+
+
+_cached_lookup_keys = functools.lru_cache(maxsize=4096)(_covering_keys)
 
 
 def _storable(owner: Owner | None) -> Owner | None:

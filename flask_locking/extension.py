@@ -15,7 +15,7 @@ from .guard import before_request
 from .identity import Authorizer, IdentityLoader
 from .keys import resolve
 from .lock import Lock
-from .state import LockingState
+from .state import EXTENSION_KEY, LockingState, locking_state
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +44,7 @@ class Locking:
 
     def init_app(self, app: Flask, *, db: Any = None) -> None:
         """Set up ``app``: read the ``LOCKING_*`` config, register the guard and dialects."""
-        if "locking" in app.extensions:
+        if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "flask-locking is already set up on this app; create one Locking() and call "
                 "init_app(app) once per app."
@@ -53,7 +53,7 @@ class Locking:
             app.config.setdefault(key, value)
         config = LockingConfig.from_mapping(app.config)
         state = LockingState(self, app, config, db if db is not None else self.db)
-        app.extensions["locking"] = state
+        app.extensions[EXTENSION_KEY] = state
 
         from .dialects import build_dialects
 
@@ -78,10 +78,6 @@ class Locking:
         from .cli import locks_cli
 
         app.cli.add_command(locks_cli)
-        if app.config["LOCKING_UNLOCK_ON_SAVE"]:
-            from .unlock_on_save import release_after_save
-
-            app.after_request(release_after_save)
         if app.config["LOCKING_OPENAPI_URL"]:
             try:
                 from .openapi import create_blueprint
@@ -176,14 +172,7 @@ class Locking:
 
     def state(self, app: Flask | None = None) -> LockingState:
         """The per-app state of ``app`` (default: the current app)."""
-        target = app if app is not None else current_app
-        try:
-            return target.extensions["locking"]  # type: ignore[no-any-return]
-        except KeyError:
-            raise RuntimeError(
-                "flask-locking is not set up on this app: call Locking(app) or "
-                "locking.init_app(app) first."
-            ) from None
+        return locking_state(app)
 
     def acquire(
         self, resource: str, owner: Any = None, *, timeout: float | None = None,

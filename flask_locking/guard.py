@@ -1,26 +1,30 @@
 """The before-request guard: refuse guarded writes to a locked resource without its token.
 
-Requests whose method is not guarded return before any database work. A guarded request
-costs one indexed query: the live locks on the path and on each of its ancestors. The path
-is the request's own key (:mod:`.keys`): the rule Flask matched for it, built back to its
-canonical URL, in the request's namespace.
+The lock engine decides a guarded write (:meth:`LockEngine.check_write
+<flask_locking.engine.LockEngine.check_write>`); the guard only maps its decision onto the
+owning dialect's response. Requests whose method is not guarded return before any database
+work. A guarded request costs one indexed query: the live locks on the path and on each of
+its ancestors. The path is the request's own key (:mod:`.keys`): the rule Flask matched for
+it, built back to its canonical URL, in the request's namespace. See ``docs/guard.rst``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from flask import Response, current_app, g, request
+from flask import Response, after_this_request, current_app, request
 from werkzeug.local import LocalProxy
 
+from .decision import Verdict, WriteDecision
 from .errors import StoreUnavailable
 from .keys import request_key
 from .signals import write_refused
-from .verified import set_verified_lock, verified_lock
-from .writes import verified
+from .state import locking_state
+from .unlock_on_save import release_after_save, wants_release
+from .verified import remember_verified, verified_lock
 
 if TYPE_CHECKING:
+    from .dialects.base import Dialect
     from .lock import Lock
     from .state import LockingState
 
@@ -38,23 +42,19 @@ def before_request() -> Response | None:
     """The extension's one ``before_request`` hook: :func:`dispatch_lock_endpoints`, then
     :func:`guard_request` (one hook instead of two: Flask's per-hook cost is paid by every
     request of the host app)."""
-    # ``g`` spans several requests when they run in an app context pushed beforehand (a
-    # test fixture, a script): one caller's identity or verified lock must not carry over.
-    g.pop("_locking_identity", None)
-    g.pop("_locking_current_lock", None)
-    state: LockingState = current_app.extensions["locking"]
+    state = locking_state()
     content = state.content_dialect
     # The cheap path test first, once: most requests are not for ``@lock`` at all, and a
     # ``@lock`` request is served here (or by its own blueprint), never guarded.
     if content is not None and content.claims_request():
         return None if request.blueprint == content.name else content.dispatch()
-    return _guard(state, lock_request=False)
+    return _guard(state)
 
 
 def dispatch_lock_endpoints() -> Response | None:
     """Serve ``<path>/@lock`` (and ``<path>/@lock/events``) even when a host route (a
     catch-all) matched it first."""
-    state: LockingState = current_app.extensions["locking"]
+    state = locking_state()
     content = state.content_dialect
     # The cheap path test first: most requests are not for ``@lock`` at all.
     if content is not None and content.claims_request() and request.blueprint != content.name:
@@ -67,41 +67,68 @@ def dispatch_lock_endpoints() -> Response | None:
 
 def guard_request() -> Response | None:
     """Refuse the request with the owning dialect's status, or let it through."""
-    state: LockingState = current_app.extensions["locking"]
+    state = locking_state()
     content = state.content_dialect
-    return _guard(state, lock_request=content is not None and content.claims_request())
+    if content is not None and content.claims_request():
+        return None  # a @lock request is never guarded
+    return _guard(state)
 
 
-def _guard(state: LockingState, *, lock_request: bool) -> Response | None:
-    """:func:`guard_request`, told whether the request is a ``@lock`` request."""
+def _guard(state: LockingState) -> Response | None:
+    """Ask the lock engine about a guarded write and answer its decision."""
     config = state.config
     if request.method not in config.guarded_methods or not config.guard_enabled:
         return None
-    if lock_request or _is_exempt(state):
+    if _is_exempt(state):
         return None
     key, dialect = request_key(state)  # e.g. /items/07/ is checked as /items/7
     if dialect is None:
         return None
-    token = dialect.request_token()
     try:
-        engine = state.engine  # built on first use: creating the table can fail too
-        row = engine.covering(key)
+        lock_engine = state.engine  # built on first use: creating the table can fail too
     except StoreUnavailable:
-        if config.guard_fail_open:
-            return None
-        return dialect.unavailable()
-    if row is None:
-        if token is None or dialect.ignores_unheld_token():
-            return None
-        return _refused(dialect.refuse_stale(None), "stale", None, key)
-    lock = engine.to_lock(row)
-    if token is None:
+        return answer(state, dialect, WriteDecision(Verdict.UNAVAILABLE, None), key)
+    decision = lock_engine.check_write(
+        key,
+        dialect.request_token(),
+        ignore_unheld_token=dialect.ignores_unheld_token(),
+        refresh=config.refresh_on_write,
+    )
+    return answer(state, dialect, decision, key)
+
+
+def answer(
+    state: LockingState, dialect: Dialect, decision: WriteDecision, key: str
+) -> Response | None:
+    """Map the lock engine's ``decision`` on a write to ``key`` onto ``dialect``'s response
+    (``None``: let the write through)."""
+    verdict = decision.verdict
+    if verdict is Verdict.UNLOCKED:
+        return None
+    if verdict is Verdict.ALLOWED:
+        _verified(state, decision)
+        return None
+    if verdict is Verdict.LOCKED:
+        lock = decision.lock
+        assert lock is not None  # a locked decision names its holder
         return _refused(dialect.refuse_locked(lock), "locked", lock, key)
-    if not engine.token_matches(row, token):
-        return _refused(dialect.refuse_stale(lock), "stale", lock, key)
-    # The presented token is the grant's token (just compared): no second HMAC and Lock.
-    set_verified_lock(dataclasses.replace(lock, token=token))
-    return verified(state, dialect, row)  # LOCKING_REFRESH_ON_WRITE
+    if verdict is Verdict.STALE:
+        holder = decision.lock
+        return _refused(dialect.refuse_stale(holder), "stale", holder, key)
+    # Verdict.UNAVAILABLE
+    if not state.config.guard_fail_open:
+        return dialect.unavailable()
+    if decision.verified:  # the token was verified before the store failed
+        _verified(state, decision)
+    return None
+
+
+def _verified(state: LockingState, decision: WriteDecision) -> None:
+    """Keep the verified lock with the request (``current_lock``) and, when the request
+    asks for it, release the lock after a successful save (``Lock-Release: true``)."""
+    remember_verified(decision)
+    if state.config.unlock_on_save and wants_release():
+        after_this_request(release_after_save)
 
 
 def _refused(response: Response, reason: str, lock: Lock | None, path: str) -> Response:
@@ -113,7 +140,7 @@ def _refused(response: Response, reason: str, lock: Lock | None, path: str) -> R
 def _is_exempt(state: LockingState) -> bool:
     if request.blueprint in state.blueprint_names:
         return True
-    exempt = state.extension.exempt_blueprints
+    exempt = state.exempt_blueprints
     if exempt and request.blueprint is not None:
         # By the blueprint object registered under each full name ("api", "api.admin"):
         # exempt(admin) covers admin and the blueprints nested in it, never another

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g
+from flask import current_app, has_request_context, request
 
 from .jwt_auth import bearer_token, identity_from_jwt
 from .lock import Owner
@@ -26,20 +26,26 @@ IdentityLoader = Callable[[], Any]
 Authorizer = Callable[[str, str, "Owner | None"], bool]
 
 _MISSING = object()
+#: The request attribute the caller's identity is kept in.
+_IDENTITY = "_locking_identity"
 
 
 def current_identity(state: LockingState) -> Owner | None:
-    """The caller's identity for this request (computed once per request)."""
-    cached = g.get("_locking_identity", _MISSING)
+    """The caller's identity for this request (computed once per request, and kept with
+    the request: never carried over to the next one)."""
+    if not has_request_context():
+        return _load_identity(state)
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    cached = current.__dict__.get(_IDENTITY, _MISSING)
     if cached is not _MISSING:
         return cached  # type: ignore[no-any-return]
     identity = _load_identity(state)
-    g._locking_identity = identity
+    setattr(current, _IDENTITY, identity)
     return identity
 
 
 def _load_identity(state: LockingState) -> Owner | None:
-    loader = state.extension.identity_loader_callback
+    loader = state.identity_loader
     if loader is not None:
         return Owner.coerce(loader())
     if state.config.jwt_secret and bearer_token() is not None:
@@ -58,5 +64,5 @@ def default_authorizer(action: str, resource: str, identity: Owner | None) -> bo
 
 def is_allowed(state: LockingState, action: str, resource: str, identity: Owner | None) -> bool:
     """Ask the host's authorizer (or the default) whether ``identity`` may ``action``."""
-    authorizer = state.extension.authorizer_callback or default_authorizer
+    authorizer = state.authorizer or default_authorizer
     return bool(authorizer(action, resource, identity))

@@ -1,4 +1,4 @@
-"""One key per resource (SPEC §4a): the only place a URL becomes a lock key.
+"""One key per resource (docs/guard.rst): the only place a URL becomes a lock key.
 
 The guard, every dialect (built-in or the host's) and the Python API call this module, so
 no two of them can spell one resource two ways:
@@ -32,7 +32,7 @@ from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
 from werkzeug.test import EnvironBuilder
 
 from .errors import InvalidResource
-from .resources import namespace, normalize, split_namespace
+from .resources import MAX_RESOURCE_LENGTH, namespace, normalize, split_namespace
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -44,15 +44,59 @@ MAX_REDIRECTS = 3
 # Whether a map routes by host or subdomain, by map, with the rule count it was computed at.
 _HOST_ROUTED: weakref.WeakKeyDictionary[Map, tuple[int, bool]] = weakref.WeakKeyDictionary()
 
+#: Requests' keys (without namespace) and dialects by rule and view arguments, per app
+#: state, with the dialect count they were computed at; at most this many per state.
+MAX_CACHED_RULE_KEYS = 4096
+_OwnedPath = tuple[str, "Dialect | None"]
+_OWNED_BY_RULE: weakref.WeakKeyDictionary[
+    LockingState, tuple[int, dict[tuple[int, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
+] = weakref.WeakKeyDictionary()
+
 
 def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     """The guard's key for the current request, and the dialect that owns it."""
     adapter = request_ctx.url_adapter
-    path = _request_path(adapter)
-    dialect = state.dialect_for(path)
+    owned = _cached_owned_path(state)
+    if owned is None:
+        owned = _owned_path(state, _request_path(adapter))
+    path, dialect = owned
     if dialect is None:
         return path, None
-    return _space(adapter) + dialect.resource_key(path), dialect
+    return _space(adapter) + path, dialect
+
+
+def _owned_path(state: LockingState, path: str) -> tuple[str, Dialect | None]:
+    """``path`` as its dialect keys it (no namespace), and that dialect."""
+    dialect = state.dialect_for(path)
+    return (path, None) if dialect is None else (dialect.resource_key(path), dialect)
+
+
+def _cached_owned_path(state: LockingState) -> tuple[str, Dialect | None] | None:
+    """:func:`_owned_path` of the current request, from the per-rule cache: a request for a
+    rule and view arguments seen before is keyed as it was then, without building the rule
+    back again. ``None`` when the request matched no rule or its arguments are unhashable."""
+    rule = request.url_rule
+    if rule is None:
+        return None
+    args = request.view_args
+    cache_key = (id(rule), tuple(args.items()) if args else ())
+    generation = len(state.dialects)  # dialects are only ever added: a new one resets
+    cached = _OWNED_BY_RULE.get(state)
+    if cached is None or cached[0] != generation:
+        cached = _OWNED_BY_RULE[state] = (generation, {})
+    entries = cached[1]
+    try:
+        entry = entries.get(cache_key)
+    except TypeError:  # a host converter's unhashable value
+        return None
+    if entry is not None and entry[0] is rule:  # (an id is reused only after its rule died)
+        return entry[1]
+    owned = _owned_path(state, _request_path(request_ctx.url_adapter))
+    if len(owned[0]) <= MAX_RESOURCE_LENGTH:  # a longer path cannot be locked: not kept
+        if len(entries) >= MAX_CACHED_RULE_KEYS:
+            entries.clear()
+        entries[cache_key] = (rule, owned)
+    return owned
 
 
 class ResolvedKey(str):
@@ -152,8 +196,7 @@ def _keys_by_rule(
 
 def _owned(state: LockingState, path: str) -> str:
     """``path`` as the dialect that owns it writes its key (no namespace)."""
-    dialect = state.dialect_for(path)
-    return dialect.resource_key(path) if dialect is not None else path
+    return _owned_path(state, path)[0]
 
 
 def _match(adapter: MapAdapter, path: str, method: str) -> tuple[Rule, dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from .errors import InvalidInput, LockConflict, LockingError, LockPermissionDenied, StoreUnavailable
+from .errors import InvalidInput, LockingError, LockPermissionDenied, http_status
 from .events.model import LockEvent
 from .events.stream import event_stream
 from .identity import current_identity, is_allowed
@@ -147,12 +147,12 @@ class LocksEndpoint:
         limit = _limit(state)
         cursor = request.args.get("cursor")
         after = parse_cursor(cursor) if cursor else None
-        engine = state.engine
+        lock_engine = state.engine
         items: list[Lock] = []
         # Rows the dialect filter or the authorizer drop are skipped: read on until the
         # page is full or the locks run out. One row more than a page tells "there is more".
         while True:
-            batch = engine.store.live_page(
+            batch = lock_engine.store.live_page(
                 prefix=filters.prefix, after=after, owner_key=filters.owner_key,
                 limit=limit + 1,
             )
@@ -163,7 +163,7 @@ class LocksEndpoint:
                 if filters.matches_key(state, row.resource) and is_allowed(
                     state, "view", row.resource, identity
                 ):
-                    items.append(engine.to_lock(row))
+                    items.append(lock_engine.to_lock(row))
             if len(batch) <= limit:
                 return _page(items, None)
 
@@ -208,13 +208,7 @@ def _page(items: list[Lock], after: str | None) -> Response:
 
 
 def _status(error: LockingError) -> int:
-    if isinstance(error, LockPermissionDenied):
-        return 403
-    if isinstance(error, LockConflict):
-        return 409
-    if isinstance(error, StoreUnavailable):
-        return 503
-    return 400
+    return http_status(error) or 400
 
 
 def _resource_list(value: Any) -> list[str]:

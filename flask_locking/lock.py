@@ -144,7 +144,7 @@ class Lock:
         return dataclasses.replace(self, token=None) if self.token is not None else self
 
     def to_json(self) -> dict[str, Any]:
-        """The lock JSON shared by every dialect (SPEC §5)."""
+        """The lock JSON shared by every dialect (docs/locks.rst)."""
         owner = self.owner
         timeout: float | int = int(self.timeout) if self.timeout == int(self.timeout) else self.timeout
         data: dict[str, Any] = {

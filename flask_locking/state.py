@@ -1,4 +1,8 @@
-"""Per-app state, kept in ``app.extensions["locking"]``: config, store, engine, dialects."""
+"""Per-app state, kept in ``app.extensions["locking"]``: config, store, engine, dialects.
+
+Read it through :func:`locking_state` (one accessor, one error when the extension is not
+set up); the host's callbacks are reached through the state's properties.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,10 +26,16 @@ from .store import LockStore, SQLStore, StoreOptions, store_class_for
 from .store.eventlog import EventLog
 
 if TYPE_CHECKING:
+    from flask import Blueprint
+
     from .dialects.base import Dialect
     from .dialects.content import ContentDialect
     from .events.endpoints import LockEventsEndpoint
     from .extension import Locking
+    from .identity import Authorizer, IdentityLoader
+
+#: The key of the state in ``app.extensions``.
+EXTENSION_KEY = "locking"
 
 log = logging.getLogger("flask_locking")
 
@@ -84,6 +95,28 @@ class LockingState:
                     self._engine = self._build_engine()
                 engine = self._engine
         return engine
+
+    # -- the host's callbacks (registered on the Locking object) ---------------------------
+
+    @property
+    def identity_loader(self) -> IdentityLoader | None:
+        """``@locking.identity_loader``'s callback, or ``None``."""
+        return self.extension.identity_loader_callback
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """``@locking.authorizer``'s callback, or ``None`` (the default authorizer)."""
+        return self.extension.authorizer_callback
+
+    @property
+    def job_exists(self) -> Callable[[int, int], bool] | None:
+        """``@locking.job_exists``'s callback, or ``None`` (every job exists)."""
+        return self.extension.job_exists_callback
+
+    @property
+    def exempt_blueprints(self) -> set[Blueprint]:
+        """The blueprints exempted from the guard with ``locking.exempt(blueprint)``."""
+        return self.extension.exempt_blueprints
 
     def database_uri(self) -> str:
         """Where locks are kept: the configured URI, the host's database, or a SQLite file."""
@@ -170,6 +203,21 @@ class LockingState:
             self._hub.stop()
         if self._engine is not None:
             self._engine.store.dispose()
+
+
+def locking_state(app: Flask | None = None) -> LockingState:
+    """The flask-locking state of ``app`` (default: the current app).
+
+    Raises :class:`RuntimeError` when flask-locking is not set up on it.
+    """
+    target = app if app is not None else current_app
+    try:
+        return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise RuntimeError(
+            "flask-locking is not set up on this app: call Locking(app) or "
+            "locking.init_app(app) first."
+        ) from None
 
 
 def _has_receivers(event: str) -> bool:

@@ -10,10 +10,52 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+from collections.abc import Callable
 
-#: Bytes of randomness in a per-lock secret (256 bits; SPEC asks for at least 128).
+log = logging.getLogger("flask_locking")
+
+#: Bytes of randomness in a per-lock secret (256 bits; docs/locks.rst: at least 128).
 SECRET_BYTES = 32
+
+
+class TokenKey:
+    """The HMAC key tokens are derived with: a hash of the configured secret (never the raw
+    ``SECRET_KEY``), or of a generated secret the lock store shares between processes.
+
+    Derived once, on first use: ``shared_secret(candidate)`` stores ``candidate`` unless
+    another process stored one first, and returns the one stored.
+    """
+
+    def __init__(
+        self, configured: str | bytes | None, shared_secret: Callable[[str], str]
+    ) -> None:
+        self._configured = configured
+        self._shared_secret = shared_secret
+        self._key: bytes | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> bytes:
+        """The key (read from the store the first time when none is configured)."""
+        if self._key is None:
+            with self._lock:
+                if self._key is None:
+                    material = self._configured
+                    if not material:
+                        log.warning(
+                            "Neither LOCKING_SECRET_KEY nor SECRET_KEY is set: flask-locking "
+                            "generated a token key and keeps it in the lock store. Set "
+                            "LOCKING_SECRET_KEY so that a copy of the lock table alone "
+                            "cannot be used to compute tokens."
+                        )
+                        material = self._shared_secret(secrets.token_hex(32))
+                    if isinstance(material, str):
+                        material = material.encode()
+                    self._key = hashlib.sha256(b"flask-locking token key\x00" + material).digest()
+        return self._key
 
 
 def new_secret() -> str:

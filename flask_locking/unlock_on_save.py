@@ -17,17 +17,19 @@ without a lock verified by the guard for that very request, or without the heade
 untouched.
 
 On by default (it only acts when a client asks); ``LOCKING_UNLOCK_ON_SAVE = False`` turns
-it off.
+it off. The guard registers :func:`release_after_save` for the one request that asks
+(``after_this_request``), so other requests pay nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app, request
+from flask import Response, request
 
 from .errors import LockingError
 from .identity import current_identity, is_allowed
+from .state import locking_state
 from .verified import verified_lock
 
 log = logging.getLogger("flask_locking")
@@ -44,14 +46,15 @@ def wants_release() -> bool:
 
 
 def release_after_save(response: Response) -> Response:
-    """``after_request`` hook: release the guard-verified lock after a 2xx answer."""
+    """After the view: release the guard-verified lock after a 2xx answer (the guard
+    registers it with ``after_this_request`` when the request asks for it)."""
     lock = verified_lock()
     if lock is None or lock.token is None or not wants_release():
         return response
     if not 200 <= response.status_code < 300:
         response.headers[RESPONSE_HEADER] = "false"
         return response
-    state = current_app.extensions["locking"]
+    state = locking_state()
     released = None
     try:
         # The same permission as DELETE .../@lock: the write went through, the release not.

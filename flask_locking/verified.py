@@ -1,36 +1,38 @@
 """The lock the guard verified for the current request (``current_lock``'s source).
 
-Kept with the request it was verified for, so that nothing acting after the view (unlock on
-save, refresh on write, a hold) can ever read another request's lock.
+Kept on the request object it was verified for, so that nothing acting after the view
+(unlock on save, a hold, the ``LockLost`` handler) can ever read another request's lock,
+even when one app context spans several requests (a test fixture, a script). The
+:class:`~flask_locking.decision.WriteDecision` is kept; its lock is built only when read.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flask import g, has_request_context, request
+from flask import has_request_context, request
 
 if TYPE_CHECKING:
+    from .decision import WriteDecision
     from .lock import Lock
+
+#: The request attribute the guard's verified decision is kept in.
+_VERIFIED = "_locking_verified"
 
 
 def verified_lock() -> Lock | None:
-    """The lock the guard verified for **this** request, or ``None``.
-
-    ``g`` outlives a request when an app context spans several (a fixture, a script): a
-    host ``before_request`` that answers first keeps the guard from running and from
-    clearing ``g``, so the lock is stored with the request it was verified for.
-    """
-    verified: tuple[object, Lock] | None = g.get("_locking_current_lock")
-    if verified is None or not has_request_context():
+    """The lock the guard verified for **this** request (with its token), or ``None``."""
+    if not has_request_context():
         return None
-    verified_for, lock = verified
-    return lock if verified_for is request._get_current_object() else None  # type: ignore[attr-defined]
+    decision: WriteDecision | None = _holder().__dict__.get(_VERIFIED)
+    return decision.lock if decision is not None else None
 
 
-def set_verified_lock(lock: Lock | None) -> None:
-    """Keep ``lock`` as this request's verified lock (``None``: forget it)."""
-    if lock is None:
-        g.pop("_locking_current_lock", None)
-    else:
-        g._locking_current_lock = (request._get_current_object(), lock)  # type: ignore[attr-defined]
+def remember_verified(decision: WriteDecision) -> None:
+    """Keep ``decision`` (a verified token) as this request's verified lock."""
+    setattr(_holder(), _VERIFIED, decision)
+
+
+def _holder() -> Any:
+    """What the verified decision is kept on: the request object itself."""
+    return request._get_current_object()  # type: ignore[attr-defined]

@@ -6,12 +6,12 @@ next holder began. For hosts whose data lives in the lock store's database,
 :func:`hold` re-checks the grant *inside the host's own transaction* and locks its row there
 until that transaction ends (see ``docs/writes.rst`` for what each backend guarantees).
 ``LOCKING_HOLD_ON_FLUSH`` does it on the first ORM flush of a guarded request, and
-``LOCKING_REFRESH_ON_WRITE`` restarts the lease of every verified guarded write.
+``LOCKING_REFRESH_ON_WRITE`` restarts the lease of every verified guarded write (in
+:meth:`LockEngine.check_write <flask_locking.engine.LockEngine.check_write>`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -21,14 +21,14 @@ from flask import Flask, Response, current_app, has_request_context, request
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import scoped_session
 
-from .errors import InvalidResource, LockLost, StoreUnavailable
+from .errors import InvalidResource, LockLost
 from .resources import normalize
+from .state import EXTENSION_KEY, locking_state
 from .store.base import LockRow
 from .store.sql import SQLStore
-from .verified import set_verified_lock, verified_lock
+from .verified import verified_lock
 
 if TYPE_CHECKING:
-    from .dialects.base import Dialect
     from .lock import Lock
     from .state import LockingState
 
@@ -66,19 +66,18 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
         if rollback:
             session.rollback()
         raise LockLost("There is no verified lock to hold: send the lock's token with the write.")
-    state: LockingState = current_app.extensions["locking"]
-    engine = state.engine
-    store = engine.store
+    lock_engine = locking_state().engine
+    store = lock_engine.store
     if not isinstance(store, SQLStore):
         raise TypeError(
             f"{type(store).__name__} cannot hold a lock in a host transaction (see can_hold); "
             "fence the records instead (flask_locking.fencing.FencedMixin)."
         )
     statement = store.hold_row
-    _require_same_database(session.get_bind(clause=statement), store.engine)
+    _require_same_database(session.get_bind(clause=statement), store.engine)  # SQLAlchemy's
     raw = session.execute(statement, {"hold_resource": lock.resource, "hold_version": lock.version}).first()
     row = None if raw is None else LockRow(*raw)
-    if row is None or not engine.token_matches(row, lock.token):
+    if row is None or not lock_engine.token_matches(row, lock.token):
         if rollback:
             session.rollback()
         raise LockLost(
@@ -86,7 +85,7 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
             "expired, was released or was taken over. Reload before writing."
         )
     _mark_held(session, lock)
-    return dataclasses.replace(engine.to_lock(row), token=lock.token)
+    return lock_engine.to_lock(row, token=lock.token)
 
 
 def can_hold(session: Any) -> bool:
@@ -95,8 +94,7 @@ def can_hold(session: Any) -> bool:
     host's own, another database) fence the records instead (docs/writes.rst)."""
     if isinstance(session, scoped_session):
         session = session()
-    state: LockingState = current_app.extensions["locking"]
-    store = state.engine.store
+    store = locking_state().engine.store
     if not isinstance(store, SQLStore):
         return False
     return same_database(_url_of(session.get_bind(clause=store.hold_row)), store.engine.url)
@@ -127,13 +125,13 @@ def _url_of(bind: Any) -> URL:
     return bind.engine.url if hasattr(bind, "engine") else bind.url  # type: ignore[no-any-return]
 
 
-def _require_same_database(bind: Any, store_engine: sa.Engine) -> None:
-    host_url = _url_of(bind)
-    if not same_database(host_url, store_engine.url):
+def _require_same_database(host_bind: Any, store_bind: sa.Engine) -> None:
+    host_url = _url_of(host_bind)
+    if not same_database(host_url, store_bind.url):
         raise RuntimeError(
             "hold() needs the session to be on the lock store's database (Locking(app, db=db), "
             f"or LOCKING_DATABASE_URI naming the same database); the session is on "
-            f"{host_url.render_as_string()}, the locks on {store_engine.url.render_as_string()}. "
+            f"{host_url.render_as_string()}, the locks on {store_bind.url.render_as_string()}. "
             "Fence the records instead (flask_locking.fencing.FencedMixin)."
         )
 
@@ -172,7 +170,7 @@ def _hold_on_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
     lock: Lock | None = verified_lock()
     if lock is None:
         return
-    state: LockingState | None = current_app.extensions.get("locking")
+    state = locking_state(current_app) if EXTENSION_KEY in current_app.extensions else None
     if state is None or not state.config.hold_on_flush or is_held(session, lock):
         return
     # No rollback inside a flush: the failed flush leaves the transaction to be rolled
@@ -204,7 +202,7 @@ def stale_response(error: LockLost) -> Response:
     """The dialect's *stale* refusal for a write whose lock was lost mid-request."""
     from .guard import _refused
 
-    state: LockingState = current_app.extensions["locking"]
+    state = locking_state()
     try:
         key = normalize(request.path, strict=False)
     except InvalidResource:
@@ -214,26 +212,3 @@ def stale_response(error: LockLost) -> Response:
     lock: Lock | None = verified_lock()
     resource = lock.resource if lock is not None else request.path
     return _refused(dialect.refuse_stale(None), "stale", None, resource)
-
-
-# -- LOCKING_REFRESH_ON_WRITE ------------------------------------------------------------
-
-
-def verified(state: LockingState, dialect: Dialect, row: LockRow) -> Response | None:
-    """Called by the guard once the token opened ``row``: with ``LOCKING_REFRESH_ON_WRITE``,
-    restart the lease in one statement that compares the grant again. ``None``: go on."""
-    if not state.config.refresh_on_write:
-        return None
-    from .guard import _refused
-
-    try:
-        extended = state.engine.extend(row)
-    except StoreUnavailable:
-        return None if state.config.guard_fail_open else dialect.unavailable()
-    lock = verified_lock()
-    assert lock is not None  # the guard has just verified it
-    if extended is None:  # ended between the guard's read and this statement
-        set_verified_lock(None)
-        return _refused(dialect.refuse_stale(None), "stale", None, row.resource)
-    set_verified_lock(dataclasses.replace(extended, token=lock.token))
-    return None

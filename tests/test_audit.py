@@ -178,7 +178,7 @@ def test_stale_token_never_releases_or_refreshes_the_owners_newer_grant(make_app
     assert client.patch("/docs/1/@lock", headers=stale).status_code == 409
     after = client.get("/docs/1/@lock", headers=ALICE).get_json()
     assert after["token"] == new["token"] and after["version"] == new["version"]
-    # Without a token, the owner still releases as the owner (SPEC §3.5).
+    # Without a token, the owner still releases as the owner (docs/locks.rst).
     assert client.delete("/docs/1/@lock", headers=ALICE).get_json() == {"locked": False, "stealable": True}
 
 

@@ -1,4 +1,4 @@
-"""Bad input on the content ``@lock`` endpoints (SPEC §6): a clear 4xx, never a 500, and
+"""Bad input on the content ``@lock`` endpoints (docs/locks.rst): a clear 4xx, never a 500, and
 nothing stored by a refused request."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Two app processes whose Python clocks disagree by two hours race on one resource with a
 short lease: grants are exactly as without skew, because the database's clock decides
-expiry (SPEC §3 rule 2)."""
+expiry (docs/locks.rst "Time and expiry")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The extension itself (SPEC §2, §3.3): setup, config, several apps, keys and tokens at rest."""
+"""The extension itself (docs/quickstart.rst): setup, config, several apps, keys, tokens at rest."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Faults on PostgreSQL and MariaDB: the database goes away while a lock is held, during an
-acquire and during a release (SPEC §6).
+acquire and during a release (docs/deployment.rst).
 
 The shared servers are never stopped: the app reaches its database through a loopback
 :class:`~helpers.proxy.Proxy` that the test takes down (every connection cut, new ones

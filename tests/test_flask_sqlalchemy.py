@@ -1,4 +1,4 @@
-"""``Locking(app, db=db)`` (SPEC §2): the lock table lives in the host's database and on its
+"""``Locking(app, db=db)`` (docs/locks.rst): the lock table lives in the host's database and on its
 metadata, but lock operations never ride on the host's ``db.session`` transaction."""
 
 from __future__ import annotations

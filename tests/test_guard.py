@@ -1,4 +1,4 @@
-"""The before-request guard (SPEC §4, §5a, §6): the token matrix, its cost, and faults."""
+"""The before-request guard (docs/guard.rst): the token matrix, its cost, and faults."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Blueprint, Flask, jsonify
+from werkzeug.routing import BaseConverter
 
 from flask_locking import Locking
 
@@ -501,3 +502,31 @@ def test_guard_query_uses_the_primary_key_on_sqlite(make_app: Any, tmp_path: Any
     details = " | ".join(str(row[-1]) for row in plan)
     assert "SCAN" not in details.replace("SCAN CONSTANT ROW", ""), details
     assert "INDEX" in details.upper() or "PRIMARY KEY" in details.upper(), details
+
+
+# -- the request-key cache -------------------------------------------------------------
+
+
+class _IdsConverter(BaseConverter):
+    """``1,2`` -> ``[1, 2]``: a host converter whose values cannot be hashed."""
+
+    def to_python(self, value: str) -> list[int]:
+        return [int(part) for part in value.split(",")]
+
+    def to_url(self, value: list[int]) -> str:
+        return ",".join(str(part) for part in value)
+
+
+def test_unhashable_view_arguments_are_keyed_and_guarded(make_app: Any) -> None:
+    app = make_app()
+    app.url_map.converters["ids"] = _IdsConverter
+    app.add_url_rule(
+        "/lists/<ids:ids>", "lists", lambda ids: jsonify(ids=ids), methods=["GET", "PATCH"]
+    )
+    client = app.test_client()
+    token = client.post("/lists/1,2/@lock", headers=ALICE).headers["Lock-Token"]
+    for _ in range(2):  # again: a request key is never served stale from a cache
+        assert client.patch("/lists/1,2").status_code == 403
+        assert client.patch("/lists/01,2").status_code == 403  # the same list, spelt apart
+        assert client.patch("/lists/1,2", headers={"Lock-Token": token}).status_code == 200
+        assert client.patch("/lists/1,3").status_code == 200

@@ -1,4 +1,4 @@
-"""The guard's work and memory are linear in the path length (SPEC §4a).
+"""The guard's work and memory are linear in the path length (docs/guard.rst).
 
 A 64 KiB path once made one unauthenticated PATCH build every ancestor prefix (about 1 GB);
 a GET of it cost nothing. Each request runs in a fresh process, so ``ru_maxrss`` is that

@@ -1,5 +1,5 @@
 """One lock key per item whatever guarded method writes it, and the Python API's keys in
-host-routed apps (SPEC §4a; the review of the one-key-function work)."""
+host-routed apps (docs/guard.rst; the review of the one-key-function work)."""
 
 from __future__ import annotations
 

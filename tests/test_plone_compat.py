@@ -1,5 +1,5 @@
 """``LOCKING_CONTENT_COMPAT``: plone.restapi's own locking examples and tests, replayed in
-both modes (SPEC §5a, docs/dialects.rst "Plone compatibility mode").
+both modes (docs/dialects.rst "Content locks" and "Plone compatibility mode").
 
 The vectors are data (``tests/data/plone_restapi_locking.json``, each naming its source in
 plone.restapi); this module is the harness that replays them against a Plone-shaped host app
@@ -136,7 +136,7 @@ def check_token_secrecy(
 
 
 def holds(lock: Any, user: str | None) -> bool:
-    """``user`` owns ``lock`` (anonymous callers are one identity, SPEC §3.4)."""
+    """``user`` owns ``lock`` (anonymous callers are one identity, docs/locks.rst)."""
     return (lock.owner.id if lock.owner is not None else None) == user
 
 

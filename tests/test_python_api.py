@@ -1,4 +1,4 @@
-"""The Python API on the extension object (SPEC §3), on every backend."""
+"""The Python API on the extension object (docs/locks.rst), on every backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Races between real OS processes, on every backend (SPEC §3 rules 1 and 2).
+"""Races between real OS processes, on every backend (docs/locks.rst).
 
 * Thundering herd: 16 contenders in 4 processes behind a barrier, 20 rounds → exactly one
   winner per round, everyone else a conflict, no errors; raced once through the store and

@@ -1,4 +1,4 @@
-"""One resource, one key (SPEC §4a), as a property over host routing shapes and spellings.
+"""One resource, one key (docs/guard.rst), as a property over host routing shapes and spellings.
 
 Hypothesis draws how a host routes a resource (converter, trailing slash, strict slashes,
 a GET catch-all, a static route at the root, different rules per method, nested

@@ -1,4 +1,4 @@
-"""Tenants sharing one lock store never block or see each other (SPEC §4a, §4b).
+"""Tenants sharing one lock store never block or see each other (docs/guard.rst).
 
 Tenants by URL (subdomains, ``SCRIPT_NAME`` mounts) key into their own namespace; tenants
 by connection settings (a PostgreSQL ``search_path``, a MySQL ``init_command``) keep their

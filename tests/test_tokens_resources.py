@@ -1,4 +1,4 @@
-"""Tokens (SPEC §3.3) and resource keys (SPEC §3): the small pure functions under everything."""
+"""Tokens and resource keys (docs/locks.rst): the small pure functions under everything."""
 
 from __future__ import annotations
 

@@ -16,24 +16,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import (
-    AuthenticationRequired,
-    InvalidInput,
-    LockConflict,
-    LockPermissionDenied,
-    StoreUnavailable,
-)
+from ..errors import AuthenticationRequired, LockPermissionDenied, http_status
+from ..errors import NotFoundError as _NotFoundError
 from ..identity import current_identity, is_allowed
 from ..jwt_auth import bearer_token
 from ..keys import ResolvedKey, resolve
 from ..lock import Lock, Owner
 from ..tokens import parse_token_header
-from .body import BodyTooLarge, NotJSON, boolean, json_object, parse_fields, whole_seconds
+from .body import boolean, json_object, parse_fields, whole_seconds
 
 if TYPE_CHECKING:
     from ..state import LockingState
 
 log = logging.getLogger("flask_locking")
+
+#: Defined in :mod:`flask_locking.errors`; still importable from here.
+NotFoundError = _NotFoundError
 
 #: Standard reason phrases, used as error types.
 ERROR_TYPES = {
@@ -50,10 +48,6 @@ ERROR_TYPES = {
     500: "InternalServerError",
     503: "ServiceUnavailable",
 }
-
-
-class NotFoundError(Exception):
-    """A dialect-level 404 (no such routed resource, job, or lock)."""
 
 
 def integer_segment(value: str, *, signed: bool = False, routed: bool = False) -> int | None:
@@ -224,22 +218,13 @@ class Dialect(ABC):
 
     def handle_error(self, error: Exception) -> Response:
         """Map an exception to this dialect's error response; never a traceback."""
-        if isinstance(error, BodyTooLarge):
-            return self.error(413, str(error))
-        if isinstance(error, NotJSON):
-            return self.error(415, str(error))
-        if isinstance(error, InvalidInput):
-            return self.error(400, str(error))
-        if isinstance(error, AuthenticationRequired):
-            return self.error(401, error.detail, headers={"WWW-Authenticate": "Bearer"})
-        if isinstance(error, LockPermissionDenied):
-            return self.error(403, str(error))
-        if isinstance(error, LockConflict):
-            return self.error(409, str(error), lock=error.lock)
-        if isinstance(error, NotFoundError):
-            return self.error(404, str(error))
-        if isinstance(error, StoreUnavailable):
+        status = http_status(error)  # flask_locking.errors.HTTP_STATUS
+        if status == 503:
             return self.unavailable()
+        if status is not None:
+            # A conflict shows its holder; 401 says how to authenticate.
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return self.error(status, str(error), lock=getattr(error, "lock", None), headers=headers)
         if isinstance(error, HTTPException) and error.code is not None and error.code < 500:
             return self.error(error.code, error.description or ERROR_TYPES.get(error.code, "Error"))
         log.exception("flask-locking: unexpected error in %s", request.path)
@@ -274,7 +259,7 @@ class Dialect(ABC):
             stealable=boolean("stealable"),
             timeout=whole_seconds(self.state.config.max_timeout),
         )
-        return self.state.engine.lock(
+        return self.state.engine.acquisition(
             key,
             identity,
             timeout=fields.get("timeout"),

@@ -8,16 +8,7 @@ from typing import Any
 
 from flask import request
 
-from ..errors import InvalidInput, InvalidTimeout
-
-
-class BodyTooLarge(InvalidInput):
-    """The request body is larger than ``LOCKING_MAX_BODY_BYTES``."""
-
-
-class NotJSON(InvalidInput):
-    """The request body is not declared as JSON (415)."""
-
+from ..errors import BodyTooLarge, InvalidInput, InvalidTimeout, NotJSON
 
 FieldParser = Callable[[Any], Any]
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..errors import TooManyStreams
 from ..store.events import EventLog
 from .model import LockEvent
 from .settings import EventsSettings
@@ -28,10 +29,6 @@ BUFFER = 2048
 BATCH = 500
 #: Seconds between two prunes of the log by a hub.
 PRUNE_INTERVAL = 60.0
-
-
-class TooManyStreams(Exception):
-    """The process already holds ``LOCKING_EVENTS_MAX_STREAMS`` streams."""
 
 
 class EventHub:

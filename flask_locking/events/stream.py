@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 from flask import Response, request, stream_with_context
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TooManyStreams
 from ..identity import is_allowed
 from ..lock import Owner
 from ..resources import ancestors
-from .hub import TooManyStreams
 from .model import LockEvent
 
 if TYPE_CHECKING:

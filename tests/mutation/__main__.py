@@ -44,7 +44,8 @@ _STORE_TESTS = [
 TESTS: dict[str, list[str]] = {
     "flask_locking/guard.py": [
         "tests/test_guard.py", "tests/test_extension.py", "tests/test_audit.py",
-        "tests/test_jobs_dialect.py", "tests/test_content_dialect.py", *NEW_TESTS,
+        "tests/test_jobs_dialect.py", "tests/test_content_dialect.py",
+        "tests/test_unlock_on_save.py", *NEW_TESTS,
     ],
     "flask_locking/engine.py": [
         "tests/test_python_api.py", "tests/test_tokens_resources.py", "tests/test_guard.py",
@@ -56,7 +57,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "flask_locking/tokens.py": [
         "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_bad_input.py",
-        *NEW_TESTS,
+        "tests/test_extension.py", *NEW_TESTS,
     ],
     "flask_locking/keys.py": [
         "tests/test_resource_identity.py", "tests/test_key_agreement.py", "tests/test_tenants.py",
@@ -64,6 +65,9 @@ TESTS: dict[str, list[str]] = {
     ],
     "flask_locking/verified.py": [
         "tests/test_guard.py", "tests/test_writes.py", "tests/test_extension.py", *NEW_TESTS,
+    ],
+    "flask_locking/identity.py": [
+        "tests/test_guard.py", "tests/test_extension.py", "tests/test_audit.py", *NEW_TESTS,
     ],
     "flask_locking/resources.py": [
         "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_store_contract.py",
