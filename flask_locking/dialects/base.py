@@ -170,7 +170,9 @@ class Dialect(ABC):
             return {}
         return {
             f"LOCKING_{cls.config_name}_ENABLED": True,
-            f"LOCKING_{cls.config_name}_URL_PREFIX": cls.default_prefix if prefix is None else prefix,
+            f"LOCKING_{cls.config_name}_URL_PREFIX": (
+                cls.default_prefix if prefix is None else prefix
+            ),
         }
 
     @classmethod
@@ -188,7 +190,7 @@ class Dialect(ABC):
         dialect attached earlier (a host's dialects before the built-in ones)."""
         state.dialects.insert(0, self)
 
-    def openapi(self, document: OpenAPIBuilder) -> None:
+    def openapi(self, document: OpenAPIBuilder) -> None:  # noqa: B027 - optional hook
         """Add this dialect's lock endpoints to the OpenAPI document (default: none)."""
 
     @classmethod

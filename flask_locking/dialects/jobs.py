@@ -21,7 +21,7 @@ class JobsDialect(PathDialect):
     default_prefix = "/api/v1.0"
     template = "/companies/<int:companyID>/jobs/<int:jobID>"
     lock_path = "/lock/"
-    methods = ("POST", "DELETE")
+    actions = {"POST": "lock", "DELETE": "unlock"}
     statuses = Statuses(locked=423, stale=412, unheld=404)
     where = "on a job lock"
     unheld_message = "Job lock does not exist."

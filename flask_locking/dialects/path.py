@@ -10,7 +10,7 @@ router reads it), the canonical key, the blueprint and its 405s, and its OpenAPI
         default_prefix = "/api/v1.0"
         template = "/companies/<int:companyID>/jobs/<int:jobID>"
         lock_path = "/lock/"                    # the endpoint: <prefix><template>/lock/
-        methods = ("POST", "DELETE")            # lock, unlock; the rest get 405
+        actions = {"POST": "lock", "DELETE": "unlock"}  # other methods: 405
         statuses = Statuses(locked=423, stale=412, unheld=404)
 """
 
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from ..openapi import OpenAPIBuilder
     from ..state import LockingState
 
-#: What each method does at a path dialect's lock endpoint (in the order the 405 names them).
-ACTIONS = {"POST": "lock", "GET": "read", "PATCH": "refresh", "DELETE": "unlock"}
-#: Methods routed to the lock endpoint; those a dialect does not serve get its own 405.
+#: What a path dialect's lock endpoint can do (in the order a 405 message names them).
+ACTIONS = ("lock", "read", "refresh", "unlock")
+#: Methods routed to every lock endpoint; those a dialect does not serve get its own 405.
 ROUTED = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Errors an action can answer (besides 405), for the OpenAPI document.
 WRITE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 500, 503]
@@ -57,6 +57,10 @@ class Statuses:
     unheld: int | None = None
 
 
+def _by_action(item: tuple[str, str]) -> int:
+    return ACTIONS.index(item[1])
+
+
 class PathDialect(Dialect):
     """A dialect whose lock endpoint is ``<prefix><template><lock_path>``; the lock is on
     ``<prefix><template>`` with :attr:`depth` (``"infinity"``: it covers every path below)."""
@@ -65,8 +69,9 @@ class PathDialect(Dialect):
     template: ClassVar[str]
     #: Appended to the template for the lock endpoint (served with and without a last ``/``).
     lock_path: ClassVar[str] = "/lock"
-    #: Methods served (see :data:`ACTIONS`), in the order the ``Allow`` header lists them.
-    methods: ClassVar[tuple[str, ...]] = ("POST", "DELETE")
+    #: The action of each method served (see :data:`ACTIONS`), in the order the ``Allow``
+    #: header lists them; any other method gets 405.
+    actions: ClassVar[Mapping[str, str]] = {"POST": "lock", "DELETE": "unlock"}
     statuses: ClassVar[Statuses]
     depth: ClassVar[int | str] = "infinity"
     #: Where a refused method is named in its 405 message (``"... is not allowed here"``).
@@ -88,6 +93,10 @@ class PathDialect(Dialect):
     def __init__(self, state: LockingState, prefix: str) -> None:
         super().__init__(state, prefix)
         self.route = RouteTemplate(prefix, self.template)
+        unknown = set(self.actions.values()) - set(ACTIONS)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.actions: unknown {sorted(unknown)}; "
+                             f"each method does one of {', '.join(ACTIONS)}.")
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -106,30 +115,31 @@ class PathDialect(Dialect):
             self.route.rule(self.lock_path),
             "lock",
             self.endpoint(self.view),
-            methods=ROUTED,
+            methods=sorted({*ROUTED, *self.actions}),
             strict_slashes=False,  # served with and without the last "/", no redirect
         )
         return bp
 
     def view(self, **raw: str) -> Response:
         """Serve the lock endpoint: 405, then authentication, then the ids, then the action."""
-        if request.method not in self.methods:
-            served = [f"{method} to {ACTIONS[method]}" for method in ACTIONS if method in self.methods]
+        action = self.actions.get(request.method)
+        if action is None:
+            served = [f"{m} to {a}" for m, a in sorted(self.actions.items(), key=_by_action)]
             listed = ", ".join(served[:-1]) + " and " + served[-1] if len(served) > 1 else served[0]
             return self.error(
                 405, f"{request.method} is not allowed {self.where}; use {listed}.",
-                headers={"Allow": ", ".join(self.methods)},
+                headers={"Allow": ", ".join(self.actions)},
             )
         if self.requires_identity:
             self.identity()  # 401 before anything about the resource
         key = self.route.build(self.existing(raw))
-        if request.method == "POST":
+        if action == "lock":
             lock, granted = self.acquire(key, depth=self.depth)
             status = self.statuses.created if granted else self.statuses.relocked
             return self.lock_response(lock, status)
-        if request.method == "GET":
+        if action == "read":
             return self.lock_response(self.inspect(key))
-        if request.method == "PATCH":
+        if action == "refresh":
             return self.lock_response(self.refresh(key))
         released: Lock | None = self.release(key)
         if released is None and self.statuses.unheld is not None:
@@ -142,27 +152,29 @@ class PathDialect(Dialect):
         values = [variable.parse(raw[variable.name]) for variable in self.route.variables]
         exists = self.state.extension.exists_checks.get(self.name)
         if exists is not None and not exists(*values):
-            names = {v.name: value for v, value in zip(self.route.variables, values)}
+            names = {v.name: value for v, value in zip(self.route.variables, values, strict=True)}
             raise NotFoundError(self.missing_message.format(**names))
         return values
 
     # -- the OpenAPI document ----------------------------------------------------------------
 
     def openapi(self, document: OpenAPIBuilder) -> None:
-        operations = {method.lower(): self._operation(method, document) for method in self.methods}
+        operations = {method.lower(): self._operation(action, document)
+                      for method, action in self.actions.items()}
         parameters = [
             {"name": v.name, "in": "path", "required": True, "schema": v.schema()}
             for v in self.route.variables
         ]
-        document.add_path(self, self.route.openapi_path(self.lock_path), operations, ROUTED,
-                          parameters)
+        document.add_path(self, self.route.openapi_path(self.lock_path), operations,
+                          tuple(sorted({*ROUTED, *self.actions})), parameters)
 
-    def _operation(self, method: str, document: OpenAPIBuilder) -> dict[str, Any]:
-        """The OpenAPI operation of ``method`` at the lock endpoint."""
-        action, schema, statuses = ACTIONS[method], self.errors.schema_name, self.statuses
+    def _operation(self, action: str, document: OpenAPIBuilder) -> dict[str, Any]:
+        """The OpenAPI operation doing ``action`` at the lock endpoint."""
+        schema, statuses = self.errors.schema_name, self.statuses
         responses: dict[str, Any] = {}
         if action == "lock":
-            responses[str(statuses.created)] = document.lock_body("Locked: the lock with its token.")
+            created = document.lock_body("Locked: the lock with its token.")
+            responses[str(statuses.created)] = created
             responses[str(statuses.relocked)] = document.lock_body(
                 "The owner locked again: refreshed, same token.")
         elif action == "read":

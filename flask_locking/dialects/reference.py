@@ -20,7 +20,7 @@ class ReferenceDialect(PathDialect):
     config_name = "REFERENCE"
     default_prefix = "/api/v2"
     template = "/clients/<int(signed=True):client_id>/reference"
-    methods = ("GET", "POST", "DELETE")
+    actions = {"GET": "read", "POST": "lock", "DELETE": "unlock"}
     statuses = Statuses(locked=409, stale=409)
     errors = EnvelopeErrorFormat()
     requires_identity = True

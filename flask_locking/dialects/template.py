@@ -9,8 +9,8 @@ does), and writes the canonical spelling back (``/companies/1/jobs/7``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -44,7 +44,9 @@ class Variable:
     def rule(self) -> str:
         """The variable in a lock endpoint's rule: read as text, checked by :meth:`parse`
         (so a bad value is a 404 in the dialect's format, not Flask's)."""
-        return f"<path:{self.name}>" if isinstance(self.converter, PathConverter) else f"<{self.name}>"
+        if isinstance(self.converter, PathConverter):
+            return f"<path:{self.name}>"
+        return f"<{self.name}>"
 
     def parse(self, raw: str) -> Any:
         """The value of ``raw`` at a lock endpoint; :class:`NotFoundError` when it is not one.
@@ -136,7 +138,8 @@ class RouteTemplate:
 
     def build(self, values: list[Any]) -> str:
         """The resource key of ``values``, spelled one way (``to_url``, unquoted)."""
-        spelled = [unquote(v.converter.to_url(value)) for v, value in zip(self.variables, values)]
+        pairs = zip(self.variables, values, strict=True)
+        spelled = [unquote(variable.converter.to_url(value)) for variable, value in pairs]
         return self.prefix + self._fill(spelled)
 
     def rule(self, suffix: str) -> str:
@@ -150,5 +153,5 @@ class RouteTemplate:
 
     def _fill(self, values: list[str], escape: Callable[[str], str] = str) -> str:
         """The template with its variables replaced by ``values`` (literals ``escape``-d)."""
-        pairs = zip(self.literals, [*values, ""])
+        pairs = zip(self.literals, [*values, ""], strict=True)
         return "".join(escape(literal) + value for literal, value in pairs)
