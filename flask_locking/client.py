@@ -81,7 +81,7 @@ def _refused_as_stale(response: httpx.Response) -> bool:
     dropped it), the status alone tells: 412."""
     refusal = response.headers.get(REFUSAL_HEADER)
     if refusal is not None:
-        return refusal.strip().lower() == "stale"
+        return str(refusal).strip().lower() == "stale"
     return response.status_code == 412
 
 

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .dialects.registry import BUILTIN
+
 #: Every configuration key with its default. ``init_app`` sets these with ``setdefault``.
 DEFAULTS: dict[str, Any] = {
     # Store
@@ -49,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_JWT_ISSUER": None,
     "LOCKING_JWT_LEEWAY": 0,
 }
+# Each built-in dialect declares its switch and URL prefix (``Dialect.config_defaults``).
+for _dialect in BUILTIN:
+    DEFAULTS.update(_dialect.config_defaults())
 
 
 @dataclass(frozen=True)
@@ -136,19 +141,3 @@ def _content_compat(value: Any) -> str:
 
 def _iterable(value: Any) -> Iterable[str]:
     return [value] if isinstance(value, str) else list(value)
-
-
-def normalize_prefix(value: str | None) -> str:
-    """A URL prefix as dialects use it: ``""`` (the root) or ``/a/b`` (no last slash)."""
-    value = (value or "").strip()
-    if not value or value == "/":
-        return ""
-    return "/" + value.strip("/")
-
-
-# Each built-in dialect declares its switch and URL prefix (``Dialect.config_defaults``); the
-# import comes last because the dialects read this module's helpers.
-from .dialects.registry import BUILTIN  # noqa: E402
-
-for _dialect in BUILTIN:
-    DEFAULTS.update(_dialect.config_defaults())

@@ -262,8 +262,9 @@ class OpenAPIBuilder:
         }
         if dialect.locked_status == dialect.stale_status:
             refusals = {ERROR_TYPES.get(dialect.locked_status, "Refused"): (
-                dialect.locked_status, "locked and no token, or a token that is not the live "
-                "lock's (the Lock-Refused header says which)",
+                dialect.locked_status,
+                ("locked and no token, or a token that is not the live lock's (the "
+                 "Lock-Refused header says which)"),
             )}
         for name, (status, text) in refusals.items():
             self.spec.components.response(f"{label}{name}", {

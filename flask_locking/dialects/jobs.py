@@ -8,6 +8,9 @@ one does not); by default every id exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from .path import PathDialect, Statuses
 
 
@@ -21,12 +24,12 @@ class JobsDialect(PathDialect):
     default_prefix = "/api/v1.0"
     template = "/companies/<int:companyID>/jobs/<int:jobID>"
     lock_path = "/lock/"
-    actions = {"POST": "lock", "DELETE": "unlock"}
+    actions: ClassVar[Mapping[str, str]] = {"POST": "lock", "DELETE": "unlock"}
     statuses = Statuses(locked=423, stale=412, unheld=404)
     where = "on a job lock"
     unheld_message = "Job lock does not exist."
     missing_message = "Job {jobID} of company {companyID} does not exist."
-    summaries = {
+    summaries: ClassVar[Mapping[str, str]] = {
         "lock": "Lock the job and everything below it.",
         "unlock": "Release the job lock ({\"force\": true} steals someone else's).",
     }

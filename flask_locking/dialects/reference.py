@@ -8,6 +8,9 @@ refusals included, is ``{"status": "error", "code": N, "message": ..., "details"
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from .base import EnvelopeErrorFormat
 from .path import PathDialect, Statuses
 
@@ -20,11 +23,11 @@ class ReferenceDialect(PathDialect):
     config_name = "REFERENCE"
     default_prefix = "/api/v2"
     template = "/clients/<int(signed=True):client_id>/reference"
-    actions = {"GET": "read", "POST": "lock", "DELETE": "unlock"}
+    actions: ClassVar[Mapping[str, str]] = {"GET": "read", "POST": "lock", "DELETE": "unlock"}
     statuses = Statuses(locked=409, stale=409)
     errors = EnvelopeErrorFormat()
     requires_identity = True
-    summaries = {
+    summaries: ClassVar[Mapping[str, str]] = {
         "lock": "Lock the client's reference data.",
         "unlock": "Release the lock (also 204 when nothing was locked).",
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config import normalize_prefix
 from .base import Dialect
 from .content import ContentDialect
 from .jobs import JobsDialect
@@ -19,6 +18,14 @@ if TYPE_CHECKING:
 #: The built-in dialects, in registration order (the last registered is asked first which
 #: paths it owns; the content dialect owns every path no other claims).
 BUILTIN: tuple[type[Dialect], ...] = (ContentDialect, JobsDialect, ReferenceDialect)
+
+
+def normalize_prefix(value: str | None) -> str:
+    """A URL prefix as dialects use it: ``""`` (the root) or ``/a/b`` (no last slash)."""
+    value = (value or "").strip()
+    if not value or value == "/":
+        return ""
+    return "/" + value.strip("/")
 
 
 def register_dialect(
