@@ -296,10 +296,6 @@ def build_spec(app: Flask | None = None) -> dict[str, Any]:
     return builder.finish()
 
 
-#: The name :mod:`flask_locking.openapi_events` knows the builder by.
-_Builder = OpenAPIBuilder
-
-
 def create_swagger_ui_blueprint(url: str, openapi_url: str) -> Blueprint:
     """Swagger UI at ``url`` for the document at ``openapi_url``, from the assets bundled in
     flask-swagger-ui (extra ``[swagger-ui]``): nothing is loaded from a CDN."""

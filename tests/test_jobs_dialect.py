@@ -7,8 +7,13 @@ from typing import Any
 import pytest
 from flask import Flask, jsonify
 
-from flask_locking import Locking, current_lock
-from tests.helpers.wire import LOCK_FIELDS, assert_error, assert_new_lock
+from flask_locking import current_lock
+from tests.helpers.wire import (
+    LOCK_FIELDS,
+    assert_error,
+    assert_new_lock,
+    unreachable_store_app,
+)
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
@@ -298,17 +303,6 @@ def test_unexpected_error_is_500_without_internals(app: Flask, client: Any) -> N
     assert "hunter2" not in response.get_data(as_text=True)
 
 
-def unreachable_store_app(tmp_path: Any, **config: Any) -> Flask:
-    """An app whose lock store is a closed loopback port (connection refused at once)."""
-    app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
-    app.config.update(
-        SECRET_KEY="test-secret", LOCKING_STORE_TIMEOUT=1,
-        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none", **config,
-    )
-    Locking(app)
-    return app
-
-
 def test_unreachable_store_is_503_and_the_guard_fails_closed(tmp_path: Any) -> None:
     app = add_job_routes(unreachable_store_app(tmp_path))
     client = app.test_client()
@@ -431,7 +425,7 @@ def test_prefix_at_the_root(make_app: Any) -> None:
     assert_error(client.patch("/companies/4/jobs/5/tasks/1"), 423, "Locked")
 
 
-# -- a host's own dialect (the example of docs/dialects.rst) ---------------------------
+# -- a free-form host dialect (a Dialect subclass, no template) -------------------------
 
 
 def test_a_host_dialect_in_a_few_lines(make_app: Any) -> None:

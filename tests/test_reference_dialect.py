@@ -9,8 +9,14 @@ import jwt
 import pytest
 from flask import Flask, jsonify
 
-from flask_locking import Locking, current_lock
-from tests.helpers.wire import LOCK_FIELDS, UNLOCKED, assert_new_lock, assert_refused
+from flask_locking import current_lock
+from tests.helpers.wire import (
+    LOCK_FIELDS,
+    UNLOCKED,
+    assert_new_lock,
+    assert_refused,
+    unreachable_store_app,
+)
 from tests.helpers.wire import assert_envelope as envelope
 
 SECRET = "reference-tests-secret-" + "s" * 48  # 72 bytes: long enough for HS512 too
@@ -286,11 +292,7 @@ def test_unexpected_error_is_500_with_nothing_internal(app: Flask, client: Any) 
 
 
 def test_unreachable_store_is_503(tmp_path: Any) -> None:
-    app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
-    app.config.update(SECRET_KEY="x", LOCKING_JWT_SECRET=SECRET, LOCKING_STORE_TIMEOUT=1,
-                      LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none")
-    Locking(app)
-    add_reference_routes(app)
+    app = add_reference_routes(unreachable_store_app(tmp_path, LOCKING_JWT_SECRET=SECRET))
     client = app.test_client()
     response = client.post(LOCK_URL, headers=ALICE)
     envelope(response, 503, "Service unavailable")

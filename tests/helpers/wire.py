@@ -1,5 +1,5 @@
 """Wire assertions shared by the dialect tests: the lock JSON field by field, the two error
-formats and the guard's refusals (``docs/dialects.rst``)."""
+formats and the guard's refusals (``docs/dialects.rst``); and an app whose store is down."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from flask import Flask
+
+from flask_locking import Locking
 
 #: Every field of the lock JSON (``token`` only for the owner).
 LOCK_FIELDS = {
@@ -91,3 +94,14 @@ def assert_refused(response: Any, status: int, reason: str) -> None:
     ``stale``) whatever the body."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.headers.get("Lock-Refused") == reason
+
+
+def unreachable_store_app(tmp_path: Any, **config: Any) -> Flask:
+    """An app whose lock store is a closed loopback port (connection refused at once)."""
+    app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
+    app.config.update(
+        SECRET_KEY="test-secret", LOCKING_STORE_TIMEOUT=1,
+        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none", **config,
+    )
+    Locking(app)
+    return app
