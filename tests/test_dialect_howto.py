@@ -158,3 +158,51 @@ def test_it_is_in_the_openapi_document(make: Any) -> None:
     responses = document["components"]["responses"]
     assert responses["TicketLocksLocked"]["description"].startswith("423. Guard refusal.")
     assert responses["TicketLocksStale"]["description"].startswith("409. Guard refusal.")
+
+
+@pytest.mark.parametrize(
+    ("declaration", "error"),
+    [
+        ({"template": "/t/<hex:id>"}, "converter 'hex'"),
+        ({"actions": {"POST": "grab"}}, "unknown ['grab']"),
+        ({"missing_message": "No {ticket}."}, "missing_message"),
+    ],
+)
+def test_declaration_mistakes_surface_when_the_dialect_is_added(
+    howto: types.ModuleType, make: Any, declaration: dict[str, Any], error: str,
+) -> None:
+    broken = type("Broken", (sys.modules["ticket_locks"].TicketLocks,), declaration)
+    app = make()
+    with pytest.raises(ValueError, match=re.escape(error)):
+        app.extensions["locking"].extension.add_dialect(broken, "/broken", app=app)
+
+
+def test_a_template_may_use_the_hosts_own_converter(make: Any) -> None:
+    from werkzeug.routing import BaseConverter
+
+    from flask_locking.dialects import PathDialect, Statuses
+
+    class HexConverter(BaseConverter):
+        regex = "[0-9a-fA-F]+"
+
+        def to_python(self, value: str) -> int:
+            return int(value, 16)
+
+        def to_url(self, value: int) -> str:
+            return format(value, "x")
+
+    class Parts(PathDialect):
+        name = "parts"
+        template = "/parts/<hex:part>"
+        converters = {"hex": HexConverter}
+        statuses = Statuses(locked=423)
+
+    app = make()
+    app.url_map.converters["hex"] = HexConverter
+    app.add_url_rule("/parts/<hex:part>/specs", "specs", lambda part: "", methods=["PATCH"])
+    app.extensions["locking"].extension.add_dialect(Parts, app=app)
+    client = app.test_client()
+    assert client.post("/parts/00FF/lock").get_json()["resource"] == "/parts/ff"
+    assert_refused(client.patch("/parts/0ff/specs"), 423, "locked")
+    assert_error(client.post("/parts/xyz/lock"), 404, "NotFound",
+                 "part must be a valid <hex> value, not 'xyz'.")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flask import Blueprint, Response, request
+from werkzeug.routing import BaseConverter
 
 from .base import Dialect, NotFoundError
 from .template import RouteTemplate
@@ -83,6 +84,8 @@ class PathDialect(Dialect):
     missing_message: ClassVar[str] = "No such resource."
     #: OpenAPI summaries by action (``lock``, ``read``, ``refresh``, ``unlock``).
     summaries: ClassVar[Mapping[str, str]] = {}
+    #: Converters the template uses besides Werkzeug's, by name (e.g. the host's own).
+    converters: ClassVar[Mapping[str, type[BaseConverter]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,11 +95,17 @@ class PathDialect(Dialect):
 
     def __init__(self, state: LockingState, prefix: str) -> None:
         super().__init__(state, prefix)
-        self.route = RouteTemplate(prefix, self.template)
+        self.route = RouteTemplate(prefix, self.template, self.converters)
+        # Declaration mistakes surface when the dialect is added, not at a request.
         unknown = set(self.actions.values()) - set(ACTIONS)
         if unknown:
             raise ValueError(f"{type(self).__name__}.actions: unknown {sorted(unknown)}; "
                              f"each method does one of {', '.join(ACTIONS)}.")
+        try:
+            self.missing_message.format(**{v.name: v.name for v in self.route.variables})
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"{type(self).__name__}.missing_message: {error!r} is not one of "
+                             "the template's variables.") from None
 
     # -- keys ------------------------------------------------------------------------------
 

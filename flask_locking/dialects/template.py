@@ -9,7 +9,7 @@ does), and writes the canonical spelling back (``/companies/1/jobs/7``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -29,7 +29,7 @@ from .base import NotFoundError, integer_segment
 _VARIABLE = re.compile(
     r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\((?P<args>.*?)\))?:)?(?P<name>[a-zA-Z_]\w*)>"
 )
-#: The converters a template may use: Werkzeug's defaults.
+#: The converters a template may use by default: Werkzeug's.
 _MAP = Map()
 
 
@@ -39,6 +39,8 @@ class Variable:
 
     name: str
     converter: BaseConverter
+    #: The converter's name in the template (``int``, ``uuid``, ...).
+    kind: str = "default"
 
     @property
     def rule(self) -> str:
@@ -73,7 +75,9 @@ class Variable:
             return "a number"
         if isinstance(converter, UUIDConverter):
             return "a UUID"
-        return "a single path segment" if not isinstance(converter, PathConverter) else "a path"
+        if self.kind in ("default", "string", "path"):
+            return "a path" if isinstance(converter, PathConverter) else "a path segment"
+        return f"a valid <{self.kind}> value"
 
     def schema(self) -> dict[str, Any]:
         """The variable's JSON schema, for the OpenAPI document."""
@@ -103,19 +107,31 @@ class RouteTemplate:
 
     :param prefix: the dialect's URL prefix (normalised: ``""`` or ``/a/b``).
     :param template: Werkzeug rule syntax, e.g. ``/companies/<int:companyID>/jobs/<int:jobID>``.
+    :param converters: converters besides Werkzeug's, by name (as ``app.url_map.converters``).
     """
 
-    def __init__(self, prefix: str, template: str) -> None:
+    def __init__(
+        self, prefix: str, template: str,
+        converters: Mapping[str, type[BaseConverter]] | None = None,
+    ) -> None:
         self.prefix = prefix
         self.template = template
         self.literals: list[str] = []
         self.variables: list[Variable] = []
+        url_map = Map(converters=dict(converters)) if converters else _MAP
         end = 0
         for match in _VARIABLE.finditer(template):
             self.literals.append(template[end : match.start()])
+            name = match["converter"] or "default"
+            if name not in url_map.converters:
+                raise ValueError(
+                    f"The template {template!r} uses the converter {name!r}: not one of "
+                    f"{', '.join(sorted(url_map.converters))} (declare your own in "
+                    "the dialect's converters)."
+                )
             args, kwargs = parse_converter_args(match["args"]) if match["args"] else ((), {})
-            converter = _MAP.converters[match["converter"] or "default"](_MAP, *args, **kwargs)
-            self.variables.append(Variable(match["name"], converter))
+            converter = url_map.converters[name](url_map, *args, **kwargs)
+            self.variables.append(Variable(match["name"], converter, name))
             end = match.end()
         self.literals.append(template[end:])
         groups = [f"(?P<v{i}>{v.converter.regex})" for i, v in enumerate(self.variables)]
