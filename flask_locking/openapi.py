@@ -177,7 +177,7 @@ class OpenAPIBuilder:
             if code == 503:
                 out["503"] = _ref("responses", f"Unavailable{schema}")
                 continue
-            response = self.error_response(code, _REASONS[code], schema)
+            response = self.json_response(_REASONS[code], schema)
             if code == 405:
                 response["headers"] = {
                     "Allow": {"schema": {"type": "string"}, "description": "Served methods."}
@@ -190,8 +190,8 @@ class OpenAPIBuilder:
         return out
 
     @staticmethod
-    def error_response(code: int, description: str, schema: str) -> dict[str, Any]:
-        """One error response: ``description``, a body of the schema ``schema``."""
+    def json_response(description: str, schema: str) -> dict[str, Any]:
+        """A response with ``description`` and a JSON body of the schema ``schema``."""
         return {
             "description": description,
             "content": {"application/json": {"schema": _ref("schemas", schema)}},

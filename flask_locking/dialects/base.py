@@ -168,22 +168,25 @@ class Dialect(ABC):
         URL prefix instead of :attr:`default_prefix`)."""
         if cls.config_name is None:
             return {}
-        return {
-            f"LOCKING_{cls.config_name}_ENABLED": True,
-            f"LOCKING_{cls.config_name}_URL_PREFIX": (
-                cls.default_prefix if prefix is None else prefix
-            ),
-        }
+        switch, url_prefix = cls.config_keys()
+        return {switch: True, url_prefix: cls.default_prefix if prefix is None else prefix}
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, str]:
+        """The names of the switch and the URL prefix keys (for a ``config_name``)."""
+        return f"LOCKING_{cls.config_name}_ENABLED", f"LOCKING_{cls.config_name}_URL_PREFIX"
 
     @classmethod
     def configured(cls, config: Mapping[str, Any], prefix: str | None = None) -> str | None:
         """The URL prefix (not yet normalised) the app's ``config`` serves this dialect
         under, or ``None`` when its switch is off."""
-        defaults = cls.config_defaults(prefix)
-        if not defaults:
+        if cls.config_name is None:
             return cls.default_prefix if prefix is None else prefix
-        enabled, url_prefix = (config.get(key, value) for key, value in defaults.items())
-        return str(url_prefix or "") if enabled else None
+        defaults = cls.config_defaults(prefix)
+        switch, url_prefix = cls.config_keys()
+        if not config.get(switch, defaults[switch]):
+            return None
+        return str(config.get(url_prefix, defaults[url_prefix]) or "")
 
     def attach(self, state: LockingState) -> None:
         """Take this dialect's place in ``state``: asked which paths it owns before every

@@ -137,8 +137,8 @@ class ContentDialect(Dialect):
             "patch": answer("refresh", "Refresh the lock: restart its timeout, keep its token.",
                             document.lock_body("The refreshed lock.")),
             "delete": answer("unlock", "Release the lock ({\"force\": true} steals someone "
-                             "else's).", document.error_response(
-                                 200, "Unlocked (also when nothing was locked).", "Unlocked")),
+                             "else's).", document.json_response(
+                                 "Unlocked (also when nothing was locked).", "Unlocked")),
         }
         path = {
             "name": "path", "in": "path", "required": True,

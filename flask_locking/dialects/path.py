@@ -196,8 +196,8 @@ class PathDialect(Dialect):
             responses[str(statuses.released)] = {"description": released}
         responses.update(document.errors(READ_ERRORS if action == "read" else WRITE_ERRORS, schema))
         if action == "unlock" and statuses.unheld is not None:
-            responses[str(statuses.unheld)] = document.error_response(
-                statuses.unheld, "No lock to release (or the resource does not exist).", schema)
+            responses[str(statuses.unheld)] = document.json_response(
+                "No lock to release (or the resource does not exist).", schema)
         return document.operation(
             self.summaries.get(action, f"{action.capitalize()} the lock."), responses,
             action=action, security=[{"bearerAuth": []}] if self.requires_identity else None,
