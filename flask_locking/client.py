@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from .client_events import ServerEvent, parse_events
+from .dialects.base import REFUSAL_HEADER
 
 log = logging.getLogger("flask_locking.client")
 
@@ -75,11 +76,13 @@ def _json(response: httpx.Response) -> Any:
 
 def _refused_as_stale(response: httpx.Response) -> bool:
     """True when the guard refused a write because the token is no longer the live lock's:
-    412, or the reference dialect's 409 envelope ("Locking conflict")."""
-    if response.status_code == 412:
-        return True
-    body = _json(response) if response.status_code == 409 else None
-    return isinstance(body, dict) and body.get("details") == "Locking conflict"
+    it says so in its ``Lock-Refused: stale`` header, whatever the dialect's status (the
+    reference dialect answers 409 to locked and stale alike). Without the header (a proxy
+    dropped it), the status alone tells: 412."""
+    refusal = response.headers.get(REFUSAL_HEADER)
+    if refusal is not None:
+        return str(refusal).strip().lower() == "stale"
+    return response.status_code == 412
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -442,8 +445,8 @@ class HeldLock:
         """Send a request with the lock's token (default URL: the locked resource).
 
         A write (anything but GET/HEAD/OPTIONS) raises :class:`LockLost` when the lock is
-        lost, before sending; one the guard refuses as stale (412, or the reference
-        dialect's 409 "Locking conflict") raises it too.
+        lost, before sending; one the guard refuses as stale (its ``Lock-Refused: stale``
+        header, whatever the status) raises it too.
         """
         method = method.upper()
         if method not in SAFE_METHODS:

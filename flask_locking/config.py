@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .dialects.registry import BUILTIN
+
 #: Every configuration key with its default. ``init_app`` sets these with ``setdefault``.
 DEFAULTS: dict[str, Any] = {
     # Store
@@ -38,15 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_EVENTS_MAX_STREAMS": 100,  # open streams per app per process; 503 past it
     "LOCKING_LOCKS_URL": "/@locks",  # lock listing, bulk release, multi-resource stream
     "LOCKING_LOCKS_PAGE_SIZE": 100,  # default (and at most 10x this) items per page
-    # Dialects
-    "LOCKING_CONTENT_ENABLED": True,
-    "LOCKING_CONTENT_URL_PREFIX": "",
+    # Dialects: each one's LOCKING_<NAME>_ENABLED and _URL_PREFIX are added below
     "LOCKING_CONTENT_REQUIRE_ROUTE": True,
     "LOCKING_CONTENT_COMPAT": "strict",  # or "plone": answer @lock as Plone does (docs/dialects.rst)
-    "LOCKING_JOBS_ENABLED": True,
-    "LOCKING_JOBS_URL_PREFIX": "/api/v1.0",
-    "LOCKING_REFERENCE_ENABLED": True,
-    "LOCKING_REFERENCE_URL_PREFIX": "/api/v2",
     "LOCKING_MAX_BODY_BYTES": 16 * 1024,
     # JWT (reference dialect, and identity when no loader is set)
     "LOCKING_JWT_SECRET": None,
@@ -55,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_JWT_ISSUER": None,
     "LOCKING_JWT_LEEWAY": 0,
 }
+# Each built-in dialect declares its switch and URL prefix (``Dialect.config_defaults``).
+for _dialect in BUILTIN:
+    DEFAULTS.update(_dialect.config_defaults())
 
 
 @dataclass(frozen=True)
@@ -73,14 +72,8 @@ class LockingConfig:
     guarded_methods: frozenset[str]
     guard_fail_open: bool
     retry_after: int
-    content_enabled: bool
-    content_url_prefix: str
     content_require_route: bool
     content_compat: str
-    jobs_enabled: bool
-    jobs_url_prefix: str
-    reference_enabled: bool
-    reference_url_prefix: str
     max_body_bytes: int
     jwt_secret: str | bytes | None
     jwt_algorithms: tuple[str, ...]
@@ -121,14 +114,8 @@ class LockingConfig:
             guarded_methods=frozenset(m.upper() for m in _iterable(methods)),
             guard_fail_open=bool(get("LOCKING_GUARD_FAIL_OPEN")),
             retry_after=int(get("LOCKING_RETRY_AFTER")),
-            content_enabled=bool(get("LOCKING_CONTENT_ENABLED")),
-            content_url_prefix=_prefix(get("LOCKING_CONTENT_URL_PREFIX")),
             content_require_route=bool(get("LOCKING_CONTENT_REQUIRE_ROUTE")),
             content_compat=_content_compat(get("LOCKING_CONTENT_COMPAT")),
-            jobs_enabled=bool(get("LOCKING_JOBS_ENABLED")),
-            jobs_url_prefix=_prefix(get("LOCKING_JOBS_URL_PREFIX")),
-            reference_enabled=bool(get("LOCKING_REFERENCE_ENABLED")),
-            reference_url_prefix=_prefix(get("LOCKING_REFERENCE_URL_PREFIX")),
             max_body_bytes=int(get("LOCKING_MAX_BODY_BYTES")),
             jwt_secret=get("LOCKING_JWT_SECRET"),
             jwt_algorithms=tuple(_iterable(get("LOCKING_JWT_ALGORITHMS"))),
@@ -156,10 +143,3 @@ def _content_compat(value: Any) -> str:
 
 def _iterable(value: Any) -> Iterable[str]:
     return [value] if isinstance(value, str) else list(value)
-
-
-def _prefix(value: str | None) -> str:
-    value = (value or "").strip()
-    if not value or value == "/":
-        return ""
-    return "/" + value.strip("/")

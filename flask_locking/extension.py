@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app
 
-from .config import DEFAULTS, LockingConfig, _prefix
+from .config import DEFAULTS, LockingConfig
 from .dialects.base import Dialect
-from .dialects.content import ContentDialect
+from .dialects.registry import register_builtin_dialects, register_dialect
 from .engine import UNSET, LockEngine
 from .guard import before_request
 from .identity import Authorizer, IdentityLoader
@@ -37,7 +37,8 @@ class Locking:
         self.db = db
         self.identity_loader_callback: IdentityLoader | None = None
         self.authorizer_callback: Authorizer | None = None
-        self.job_exists_callback: Callable[[int, int], bool] | None = None
+        #: Existence checks by dialect name (:meth:`resource_exists`).
+        self.exists_checks: dict[str, Callable[..., bool]] = {}
         self.exempt_blueprints: set[Blueprint] = set()
         if app is not None:
             self.init_app(app)
@@ -55,19 +56,7 @@ class Locking:
         state = LockingState(self, app, config, db if db is not None else self.db)
         app.extensions[EXTENSION_KEY] = state
 
-        from .dialects import build_dialects
-
-        for dialect in build_dialects(state):
-            blueprint = dialect.create_blueprint()
-            app.register_blueprint(blueprint)
-            state.blueprint_names.add(blueprint.name)
-            if isinstance(dialect, ContentDialect):
-                state.content_dialect = dialect
-                state.fallback_dialect = dialect
-            else:
-                state.dialects.append(dialect)
-        if state.fallback_dialect is None:
-            state.fallback_dialect = ContentDialect(state, "")
+        register_builtin_dialects(app, state)
         self._register_events_and_listing(app, state)
         app.before_request(before_request)  # serves @lock endpoints, then guards
 
@@ -130,26 +119,40 @@ class Locking:
         self.authorizer_callback = callback
         return callback
 
+    def resource_exists(self, dialect: str | type[Dialect]) -> Callable[[F], F]:
+        """Register ``callback(*values) -> bool`` for a :class:`~flask_locking.dialects.
+        PathDialect` (its class or name): called with its template's values in order, a
+        resource it says does not exist gets 404 at the lock endpoint. Default: all exist."""
+        name = dialect if isinstance(dialect, str) else dialect.name
+
+        def register(callback: F) -> F:
+            self.exists_checks[name] = callback
+            return callback
+
+        return register
+
     def job_exists(self, callback: F) -> F:
         """Register ``callback(company_id, job_id) -> bool`` for the job-lock dialect: a job
         it says does not exist gets 404. The default: every id exists."""
-        self.job_exists_callback = callback
-        return callback
+        return self.resource_exists("locking_jobs")(callback)
+
+    @property
+    def job_exists_callback(self) -> Callable[..., bool] | None:
+        """The job dialect's existence check (see :meth:`job_exists`)."""
+        return self.exists_checks.get("locking_jobs")
 
     def add_dialect(
-        self, dialect_class: type[Dialect], prefix: str = "", *, app: Flask | None = None,
-    ) -> Dialect:
-        """Serve a host's own :class:`~flask_locking.dialects.Dialect` subclass under
-        ``prefix`` on ``app`` (default: the current app), before its first request. Guard
-        refusals on the paths it ``owns`` use its statuses and error format."""
+        self, dialect_class: type[Dialect], prefix: str | None = None, *,
+        app: Flask | None = None,
+    ) -> Dialect | None:
+        """Serve a host's own :class:`~flask_locking.dialects.Dialect` subclass on ``app``
+        (default: the current app), before its first request, as the built-in ones are
+        served: under ``prefix`` (default: its ``default_prefix``; for a dialect with
+        ``config_name``, the default of its ``LOCKING_<NAME>_URL_PREFIX``). Guard refusals on
+        the paths it ``owns`` use its statuses and error format; it is asked before the
+        dialects added earlier. ``None`` when its ``LOCKING_<NAME>_ENABLED`` is off."""
         target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-        state = self.state(target)
-        dialect = dialect_class(state, _prefix(prefix))
-        blueprint = dialect.create_blueprint()
-        target.register_blueprint(blueprint)
-        state.blueprint_names.add(blueprint.name)
-        state.dialects.insert(0, dialect)  # the host's own paths win over built-in dialects
-        return dialect
+        return register_dialect(target, self.state(target), dialect_class, prefix)
 
     def exempt(self, obj: F | Blueprint) -> Any:
         """Exempt a view function or a blueprint from the guard (decorator or call).

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import request
 
-from .config import LockingConfig
 from .errors import AuthenticationRequired
 from .lock import Owner
+
+if TYPE_CHECKING:
+    from .config import LockingConfig
 
 log = logging.getLogger("flask_locking")
 

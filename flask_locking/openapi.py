@@ -9,10 +9,12 @@ dialects enabled on the app, at their configured prefixes::
 ``flask locks openapi`` prints it; ``LOCKING_OPENAPI_URL = "/locking/openapi.json"`` serves
 it (off by default: nothing is added to the host app unless asked).
 
+Each dialect adds its own paths (:meth:`Dialect.openapi
+<flask_locking.dialects.Dialect.openapi>`, with the helpers of :class:`OpenAPIBuilder`).
 The guard's refusals happen on the host's own routes, which this document does not
-describe; they are under ``components.responses`` (``ContentLocked``, ``JobLocked``, ...)
-with the ``LockToken`` and ``LockRelease`` header parameters, for the host to reference
-from its own document.
+describe; they are under ``components.responses`` (``ContentLocked``, ``JobLocked``, ...,
+one pair per dialect) with the ``LockToken`` and ``LockRelease`` header parameters, for the
+host to reference from its own document.
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from . import __version__
-from .dialects import jobs as jobs_module
-from .dialects import reference as reference_module
-from .dialects.content import ContentDialect
-from .dialects.jobs import JobsDialect
-from .dialects.reference import ReferenceDialect
+from .dialects.base import ERROR_TYPES, REFUSAL_HEADER
+from .dialects.registry import served_dialects
 from .openapi_events import add_event_paths
 from .schemas import (
     EnvelopeErrorSchema,
@@ -39,8 +38,10 @@ from .schemas import (
     ReleaseRequestSchema,
     UnlockedSchema,
 )
+from .state import locking_state
 
 if TYPE_CHECKING:
+    from .dialects.base import Dialect
     from .state import LockingState
 
 OPENAPI_VERSION = "3.1.0"
@@ -69,10 +70,16 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 
 #: One lockable path segment, as a regular expression (see ``resources.normalize``).
 _SEGMENT = "[^/\\x00-\\x1f\\x7f?#]*[^/\\x00-\\x1f\\x7f?#. ]"
+#: A lockable path of one or more segments.
+SEGMENT_PATTERN = f"^{_SEGMENT}(?:/{_SEGMENT})*$"
 
 
-class _Builder:
-    """Adds one dialect's paths at a time to an :class:`APISpec`."""
+#: The request body of each action.
+_REQUEST_BODIES = {"lock": "LockRequest", "refresh": "RefreshRequest", "unlock": "ReleaseRequest"}
+
+
+class OpenAPIBuilder:
+    """The document being built: each dialect adds its paths through these helpers."""
 
     def __init__(self, state: LockingState) -> None:
         self.state = state
@@ -141,27 +148,17 @@ class _Builder:
             {"description": "The lock token (owner only).", "schema": {"type": "string"}},
         )
         c.header(
+            "LockRefused",
+            {
+                "description": "Why the guard refused the write: `locked` (no token for a "
+                "locked resource) or `stale` (a token that is not the live lock's).",
+                "schema": {"type": "string", "enum": ["locked", "stale"]},
+            },
+        )
+        c.header(
             "RetryAfter",
             {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
         )
-        guard = [
-            ("ContentLocked", 403, "Error", "Content: the resource is locked and no token was sent."),
-            ("ContentStale", 412, "Error", "Content: the token is not the live lock's."),
-            ("JobLocked", 423, "Error", "Jobs: the job is locked and no token was sent."),
-            ("JobStale", 412, "Error", "Jobs: the token is not the live lock's."),
-            (
-                "ReferenceConflict", 409, "EnvelopeError",
-                "Reference data: locked and no token, or a token that is not the live lock's.",
-            ),
-        ]
-        for name, status, schema, text in guard:
-            c.response(
-                name,
-                {
-                    "description": f"{status}. Guard refusal. {text}",
-                    "content": {"application/json": {"schema": _ref("schemas", schema)}},
-                },
-            )
         for schema in ("Error", "EnvelopeError"):
             c.response(
                 f"Unavailable{schema}",
@@ -175,15 +172,13 @@ class _Builder:
     # -- helpers -----------------------------------------------------------------------
 
     def errors(self, codes: list[int], schema: str) -> dict[str, Any]:
+        """The error responses ``codes`` with the body schema ``schema``, by status."""
         out: dict[str, Any] = {}
         for code in codes:
             if code == 503:
                 out["503"] = _ref("responses", f"Unavailable{schema}")
                 continue
-            response: dict[str, Any] = {
-                "description": _REASONS[code],
-                "content": {"application/json": {"schema": _ref("schemas", schema)}},
-            }
+            response = self.json_response(_REASONS[code], schema)
             if code == 405:
                 response["headers"] = {
                     "Allow": {"schema": {"type": "string"}, "description": "Served methods."}
@@ -196,7 +191,16 @@ class _Builder:
         return out
 
     @staticmethod
+    def json_response(description: str, schema: str) -> dict[str, Any]:
+        """A response with ``description`` and a JSON body of the schema ``schema``."""
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": _ref("schemas", schema)}},
+        }
+
+    @staticmethod
     def lock_body(description: str, *, may_be_unlocked: bool = False) -> dict[str, Any]:
+        """A response with the lock JSON (or, ``may_be_unlocked``, the unlocked body)."""
         schema: dict[str, Any] = _ref("schemas", "Lock")
         if may_be_unlocked:
             schema = {"oneOf": [_ref("schemas", "Lock"), _ref("schemas", "Unlocked")]}
@@ -208,151 +212,67 @@ class _Builder:
 
     @staticmethod
     def request_body(schema: str) -> dict[str, Any]:
+        """The optional JSON request body of the schema ``schema``."""
         return {
             "required": False,
             "content": {"application/json": {"schema": _ref("schemas", schema)}},
         }
 
-    # -- dialects ----------------------------------------------------------------------
+    def operation(
+        self, summary: str, responses: dict[str, Any], *, action: str,
+        security: list[dict[str, list[str]]] | None = None,
+    ) -> dict[str, Any]:
+        """One operation on a lock endpoint doing ``action`` (``lock``, ``read``,
+        ``refresh``, ``unlock``): the ``Lock-Token`` parameter and the request body follow."""
+        operation: dict[str, Any] = {"summary": summary}
+        if security is not None:
+            operation["security"] = security
+        if action != "lock":
+            operation["parameters"] = ["LockToken"]
+        if action in _REQUEST_BODIES:
+            operation["requestBody"] = self.request_body(_REQUEST_BODIES[action])
+        operation["responses"] = responses
+        return operation
 
-    def content(self, dialect: ContentDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
-        read_errors = [400, 401, 403, 404, 500, 503]
-        operations = {
-            "post": {
-                "summary": "Lock the resource (the owner locking again refreshes).",
-                "requestBody": self.request_body("LockRequest"),
-                "responses": {"200": self.lock_body("The lock, with its token."),
-                              **self.errors(errors, "Error")},
-            },
-            "get": {
-                "summary": "Read the lock (the token only for its owner or a caller sending it).",
-                "parameters": ["LockToken"],
-                "responses": {"200": self.lock_body("The lock, or the unlocked body.",
-                                                    may_be_unlocked=True),
-                              **self.errors(read_errors, "Error")},
-            },
-            "patch": {
-                "summary": "Refresh the lock: restart its timeout, keep its token.",
-                "parameters": ["LockToken"],
-                "requestBody": self.request_body("RefreshRequest"),
-                "responses": {"200": self.lock_body("The refreshed lock."),
-                              **self.errors(errors, "Error")},
-            },
-            "delete": {
-                "summary": "Release the lock ({\"force\": true} steals someone else's).",
-                "parameters": ["LockToken"],
-                "requestBody": self.request_body("ReleaseRequest"),
-                "responses": {
-                    "200": {
-                        "description": "Unlocked (also when nothing was locked).",
-                        "content": {"application/json": {"schema": _ref("schemas", "Unlocked")}},
-                    },
-                    **self.errors(errors, "Error"),
-                },
-            },
-        }
-        path_param = {
-            "name": "path",
-            "in": "path",
-            "required": True,
-            "description": "The resource path (it may contain slashes); the host app must "
-            "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
-            # Lockable paths only: segments end in neither a space nor a dot (so no "." or
-            # ".." segments), no control characters; the server answers 400 to the rest.
-            "schema": {
-                "type": "string",
-                "maxLength": 500,
-                "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$",
-            },
-        }
-        self.spec.path(
-            path=f"{dialect.prefix}/{{path}}/@lock",
-            operations=_tagged(operations, "content"),
-            parameters=[path_param],
-        )
+    def add_path(
+        self, dialect: Dialect, path: str, operations: dict[str, Any],
+        routed: tuple[str, ...] = (), parameters: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Add ``dialect``'s lock endpoint ``path``: its ``operations``, a 405 in its error
+        format for each other method it ``routed`` (so ``Allow`` and the document agree),
+        tagged with its name."""
+        for method in routed:
+            if method.lower() not in operations:
+                operations[method.lower()] = {
+                    "summary": f"{method} is not served: 405 with the methods that are.",
+                    "responses": self.errors([405], dialect.errors.schema_name),
+                }
+        tag = dialect.name.removeprefix("locking_")
+        for operation in operations.values():
+            operation["tags"] = [tag]
+        self.spec.path(path=path, operations=operations, parameters=parameters or [])
 
-    def jobs(self, dialect: JobsDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
-        ids = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer", "minimum": 0}}
-            for name in ("companyID", "jobID")
-        ]
-        operations: dict[str, Any] = {
-            "post": {
-                "summary": "Lock the job and everything below it.",
-                "requestBody": self.request_body("LockRequest"),
-                "responses": {
-                    "201": self.lock_body("Locked: the lock with its token."),
-                    "200": self.lock_body("The owner locked again: refreshed, same token."),
-                    **self.errors(errors, "Error"),
-                },
-            },
-            "delete": {
-                "summary": "Release the job lock ({\"force\": true} steals someone else's).",
-                "parameters": ["LockToken"],
-                "requestBody": self.request_body("ReleaseRequest"),
-                "responses": {
-                    "204": {"description": "Released."},
-                    **self.errors(errors, "Error"),
-                },
-            },
+    def guard_responses(self, dialect: Dialect) -> None:
+        """``components.responses`` for the guard's refusals on the paths ``dialect`` owns:
+        ``<label>Locked`` and ``<label>Stale``, or one response when both statuses agree."""
+        label = dialect.openapi_label()
+        schema = _ref("schemas", dialect.errors.schema_name)
+        refusals = {
+            "Locked": (dialect.locked_status, "the resource is locked and no token was sent"),
+            "Stale": (dialect.stale_status, "the token is not the live lock's"),
         }
-        operations["delete"]["responses"]["404"]["description"] = (
-            "Job lock does not exist (or the job does not)."
-        )
-        _not_served(self, operations, jobs_module.ROUTED, "Error")
-        self.spec.path(
-            path=f"{dialect.prefix}/companies/{{companyID}}/jobs/{{jobID}}/lock/",
-            operations=_tagged(operations, "jobs"),
-            parameters=ids,
-        )
-
-    def reference(self, dialect: ReferenceDialect) -> None:
-        errors = [400, 401, 403, 404, 409, 413, 415, 500, 503]
-        read_errors = [400, 401, 403, 404, 500, 503]
-        client_id = {"name": "client_id", "in": "path", "required": True,
-                     "schema": {"type": "integer"}}
-        security: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-        operations = {
-            "post": {
-                "summary": "Lock the client's reference data.",
-                "security": security,
-                "requestBody": self.request_body("LockRequest"),
-                "responses": {
-                    "201": self.lock_body("Locked: the lock with its token."),
-                    "200": self.lock_body("The owner locked again: refreshed, same token."),
-                    **self.errors(errors, "EnvelopeError"),
-                },
-            },
-            "get": {
-                "summary": "Read the lock.",
-                "security": security,
-                "parameters": ["LockToken"],
-                "responses": {
-                    "200": self.lock_body("The lock, or the unlocked body.",
-                                          may_be_unlocked=True),
-                    **self.errors(read_errors, "EnvelopeError"),
-                },
-            },
-            "delete": {
-                "summary": "Release the lock (also 204 when nothing was locked).",
-                "security": security,
-                "parameters": ["LockToken"],
-                "requestBody": self.request_body("ReleaseRequest"),
-                "responses": {
-                    "204": {"description": "Released, or nothing was locked."},
-                    **self.errors(errors, "EnvelopeError"),
-                },
-            },
-        }
-        _not_served(self, operations, reference_module.ROUTED, "EnvelopeError")
-        self.spec.path(
-            path=f"{dialect.prefix}/clients/{{client_id}}/reference/lock",
-            operations=_tagged(operations, "reference"),
-            parameters=[client_id],
-        )
+        if dialect.locked_status == dialect.stale_status:
+            refusals = {ERROR_TYPES.get(dialect.locked_status, "Refused"): (
+                dialect.locked_status,
+                ("locked and no token, or a token that is not the live lock's (the "
+                 "Lock-Refused header says which)"),
+            )}
+        for name, (status, text) in refusals.items():
+            self.spec.components.response(f"{label}{name}", {
+                "description": f"{status}. Guard refusal. {label}: {text}.",
+                "headers": {REFUSAL_HEADER: _ref("headers", "LockRefused")},
+                "content": {"application/json": {"schema": schema}},
+            })
 
     def finish(self) -> dict[str, Any]:
         document = self.spec.to_dict()
@@ -362,38 +282,16 @@ class _Builder:
         return document
 
 
-def _not_served(
-    builder: _Builder, operations: dict[str, Any], routed: tuple[str, ...], schema: str
-) -> None:
-    """Document the methods a dialect routes only to answer 405 in its own error format
-    (so ``OPTIONS``/``Allow`` and the document agree)."""
-    for method in routed:
-        name = method.lower()
-        if name not in operations:
-            operations[name] = {
-                "summary": f"{method} is not served: 405 with the methods that are.",
-                "responses": builder.errors([405], schema),
-            }
-
-
-def _tagged(operations: dict[str, Any], tag: str) -> dict[str, Any]:
-    for operation in operations.values():
-        operation["tags"] = [tag]
-    return operations
-
-
 def build_spec(app: Flask | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document (a dict) of ``app``'s enabled lock endpoints."""
-    target = app if app is not None else current_app
-    state: LockingState = target.extensions["locking"]
-    builder = _Builder(state)
-    for dialect in state.dialects:
-        if isinstance(dialect, JobsDialect):
-            builder.jobs(dialect)
-        elif isinstance(dialect, ReferenceDialect):
-            builder.reference(dialect)
-    if state.config.content_enabled and state.content_dialect is not None:
-        builder.content(state.content_dialect)
+    state = locking_state(app)
+    builder = OpenAPIBuilder(state)
+    for dialect in served_dialects(state):
+        dialect.openapi(builder)
+    # The guard answers in the fallback dialect's format even when it serves no endpoint.
+    owners = [*state.dialects, *([state.fallback_dialect] if state.fallback_dialect else [])]
+    for dialect in owners:
+        builder.guard_responses(dialect)
     add_event_paths(builder)
     return builder.finish()
 
@@ -416,7 +314,7 @@ def create_blueprint(url: str) -> Blueprint:
     bp = Blueprint("locking_openapi", __name__)
 
     def openapi_document() -> Response:
-        state: LockingState = current_app.extensions["locking"]
+        state = locking_state()
         cached: dict[str, Any] | None = getattr(state, "_openapi_document", None)
         if cached is None:
             cached = build_spec(current_app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .openapi import _Builder
+    from .openapi import OpenAPIBuilder
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -111,7 +111,7 @@ def _filters(segment: str, dialects: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _stream_response(builder: _Builder) -> dict[str, Any]:
+def _stream_response(builder: OpenAPIBuilder) -> dict[str, Any]:
     return {
         "description": "A `text/event-stream` of lock events (see LockEvent), with "
         "keep-alive comments; it stays open.",
@@ -133,7 +133,7 @@ def _stream_response(builder: _Builder) -> dict[str, Any]:
     }
 
 
-def add_event_paths(builder: _Builder) -> None:
+def add_event_paths(builder: OpenAPIBuilder) -> None:
     """Add ``<path>/@lock/events`` and the ``LOCKING_LOCKS_URL`` paths to ``builder``."""
     from .openapi import _SEGMENT
 

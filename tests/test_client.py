@@ -192,3 +192,24 @@ def test_reference_guard_409_is_a_lost_lock(make_app: AppFactory) -> None:
             lock.patch(json={})
         assert caught.value.response is not None and caught.value.response.status_code == 409
     alice.close()
+
+
+def test_a_host_409_with_the_reference_envelope_is_not_a_lost_lock(make_app: AppFactory) -> None:
+    """Only the guard's ``Lock-Refused: stale`` makes a lost lock: a host view answering
+    409 with the same envelope (its own conflict) leaves the lock held."""
+    app = make_app()
+    url = "/api/v2/clients/1/reference"
+
+    @app.route(url, methods=["PATCH"])
+    def reference() -> Any:
+        envelope = {"status": "error", "code": 409, "message": "Conflict",
+                    "details": "Locking conflict"}
+        return envelope, 409
+
+    transport = httpx.WSGITransport(app=app)
+    alice = LockingClient("http://testserver", transport=transport, headers={"X-User": "alice"})
+    with alice.lock(url, lock_url=f"{url}/lock", refresh_method="POST", auto_refresh=False) as lock:
+        response = lock.patch(json={})
+        assert response.status_code == 409 and "Lock-Refused" not in response.headers
+        assert lock.held and lock.lost_reason is None
+    alice.close()

@@ -1,25 +1,19 @@
-"""The content ``@lock`` dialect on the wire (SPEC §5, §5a), field by field, on every backend."""
+"""The content ``@lock`` dialect on the wire (docs/dialects.rst), field by field, on every backend."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
 from flask import Flask, jsonify
 
 from flask_locking import Owner
+from tests.helpers.wire import LOCK_FIELDS, UNLOCKED, assert_error, assert_new_lock, iso
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
 
-#: Every field of the lock JSON (``token`` only for the owner).
-LOCK_FIELDS = {
-    "locked", "stealable", "timeout", "time", "created", "expires", "creator", "creator_name",
-    "creator_url", "name", "resource", "depth", "version",
-}
-UNLOCKED = {"locked": False, "stealable": True}
 
 
 @pytest.fixture
@@ -33,48 +27,12 @@ def api(app: Flask) -> Any:
     return app.extensions["locking"].extension
 
 
-def iso(value: str) -> float:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.tzinfo is not None, f"{value} has no time zone"
-    return parsed.timestamp()
-
-
-def assert_error(response: Any, status: int, error_type: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["error"]["type"] == error_type
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body  # type: ignore[no-any-return]
-
-
 # -- POST ------------------------------------------------------------------------------
 
 
 def test_post_returns_every_field_of_the_lock_json(client: Any) -> None:
-    before = time.time()
-    response = client.post("/docs/1/@lock", headers=ALICE)
-    after = time.time()
-    assert response.status_code == 200
-    body = response.get_json()
-    assert set(body) == LOCK_FIELDS | {"token"}
-    assert body["locked"] is True
-    assert body["stealable"] is True
-    assert body["timeout"] == 600 and isinstance(body["timeout"], int)
-    assert isinstance(body["time"], float)
-    # The database clock, not ours, but the same machine: a loose sanity bound only.
-    assert before - 60 < body["time"] < after + 60
-    assert iso(body["created"]) == pytest.approx(body["time"], abs=0.001)
-    assert iso(body["expires"]) - iso(body["created"]) == pytest.approx(600, abs=0.002)
-    assert body["creator"] == "alice"
-    assert body["creator_name"] == "alice"
-    assert body["creator_url"] is None
-    assert body["name"] == "plone.locking.stealable"
-    assert body["resource"] == "/docs/1"
-    assert body["depth"] == 0
-    assert body["version"] == 1
-    token = body["token"]
-    assert isinstance(token, str) and len(token) >= 22  # ≥ 128 bits in base64
-    assert response.headers["Lock-Token"] == token
+    assert_new_lock(lambda: client.post("/docs/1/@lock", headers=ALICE),
+                    status=200, resource="/docs/1", depth=0)
 
 
 def test_post_with_body_sets_stealable_and_timeout(client: Any) -> None:

@@ -1,24 +1,24 @@
-"""The job-lock dialect on the wire (SPEC §5b), field by field, and the guard on job paths."""
+"""The job-lock dialect on the wire (docs/dialects.rst), field by field, and the guard on job paths."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from typing import Any
 
 import pytest
 from flask import Flask, jsonify
 
-from flask_locking import Locking, current_lock
+from flask_locking import current_lock
+from tests.helpers.wire import (
+    LOCK_FIELDS,
+    assert_error,
+    assert_new_lock,
+    unreachable_store_app,
+)
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
 LOCK_URL = "/api/v1.0/companies/1/jobs/2/lock/"
 JOB_KEY = "/api/v1.0/companies/1/jobs/2"
-LOCK_FIELDS = {
-    "locked", "stealable", "timeout", "time", "created", "expires", "creator", "creator_name",
-    "creator_url", "name", "resource", "depth", "version",
-}
 
 
 def add_job_routes(app: Flask, prefix: str = "/api/v1.0") -> Flask:
@@ -61,25 +61,6 @@ def api(app: Flask) -> Any:
     return app.extensions["locking"].extension
 
 
-def iso(value: str) -> float:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.tzinfo is not None
-    return parsed.timestamp()
-
-
-def assert_error(response: Any, status: int, error_type: str, message: str | None = None) -> dict[str, Any]:
-    """The job dialect's error body: exactly ``{"error": {"type", "message"}}`` (+ ``lock``)."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) <= {"error", "lock"}
-    assert set(body["error"]) == {"type", "message"}
-    assert body["error"]["type"] == error_type
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if message is not None:
-        assert body["error"]["message"] == message
-    return body  # type: ignore[no-any-return]
-
-
 def lock_job(client: Any, headers: dict[str, str] | None = None, url: str = LOCK_URL) -> str:
     response = client.post(url, headers=headers or {})
     assert response.status_code in (200, 201), response.get_data(as_text=True)
@@ -90,27 +71,8 @@ def lock_job(client: Any, headers: dict[str, str] | None = None, url: str = LOCK
 
 
 def test_post_creates_an_infinite_lock_on_the_job_with_every_field(client: Any) -> None:
-    before = time.time()
-    response = client.post(LOCK_URL, headers=ALICE)
-    after = time.time()
-    assert response.status_code == 201
-    body = response.get_json()
-    assert set(body) == LOCK_FIELDS | {"token"}
-    assert body["locked"] is True
-    assert body["stealable"] is True
-    assert body["timeout"] == 600 and isinstance(body["timeout"], int)
-    assert isinstance(body["time"], float) and before - 60 < body["time"] < after + 60
-    assert iso(body["created"]) == pytest.approx(body["time"], abs=0.001)
-    assert iso(body["expires"]) - iso(body["created"]) == pytest.approx(600, abs=0.002)
-    assert body["creator"] == "alice"
-    assert body["creator_name"] == "alice"
-    assert body["creator_url"] is None
-    assert body["name"] == "plone.locking.stealable"
-    assert body["resource"] == JOB_KEY
-    assert body["depth"] == "infinity"
-    assert body["version"] == 1
-    assert isinstance(body["token"], str) and len(body["token"]) >= 22
-    assert response.headers["Lock-Token"] == body["token"]
+    assert_new_lock(lambda: client.post(LOCK_URL, headers=ALICE),
+                    status=201, resource=JOB_KEY, depth="infinity")
 
 
 def test_anonymous_lock_and_anonymous_relock(client: Any) -> None:
@@ -118,7 +80,7 @@ def test_anonymous_lock_and_anonymous_relock(client: Any) -> None:
     assert first.status_code == 201
     body = first.get_json()
     assert (body["creator"], body["creator_name"], body["creator_url"]) == (None, None, None)
-    again = client.post(LOCK_URL)  # anonymous callers are one identity (SPEC §3.4)
+    again = client.post(LOCK_URL)  # anonymous callers are one identity (docs/locks.rst)
     assert again.status_code == 200
     assert again.get_json()["token"] == body["token"]
     assert again.get_json()["version"] == body["version"]
@@ -341,17 +303,6 @@ def test_unexpected_error_is_500_without_internals(app: Flask, client: Any) -> N
     assert "hunter2" not in response.get_data(as_text=True)
 
 
-def unreachable_store_app(tmp_path: Any, **config: Any) -> Flask:
-    """An app whose lock store is a closed loopback port (connection refused at once)."""
-    app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
-    app.config.update(
-        SECRET_KEY="test-secret", LOCKING_STORE_TIMEOUT=1,
-        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none", **config,
-    )
-    Locking(app)
-    return app
-
-
 def test_unreachable_store_is_503_and_the_guard_fails_closed(tmp_path: Any) -> None:
     app = add_job_routes(unreachable_store_app(tmp_path))
     client = app.test_client()
@@ -474,7 +425,7 @@ def test_prefix_at_the_root(make_app: Any) -> None:
     assert_error(client.patch("/companies/4/jobs/5/tasks/1"), 423, "Locked")
 
 
-# -- a host's own dialect (the example of docs/dialects.rst) ---------------------------
+# -- a free-form host dialect (a Dialect subclass, no template) -------------------------
 
 
 def test_a_host_dialect_in_a_few_lines(make_app: Any) -> None:

@@ -1,25 +1,27 @@
-"""The JWT reference-data dialect on the wire (SPEC §5c), field by field, and its guard."""
+"""The JWT reference-data dialect on the wire (docs/dialects.rst), field by field, and its guard."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import jwt
 import pytest
 from flask import Flask, jsonify
 
-from flask_locking import Locking, current_lock
+from flask_locking import current_lock
+from tests.helpers.wire import (
+    LOCK_FIELDS,
+    UNLOCKED,
+    assert_new_lock,
+    assert_refused,
+    unreachable_store_app,
+)
+from tests.helpers.wire import assert_envelope as envelope
 
 SECRET = "reference-tests-secret-" + "s" * 48  # 72 bytes: long enough for HS512 too
 LOCK_URL = "/api/v2/clients/5/reference/lock"
 KEY = "/api/v2/clients/5/reference"
-LOCK_FIELDS = {
-    "locked", "stealable", "timeout", "time", "created", "expires", "creator", "creator_name",
-    "creator_url", "name", "resource", "depth", "version",
-}
-UNLOCKED = {"locked": False, "stealable": True}
 
 
 # Tokens are minted at import (collection) time: valid for a day, so a long CI run is fine.
@@ -65,26 +67,6 @@ def client(app: Flask) -> Any:
 
 def api(app: Flask) -> Any:
     return app.extensions["locking"].extension
-
-
-def iso(value: str) -> float:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.tzinfo is not None
-    return parsed.timestamp()
-
-
-def envelope(response: Any, code: int, message: str, details: str | None = None) -> str:
-    """Check the error envelope: exactly four keys. Returns ``details``."""
-    assert response.status_code == code, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"status", "code", "message", "details"}
-    assert body["status"] == "error"
-    assert body["code"] == code and isinstance(body["code"], int)
-    assert body["message"] == message
-    assert isinstance(body["details"], str) and body["details"]
-    if details is not None:
-        assert body["details"] == details
-    return str(body["details"])
 
 
 def lock(client: Any, headers: dict[str, str]) -> str:
@@ -162,27 +144,9 @@ def test_host_identity_loader_replaces_jwt(make_app: Any) -> None:
 
 
 def test_post_is_201_with_every_field_of_the_lock_json(client: Any) -> None:
-    before = time.time()
-    response = client.post(LOCK_URL, headers=ALICE)
-    after = time.time()
-    assert response.status_code == 201
-    body = response.get_json()
-    assert set(body) == LOCK_FIELDS | {"token"}
-    assert body["locked"] is True
-    assert body["stealable"] is True
-    assert body["timeout"] == 600 and isinstance(body["timeout"], int)
-    assert isinstance(body["time"], float) and before - 60 < body["time"] < after + 60
-    assert iso(body["created"]) == pytest.approx(body["time"], abs=0.001)
-    assert iso(body["expires"]) - iso(body["created"]) == pytest.approx(600, abs=0.002)
-    assert body["creator"] == "alice"
-    assert body["creator_name"] == "Alice A."  # the JWT's name claim
-    assert body["creator_url"] is None
-    assert body["name"] == "plone.locking.stealable"
-    assert body["resource"] == KEY
-    assert body["depth"] == "infinity"
-    assert body["version"] == 1
-    assert isinstance(body["token"], str) and len(body["token"]) >= 22
-    assert response.headers["Lock-Token"] == body["token"]
+    # The JWT's name claim is the creator's name.
+    assert_new_lock(lambda: client.post(LOCK_URL, headers=ALICE), status=201,
+                    resource=KEY, depth="infinity", creator_name="Alice A.")
 
 
 def test_post_body_and_owner_relock(client: Any) -> None:
@@ -328,11 +292,7 @@ def test_unexpected_error_is_500_with_nothing_internal(app: Flask, client: Any) 
 
 
 def test_unreachable_store_is_503(tmp_path: Any) -> None:
-    app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
-    app.config.update(SECRET_KEY="x", LOCKING_JWT_SECRET=SECRET, LOCKING_STORE_TIMEOUT=1,
-                      LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none")
-    Locking(app)
-    add_reference_routes(app)
+    app = add_reference_routes(unreachable_store_app(tmp_path, LOCKING_JWT_SECRET=SECRET))
     client = app.test_client()
     response = client.post(LOCK_URL, headers=ALICE)
     envelope(response, 503, "Service unavailable")
@@ -352,6 +312,9 @@ def test_guard_refusals_are_409_locking_conflict(client: Any, path: str) -> None
     envelope(client.patch(path), 409, "Conflict", "Locking conflict")
     envelope(client.patch(path, headers=ALICE), 409, "Conflict", "Locking conflict")  # no token
     envelope(client.patch(path, headers={"Lock-Token": "wrong"}), 409, "Conflict", "Locking conflict")
+    # One status and body for both refusals; the header tells them apart (docs/dialects.rst).
+    assert_refused(client.patch(path), 409, "locked")
+    assert_refused(client.patch(path, headers={"Lock-Token": "wrong"}), 409, "stale")
     allowed = client.patch(path, headers={"Lock-Token": token})
     assert allowed.status_code == 200
     assert allowed.get_json()["version"] == 1
@@ -360,8 +323,9 @@ def test_guard_refusals_are_409_locking_conflict(client: Any, path: str) -> None
 def test_guard_stale_token_after_release_is_409(client: Any) -> None:
     token = lock(client, ALICE)
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 204
-    envelope(client.patch("/api/v2/clients/5/reference/items/1", headers={"Lock-Token": token}),
-             409, "Conflict", "Locking conflict")
+    stale = client.patch("/api/v2/clients/5/reference/items/1", headers={"Lock-Token": token})
+    envelope(stale, 409, "Conflict", "Locking conflict")
+    assert_refused(stale, 409, "stale")
     assert client.patch("/api/v2/clients/5/reference/items/1").status_code == 200
 
 

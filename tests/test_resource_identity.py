@@ -145,7 +145,7 @@ shapes = st.builds(
 def _docs_example() -> str:
     """The ``OrderLocks`` code block of docs/dialects.rst, exactly as published."""
     text = (pathlib.Path(__file__).parent.parent / "docs" / "dialects.rst").read_text()
-    start = text.index("    from flask import Blueprint, Response, request\n")
+    start = text.index("    from flask_locking.dialects import EnvelopeErrorFormat, PathDialect")
     end = text.index("\n", text.index("    locking.add_dialect(OrderLocks", start))
     return textwrap.dedent(text[start:end])
 

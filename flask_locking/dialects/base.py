@@ -1,8 +1,10 @@
 """What every dialect shares: error formats, the guard's refusals, and the lock actions.
 
 A dialect maps URLs, bodies, status codes and error bodies onto the one engine; it never
-implements locking itself. Adding one is a subclass with ``owns``, ``create_blueprint``
-and, if its error body differs, an :class:`ErrorFormat`.
+implements locking itself. Most dialects are declared by a route template
+(:class:`~flask_locking.dialects.path.PathDialect`); a free-form one subclasses
+:class:`Dialect` with ``owns``, ``create_blueprint`` and, if its error body differs, an
+:class:`ErrorFormat` (see ``docs/dialects.rst``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from ..tokens import parse_token_header
 from .body import boolean, json_object, parse_fields, whole_seconds
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..openapi import OpenAPIBuilder
     from ..state import LockingState
 
 log = logging.getLogger("flask_locking")
@@ -70,9 +75,18 @@ def integer_segment(value: str, *, signed: bool = False, routed: bool = False) -
     return int(value)
 
 
+#: The response header naming why the guard refused a write: ``locked`` (no token for a
+#: locked resource) or ``stale`` (a token that is not the live lock's). Clients tell the
+#: two apart by it where a dialect answers both with one status and body (reference: 409).
+REFUSAL_HEADER = "Lock-Refused"
+
+
 class ErrorFormat:
     """``{"error": {"type": ..., "message": ...}}`` plus the holder under ``"lock"``
     (Plone REST API style; content and job locks)."""
+
+    #: The name of the body's schema in the OpenAPI document (``components.schemas``).
+    schema_name: ClassVar[str] = "Error"
 
     def body(self, status: int, message: str, lock: Lock | None) -> dict[str, Any]:
         body: dict[str, Any] = {"error": {"type": ERROR_TYPES.get(status, "Error"), "message": message}}
@@ -88,6 +102,8 @@ class EnvelopeErrorFormat(ErrorFormat):
     in :attr:`details` and otherwise the specific message. No holder lock: the envelope has
     exactly these four keys.
     """
+
+    schema_name = "EnvelopeError"
 
     titles: ClassVar[dict[int, str]] = {
         400: "Bad request", 401: "Authentication failed", 403: "Access denied",
@@ -124,10 +140,61 @@ class Dialect(ABC):
     errors: ClassVar[ErrorFormat] = ErrorFormat()
     #: True: a caller without an identity is refused with 401 (see :meth:`identity`).
     requires_identity: ClassVar[bool] = False
+    #: ``LOCKING_<config_name>_ENABLED`` (default ``True``) switches the dialect on and
+    #: ``LOCKING_<config_name>_URL_PREFIX`` (default :attr:`default_prefix`) moves it;
+    #: ``None``: no keys, always served where it is added.
+    config_name: ClassVar[str | None] = None
+    #: The URL prefix when neither ``add_dialect`` nor the config names one.
+    default_prefix: ClassVar[str] = ""
+    #: The dialect's name in the OpenAPI document's guard responses (``<label>Locked``);
+    #: default: :attr:`name` without ``locking_``, in title case.
+    label: ClassVar[str] = ""
 
     def __init__(self, state: LockingState, prefix: str) -> None:
         self.state = state
         self.prefix = prefix
+
+    # -- registration (see flask_locking.dialects.registry) ----------------------------------
+
+    @classmethod
+    def config_defaults(cls, prefix: str | None = None) -> dict[str, Any]:
+        """This dialect's configuration keys and their defaults (``prefix``: the default
+        URL prefix instead of :attr:`default_prefix`)."""
+        if cls.config_name is None:
+            return {}
+        switch, url_prefix = cls.config_keys()
+        return {switch: True, url_prefix: cls.default_prefix if prefix is None else prefix}
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, str]:
+        """The names of the switch and the URL prefix keys (for a ``config_name``)."""
+        return f"LOCKING_{cls.config_name}_ENABLED", f"LOCKING_{cls.config_name}_URL_PREFIX"
+
+    @classmethod
+    def configured(cls, config: Mapping[str, Any], prefix: str | None = None) -> str | None:
+        """The URL prefix (not yet normalised) the app's ``config`` serves this dialect
+        under, or ``None`` when its switch is off."""
+        if cls.config_name is None:
+            return cls.default_prefix if prefix is None else prefix
+        defaults = cls.config_defaults(prefix)
+        switch, url_prefix = cls.config_keys()
+        if not config.get(switch, defaults[switch]):
+            return None
+        return str(config.get(url_prefix, defaults[url_prefix]) or "")
+
+    def attach(self, state: LockingState) -> None:
+        """Take this dialect's place in ``state``: asked which paths it owns before every
+        dialect attached earlier (a host's dialects before the built-in ones)."""
+        state.dialects.insert(0, self)
+
+    def openapi(self, document: OpenAPIBuilder) -> None:
+        """Add this dialect's lock endpoints to the OpenAPI document (default: none)."""
+        del document  # a free-form dialect describes its endpoints by overriding this
+
+    @classmethod
+    def openapi_label(cls) -> str:
+        """:attr:`label`, or the name in title case."""
+        return cls.label or cls.name.removeprefix("locking_").title().replace("_", "")
 
     @abstractmethod
     def owns(self, key: str) -> bool:
@@ -169,12 +236,15 @@ class Dialect(ABC):
 
     def ignores_unheld_token(self) -> bool:
         """Whether the guard lets a write through that carries a ``Lock-Token`` while no
-        live lock covers the resource. Default ``False``: refused as stale (SPEC §4)."""
+        live lock covers the resource. Default ``False``: refused as stale (``docs/guard.rst``)."""
         return False
 
     def refuse_locked(self, lock: Lock) -> Response:
         """The guard's answer to a write without a token on a locked resource."""
-        return self.error(self.locked_status, "Resource is locked.", lock=None)
+        return self.error(
+            self.locked_status, "Resource is locked.", lock=None,
+            headers={REFUSAL_HEADER: "locked"},
+        )
 
     def refuse_stale(self, lock: Lock | None) -> Response:
         """The guard's answer to a token that is not the live lock's token."""
@@ -182,6 +252,7 @@ class Dialect(ABC):
             self.stale_status,
             "The lock token is not valid for this resource: the lock expired, was released "
             "or was taken over. Reload before writing.",
+            headers={REFUSAL_HEADER: "stale"},
         )
 
     def unavailable(self) -> Response:

@@ -28,8 +28,9 @@ PLONE_LOCK_TYPE = "plone.locking.stealable"
 
 
 class StrictCompat:
-    """The strict contract (SPEC §5a): a refused action is an error, ``stealable`` is the
-    lock's own setting, and a token that opens nothing is refused by the guard."""
+    """The strict contract (``docs/dialects.rst``): a refused action is an error,
+    ``stealable`` is the lock's own setting, and a token that opens nothing is refused by
+    the guard."""
 
     #: The value of ``LOCKING_CONTENT_COMPAT`` that selects this policy.
     mode: ClassVar[str] = "strict"

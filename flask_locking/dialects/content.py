@@ -16,9 +16,11 @@ from ..keys import path_key
 from ..resources import normalize
 from .base import Dialect, NotFoundError
 from .compat import compat_for
+from .path import READ_ERRORS, WRITE_ERRORS
 
 if TYPE_CHECKING:
     from ..lock import Lock
+    from ..openapi import OpenAPIBuilder
     from ..state import LockingState
 
 #: The last path segment that addresses a resource's lock.
@@ -31,6 +33,7 @@ class ContentDialect(Dialect):
     ``LOCKING_CONTENT_COMPAT = "plone"`` answers as Plone does, see :attr:`compat`)."""
 
     name = "locking_content"
+    config_name = "CONTENT"
     locked_status = 403
     stale_status = 412
 
@@ -42,6 +45,12 @@ class ContentDialect(Dialect):
 
     def owns(self, key: str) -> bool:
         return True  # the default for every path no other dialect claims
+
+    def attach(self, state: LockingState) -> None:
+        # Not asked in turn: the answer for every path the other dialects do not own, and
+        # the ``@lock`` endpoint the guard serves even past a host catch-all.
+        state.content_dialect = self
+        state.fallback_dialect = self
 
     def create_blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__)
@@ -109,3 +118,34 @@ class ContentDialect(Dialect):
 
     def ignores_unheld_token(self) -> bool:
         return self.compat.ignores_unheld_token
+
+    def openapi(self, document: OpenAPIBuilder) -> None:
+        from ..openapi import SEGMENT_PATTERN
+
+        def answer(action: str, summary: str, ok: dict[str, Any]) -> dict[str, Any]:
+            codes = READ_ERRORS if action == "read" else WRITE_ERRORS
+            return document.operation(
+                summary, {"200": ok, **document.errors(codes, "Error")}, action=action
+            )
+
+        operations = {
+            "post": answer("lock", "Lock the resource (the owner locking again refreshes).",
+                           document.lock_body("The lock, with its token.")),
+            "get": answer("read", "Read the lock (the token only for its owner or a caller "
+                          "sending it).", document.lock_body("The lock, or the unlocked body.",
+                                                             may_be_unlocked=True)),
+            "patch": answer("refresh", "Refresh the lock: restart its timeout, keep its token.",
+                            document.lock_body("The refreshed lock.")),
+            "delete": answer("unlock", "Release the lock ({\"force\": true} steals someone "
+                             "else's).", document.json_response(
+                                 "Unlocked (also when nothing was locked).", "Unlocked")),
+        }
+        path = {
+            "name": "path", "in": "path", "required": True,
+            "description": "The resource path (it may contain slashes); the host app must "
+            "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
+            # Lockable paths only: segments end in neither a space nor a dot (so no "." or
+            # ".." segments), no control characters; the server answers 400 to the rest.
+            "schema": {"type": "string", "maxLength": 500, "pattern": SEGMENT_PATTERN},
+        }
+        document.add_path(self, f"{self.prefix}/{{path}}{SUFFIX}", operations, parameters=[path])
