@@ -22,7 +22,9 @@ from .extensions import db, locking
 __all__ = ["create_app", "db", "locking"]
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, instance_path: str | None = None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, instance_path: str | None = None
+) -> Flask:
     """Build the example app.
 
     :param config: overrides of the defaults below (tests pass a short lock timeout).
@@ -84,4 +86,3 @@ def init_db(*, drop: bool) -> None:
         db.drop_all()
     db.create_all()
     seed()
-

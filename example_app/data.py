@@ -9,9 +9,11 @@ DOCUMENTS = [
     (
         "welcome",
         "Welcome",
-        ("This wiki shows flask-locking at work.\n\nOpen a page's editor as Alice and the same "
-        "page as Bob in another browser: Bob sees who is editing and until when, and cannot "
-        "save over Alice's work."),
+        (
+            "This wiki shows flask-locking at work.\n\nOpen a page's editor as Alice and the same "
+            "page as Bob in another browser: Bob sees who is editing and until when, and cannot "
+            "save over Alice's work."
+        ),
     ),
     (
         "release-checklist",
@@ -21,8 +23,10 @@ DOCUMENTS = [
     (
         "meeting-notes",
         "Meeting notes",
-        ("Monday: agreed to lock pages while editing.\n\n"
-        "Tuesday: agreed that admins may take over any lock."),
+        (
+            "Monday: agreed to lock pages while editing.\n\n"
+            "Tuesday: agreed that admins may take over any lock."
+        ),
     ),
 ]
 

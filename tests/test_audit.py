@@ -179,7 +179,10 @@ def test_stale_token_never_releases_or_refreshes_the_owners_newer_grant(make_app
     after = client.get("/docs/1/@lock", headers=ALICE).get_json()
     assert after["token"] == new["token"] and after["version"] == new["version"]
     # Without a token, the owner still releases as the owner (docs/locks.rst).
-    assert client.delete("/docs/1/@lock", headers=ALICE).get_json() == {"locked": False, "stealable": True}
+    assert client.delete("/docs/1/@lock", headers=ALICE).get_json() == {
+        "locked": False,
+        "stealable": True,
+    }
 
 
 def test_python_api_release_with_a_stale_token_keeps_the_newer_anonymous_grant(

@@ -37,7 +37,9 @@ def stored_rows(app: Flask) -> int:
     with app.app_context():
         store = app.extensions["locking"].engine.store
         with store.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(store.table)).scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(store.table)).scalar_one()
+            )
 
 
 def nothing_locked(app: Flask) -> bool:
@@ -48,21 +50,33 @@ def nothing_locked(app: Flask) -> bool:
 # -- request bodies --------------------------------------------------------------------
 
 MALFORMED = [
-    "{", '{"timeout": }', "{'timeout': 5}", '{"timeout": 5,}', "timeout=5", "NaN",
-    '{"timeout": NaN}', '{"timeout": Infinity}', '{"timeout": -Infinity}', "\ufeff{}",
+    "{",
+    '{"timeout": }',
+    "{'timeout': 5}",
+    '{"timeout": 5,}',
+    "timeout=5",
+    "NaN",
+    '{"timeout": NaN}',
+    '{"timeout": Infinity}',
+    '{"timeout": -Infinity}',
+    "\ufeff{}",
     '{"timeout": 5} {"timeout": 6}',
 ]
 
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_json_is_400(client: Any, text: str) -> None:
-    response = client.post("/docs/1/@lock", data=text, content_type="application/json", headers=ALICE)
+    response = client.post(
+        "/docs/1/@lock", data=text, content_type="application/json", headers=ALICE
+    )
     assert_refused(response, 400, "JSON")
     assert nothing_locked(client.application)
 
 
 def test_nan_and_infinity_are_named(client: Any) -> None:
-    message = assert_refused(client.post("/docs/1/@lock", data='{"timeout": NaN}', content_type="application/json"), 400)
+    message = assert_refused(
+        client.post("/docs/1/@lock", data='{"timeout": NaN}', content_type="application/json"), 400
+    )
     assert "NaN" in message
 
 
@@ -76,20 +90,29 @@ def test_nan_and_infinity_are_named(client: Any) -> None:
     ids=["long-number", "deep-array", "deep-object"],
 )
 def test_pathological_json_is_400(client: Any, text: str, word: str) -> None:
-    response = client.post("/docs/1/@lock", data=text, content_type="application/json", headers=ALICE)
+    response = client.post(
+        "/docs/1/@lock", data=text, content_type="application/json", headers=ALICE
+    )
     assert_refused(response, 400, word)
     assert nothing_locked(client.application)
 
 
 def test_body_that_is_not_utf8_is_400(client: Any) -> None:
-    response = client.post("/docs/1/@lock", data=b'{"timeout": "\xff\xfe"}', content_type="application/json", headers=ALICE)
+    response = client.post(
+        "/docs/1/@lock",
+        data=b'{"timeout": "\xff\xfe"}',
+        content_type="application/json",
+        headers=ALICE,
+    )
     assert_refused(response, 400, "UTF-8")
     assert nothing_locked(client.application)
 
 
 @pytest.mark.parametrize("text", ["[]", '[{"timeout": 5}]', '"timeout"', "null", "5", "true"])
 def test_body_that_is_not_an_object_is_400(client: Any, text: str) -> None:
-    response = client.post("/docs/1/@lock", data=text, content_type="application/json", headers=ALICE)
+    response = client.post(
+        "/docs/1/@lock", data=text, content_type="application/json", headers=ALICE
+    )
     assert_refused(response, 400, "JSON object")
     assert nothing_locked(client.application)
 
@@ -102,7 +125,8 @@ def test_wrong_stealable_is_400(client: Any, value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["abc", "10", True, False, 1.5, 0.5, -1, 0, 0.0, -0.0, 86401, 10**20, 1e300, None, [], {}]
+    "value",
+    ["abc", "10", True, False, 1.5, 0.5, -1, 0, 0.0, -0.0, 86401, 10**20, 1e300, None, [], {}],
 )
 def test_wrong_timeout_is_400(client: Any, value: Any) -> None:
     response = client.post("/docs/1/@lock", json={"timeout": value}, headers=ALICE)
@@ -126,8 +150,13 @@ def test_max_timeout_follows_config(make_app: Any) -> None:
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"foo": 1}, "foo"), ({"timeout": 10, "Timeout": 5}, "Timeout"), ({"force": True}, "force"),
-     ({"depth": "infinity"}, "depth"), ({"token": "x"}, "token")],
+    [
+        ({"foo": 1}, "foo"),
+        ({"timeout": 10, "Timeout": 5}, "Timeout"),
+        ({"force": True}, "force"),
+        ({"depth": "infinity"}, "depth"),
+        ({"token": "x"}, "token"),
+    ],
 )
 def test_unknown_fields_are_400(client: Any, body: dict[str, Any], field: str) -> None:
     response = client.post("/docs/1/@lock", json=body, headers=ALICE)
@@ -144,7 +173,9 @@ def test_empty_body_and_empty_object_are_fine(client: Any) -> None:
 
 def test_oversized_body_is_413(client: Any) -> None:
     body = '{"timeout": 10, "pad": "' + "x" * 20000 + '"}'
-    response = client.post("/docs/1/@lock", data=body, content_type="application/json", headers=ALICE)
+    response = client.post(
+        "/docs/1/@lock", data=body, content_type="application/json", headers=ALICE
+    )
     assert_refused(response, 413, "bytes")
     assert nothing_locked(client.application)
 
@@ -167,8 +198,15 @@ def test_oversized_chunked_body_is_413(client: Any) -> None:
 def test_body_size_limit_follows_config(make_app: Any) -> None:
     client = make_app(LOCKING_MAX_BODY_BYTES=32).test_client()
     padded = '{"timeout": 10}' + " " * 40
-    assert_refused(client.post("/docs/1/@lock", data=padded, content_type="application/json"), 413, "32")
-    assert client.post("/docs/1/@lock", data='{"timeout": 10}', content_type="application/json").status_code == 200
+    assert_refused(
+        client.post("/docs/1/@lock", data=padded, content_type="application/json"), 413, "32"
+    )
+    assert (
+        client.post(
+            "/docs/1/@lock", data='{"timeout": 10}', content_type="application/json"
+        ).status_code
+        == 200
+    )
 
 
 # -- refused changes leave a held lock alone -------------------------------------------
@@ -199,7 +237,9 @@ def test_refused_refresh_messages_name_the_field(client: Any) -> None:
         client.patch("/docs/1/@lock", json={"stealable": True}, headers=ALICE), 400, "stealable"
     )
     assert "timeout" in message
-    assert_refused(client.delete("/docs/1/@lock", json={"force": "yes"}, headers=ALICE), 400, "force")
+    assert_refused(
+        client.delete("/docs/1/@lock", json={"force": "yes"}, headers=ALICE), 400, "force"
+    )
 
 
 # -- paths -----------------------------------------------------------------------------

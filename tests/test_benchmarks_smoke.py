@@ -19,9 +19,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_benchmarks_run_in_smoke_mode(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "cycle", "guard", "scale",
-         "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--smoke",
+            "--only",
+            "cycle",
+            "guard",
+            "scale",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

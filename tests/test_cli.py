@@ -42,7 +42,15 @@ def test_list_table_and_json(locked_app: tuple[Flask, dict[str, str]]) -> None:
     result = run(app, "list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["RESOURCE", "OWNER", "EXPIRES", "LEFT", "STEALABLE", "DEPTH", "VERSION"]
+    assert lines[0].split() == [
+        "RESOURCE",
+        "OWNER",
+        "EXPIRES",
+        "LEFT",
+        "STEALABLE",
+        "DEPTH",
+        "VERSION",
+    ]
     body = "\n".join(lines[2:])
     assert "/docs/1" in body and "alice" in body
     assert "/docs/2" in body and "bob" in body

@@ -202,8 +202,12 @@ def test_a_host_409_with_the_reference_envelope_is_not_a_lost_lock(make_app: App
 
     @app.route(url, methods=["PATCH"])
     def reference() -> Any:
-        envelope = {"status": "error", "code": 409, "message": "Conflict",
-                    "details": "Locking conflict"}
+        envelope = {
+            "status": "error",
+            "code": 409,
+            "message": "Conflict",
+            "details": "Locking conflict",
+        }
         return envelope, 409
 
     transport = httpx.WSGITransport(app=app)

@@ -22,12 +22,16 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_skewed_app_clocks_agree_on_expiry(backend: str, database_url: str, table_name: str) -> None:
+def test_skewed_app_clocks_agree_on_expiry(
+    backend: str, database_url: str, table_name: str
+) -> None:
     try:
         messages = procs.run(
             racers.spin_app_skewed,
-            [(database_url, table_name, p, THREADS, "/skew/doc", LEASE, SECONDS, skew)
-             for p, skew in enumerate(SKEWS)],
+            [
+                (database_url, table_name, p, THREADS, "/skew/doc", LEASE, SECONDS, skew)
+                for p, skew in enumerate(SKEWS)
+            ],
         )
     finally:
         drop_tables(database_url, table_name)
@@ -45,7 +49,9 @@ def test_skewed_app_clocks_agree_on_expiry(backend: str, database_url: str, tabl
     for skew, own in by_skew.items():
         for version, locked_at_ms, _expires, _owner, python_time in own:
             assert abs(locked_at_ms - real_now_ms) < 600_000, (skew, locked_at_ms)
-            assert abs(python_time - skew - locked_at_ms / 1000) < 600, "the process really was skewed"
+            assert abs(python_time - skew - locked_at_ms / 1000) < 600, (
+                "the process really was skewed"
+            )
     print(
         f"\nFIGURES clock-skew {backend}: skews={SKEWS} contenders={len(SKEWS) * THREADS} "
         f"lease_s={LEASE} grants={len(grants)} (ahead={len(by_skew[SKEWS[0]])}, behind={len(by_skew[SKEWS[1]])}) "

@@ -15,7 +15,6 @@ ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
 
 
-
 @pytest.fixture
 def app(make_app: Any, database_url: str) -> Flask:
     """Every test of this module runs on each backend."""
@@ -31,8 +30,9 @@ def api(app: Flask) -> Any:
 
 
 def test_post_returns_every_field_of_the_lock_json(client: Any) -> None:
-    assert_new_lock(lambda: client.post("/docs/1/@lock", headers=ALICE),
-                    status=200, resource="/docs/1", depth=0)
+    assert_new_lock(
+        lambda: client.post("/docs/1/@lock", headers=ALICE), status=200, resource="/docs/1", depth=0
+    )
 
 
 def test_post_with_body_sets_stealable_and_timeout(client: Any) -> None:
@@ -238,7 +238,9 @@ def test_force_delete_steals_a_stealable_lock(client: Any) -> None:
 
 def test_force_on_non_stealable_lock_is_403_by_default(client: Any) -> None:
     client.post("/docs/1/@lock", json={"stealable": False}, headers=ALICE)
-    assert_error(client.delete("/docs/1/@lock", json={"force": True}, headers=BOB), 403, "Forbidden")
+    assert_error(
+        client.delete("/docs/1/@lock", json={"force": True}, headers=BOB), 403, "Forbidden"
+    )
     assert client.get("/docs/1/@lock").get_json()["creator"] == "alice"
 
 

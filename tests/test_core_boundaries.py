@@ -134,7 +134,9 @@ def test_owner_url_cap(locking: Any, length: int, kept: bool) -> None:
 
 @pytest.mark.parametrize("config", [{}, {"LOCKING_SECRET_KEY": "raw-secret"}])
 def test_tokens_are_never_keyed_with_the_raw_secret(
-    make_app: Any, database_url: str, config: dict[str, str],
+    make_app: Any,
+    database_url: str,
+    config: dict[str, str],
 ) -> None:
     """Tokens are keyed with a key derived from the configured secret: someone who knows
     SECRET_KEY (it signs the session cookies) and reads the table still cannot compute a
@@ -166,7 +168,9 @@ def keyless_app(database_url: str, table_name: str, tmp_path: Any) -> Iterator[C
 
     def factory() -> Flask:
         app = Flask(__name__, instance_path=str(tmp_path / f"keyless{len(created)}"))
-        app.config.update(SECRET_KEY="", LOCKING_DATABASE_URI=database_url, LOCKING_TABLE_NAME=table_name)
+        app.config.update(
+            SECRET_KEY="", LOCKING_DATABASE_URI=database_url, LOCKING_TABLE_NAME=table_name
+        )
 
         @app.route("/docs/<doc_id>", methods=["PATCH"])
         def document(doc_id: str) -> str:
@@ -184,7 +188,8 @@ def keyless_app(database_url: str, table_name: str, tmp_path: Any) -> Iterator[C
 
 
 def test_without_a_secret_key_processes_share_a_generated_key(
-    keyless_app: Callable[[], Flask], caplog: pytest.LogCaptureFixture,
+    keyless_app: Callable[[], Flask],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No key configured (an empty SECRET_KEY is none): the app warns, and the generated
     key lives in the store, so a token from one process opens the lock in another."""
@@ -198,7 +203,9 @@ def test_without_a_secret_key_processes_share_a_generated_key(
 
 
 def test_tokens_are_compared_in_constant_time(
-    app: Flask, locking: Any, monkeypatch: pytest.MonkeyPatch,
+    app: Flask,
+    locking: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every token check goes through hmac.compare_digest (a spy records each call)."""
     compared: list[tuple[bytes, bytes]] = []
@@ -283,7 +290,9 @@ def test_refresh_of_a_grant_that_ended_under_it_is_not_held(app: Flask, locking:
 # -- which requests the guard leaves alone ---------------------------------------------
 
 
-def test_job_lock_endpoints_pass_the_guard_even_when_post_and_delete_are_guarded(make_app: Any) -> None:
+def test_job_lock_endpoints_pass_the_guard_even_when_post_and_delete_are_guarded(
+    make_app: Any,
+) -> None:
     """The lock endpoints lie below the job they lock (an infinite-depth lock): guarding
     POST and DELETE must not refuse the holder refreshing or unlocking it there."""
     app = make_app(LOCKING_GUARDED_METHODS={"POST", "PATCH", "DELETE"})

@@ -60,10 +60,14 @@ def make(howto: types.ModuleType, tmp_path: Path) -> Iterator[Any]:
 
     def make(**config: Any) -> Flask:
         database = tmp_path / f"locks{len(apps)}.sqlite3"
-        app: Flask = howto.create_app({
-            "TESTING": True, "SECRET_KEY": "howto",
-            "LOCKING_DATABASE_URI": f"sqlite:///{database}", **config,
-        })
+        app: Flask = howto.create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "howto",
+                "LOCKING_DATABASE_URI": f"sqlite:///{database}",
+                **config,
+            }
+        )
         apps.append(app)
         return app
 
@@ -80,8 +84,12 @@ def test_the_dialect_file_is_one_small_declaration() -> None:
 
 def test_lock_refuse_release_through_the_fourth_dialect(make: Any) -> None:
     client = make().test_client()
-    body = assert_new_lock(lambda: client.post(f"{TICKET}/lock", headers=ALICE),
-                           status=201, resource=KEY, depth="infinity")
+    body = assert_new_lock(
+        lambda: client.post(f"{TICKET}/lock", headers=ALICE),
+        status=201,
+        resource=KEY,
+        depth="infinity",
+    )
     token = body["token"]
     again = client.post(f"{TICKET}/lock/", headers=ALICE)  # the owner again: same lock
     assert again.status_code == 200 and again.get_json()["token"] == token
@@ -110,15 +118,20 @@ def test_lock_refuse_release_through_the_fourth_dialect(make: Any) -> None:
 
     assert client.delete(f"{TICKET}/lock", headers=ALICE).status_code == 204
     assert client.patch(reply, headers=BOB).status_code == 200
-    assert_error(client.delete(f"{TICKET}/lock", headers=ALICE), 404, "NotFound",
-                 "Nobody holds this ticket.")
+    assert_error(
+        client.delete(f"{TICKET}/lock", headers=ALICE), 404, "NotFound", "Nobody holds this ticket."
+    )
 
 
 def test_the_existence_check_and_bad_ids_are_404(make: Any) -> None:
     client = make().test_client()
     missing = f"/helpdesk/queues/sales/tickets/{TICKET_ID}/lock"
-    assert_error(client.post(missing, headers=ALICE), 404, "NotFound",
-                 f"Queue sales has no ticket {TICKET_ID}.")
+    assert_error(
+        client.post(missing, headers=ALICE),
+        404,
+        "NotFound",
+        f"Queue sales has no ticket {TICKET_ID}.",
+    )
     body = assert_error(client.post("/helpdesk/queues/billing/tickets/42/lock"), 404, "NotFound")
     assert body["error"]["message"] == "ticket_id must be a UUID, not '42'."
 
@@ -153,7 +166,8 @@ def test_it_is_in_the_openapi_document(make: Any) -> None:
     assert path["post"]["summary"] == "Claim the ticket and its thread."
     assert path["post"]["tags"] == ["ticket_locks"]
     assert {p["name"]: p["schema"] for p in path["parameters"]} == {
-        "queue": {"type": "string"}, "ticket_id": {"type": "string", "format": "uuid"},
+        "queue": {"type": "string"},
+        "ticket_id": {"type": "string", "format": "uuid"},
     }
     responses = document["components"]["responses"]
     assert responses["TicketLocksLocked"]["description"].startswith("423. Guard refusal.")
@@ -169,7 +183,10 @@ def test_it_is_in_the_openapi_document(make: Any) -> None:
     ],
 )
 def test_declaration_mistakes_surface_when_the_dialect_is_added(
-    howto: types.ModuleType, make: Any, declaration: dict[str, Any], error: str,
+    howto: types.ModuleType,
+    make: Any,
+    declaration: dict[str, Any],
+    error: str,
 ) -> None:
     broken = type("Broken", (sys.modules["ticket_locks"].TicketLocks,), declaration)
     app = make()
@@ -204,5 +221,9 @@ def test_a_template_may_use_the_hosts_own_converter(make: Any) -> None:
     client = app.test_client()
     assert client.post("/parts/00FF/lock").get_json()["resource"] == "/parts/ff"
     assert_refused(client.patch("/parts/0ff/specs"), 423, "locked")
-    assert_error(client.post("/parts/xyz/lock"), 404, "NotFound",
-                 "part must be a valid <hex> value, not 'xyz'.")
+    assert_error(
+        client.post("/parts/xyz/lock"),
+        404,
+        "NotFound",
+        "part must be a valid <hex> value, not 'xyz'.",
+    )

@@ -31,8 +31,20 @@ def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
             pytest.fail("CI is set but Sphinx is not installed (it is in the [test] extra)")
         pytest.skip("Sphinx is not installed: pip install 'flask-locking[docs]'")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

@@ -17,8 +17,11 @@ from flask_locking import Locking, LockingError
 from flask_locking.signals import BY_EVENT
 from tests.conftest import AppFactory
 
-FAST = {"LOCKING_EVENTS_HEARTBEAT": 0.1, "LOCKING_EVENTS_POLL_INTERVAL": 0.05,
-        "LOCKING_EVENTS_EXPIRY_INTERVAL": 0.1}
+FAST = {
+    "LOCKING_EVENTS_HEARTBEAT": 0.1,
+    "LOCKING_EVENTS_POLL_INTERVAL": 0.05,
+    "LOCKING_EVENTS_EXPIRY_INTERVAL": 0.1,
+}
 ALICE, BOB = {"X-User": "alice"}, {"X-User": "bob"}
 
 
@@ -54,7 +57,11 @@ def test_every_change_is_an_event_without_a_token(make_app: AppFactory, database
     assert all("token" not in e.data["lock"] for e in events)
     assert token not in stream.raw and token2 not in stream.raw
     assert [e.data["by"] for e in events] == [
-        None, None, {"id": "bob", "name": "bob"}, None, {"id": "alice", "name": "alice"},
+        None,
+        None,
+        {"id": "bob", "name": "bob"},
+        None,
+        {"id": "alice", "name": "alice"},
     ]
     assert events[3].data["lock"]["timeout"] == 60
     assert stream.raw.startswith("retry: 2000\n")
@@ -73,7 +80,8 @@ def test_an_infinite_lock_above_counts(fast_app: Flask) -> None:
     events = stream.read(2)
     stream.close()
     assert [(e.event, e.data["resource"], e.data["lock"]["depth"]) for e in events] == [
-        ("acquired", "/docs/a", "infinity"), ("released", "/docs/a", "infinity"),
+        ("acquired", "/docs/a", "infinity"),
+        ("released", "/docs/a", "infinity"),
     ]
 
 
@@ -160,8 +168,10 @@ def test_reconnect_replays_what_was_missed(fast_app: Flask) -> None:
     client.post("/docs/r/@lock", headers=ALICE)
     client.delete("/docs/r/@lock", headers=ALICE)
     client.post("/docs/r/@lock", headers=BOB)
-    for how in ({"headers": {"Last-Event-ID": seen[0].id}},
-                {"query_string": {"last_event_id": seen[0].id}}):
+    for how in (
+        {"headers": {"Last-Event-ID": seen[0].id}},
+        {"query_string": {"last_event_id": seen[0].id}},
+    ):
         again = TestStream(client, "/docs/r/@lock/events", **how)
         replay = again.read(3)
         again.close()
@@ -259,7 +269,9 @@ OPS = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=OPS)
 def test_the_log_and_the_signals_tell_the_same_story(fast_app: Flask, ops: list[Any]) -> None:
     """Whatever the sequence of operations, replaying the log gives exactly the events the
@@ -271,6 +283,7 @@ def test_the_log_and_the_signals_tell_the_same_story(fast_app: Flask, ops: list[
     def receiver(name: str) -> Any:
         def receive(sender: Any, lock: Any, **extra: Any) -> None:
             signalled.append((name, lock.resource, lock.version))
+
         return receive
 
     receivers = {name: receiver(name) for name in ("acquired", "refreshed", "released", "stolen")}

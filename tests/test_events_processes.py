@@ -34,10 +34,27 @@ def start_server(url: str, table: str, log_path: Path) -> tuple[subprocess.Popen
     env = {**os.environ, "LOCKING_TEST_APP_DB": url, "LOCKING_TEST_APP_TABLE": table}
     log = open(log_path, "w")  # noqa: SIM115 - open for the server's life
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "16",
-         "-b", f"127.0.0.1:{port}", "--chdir", str(HERE), "--timeout", "60",
-         "helpers.events_app:create_app()"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "16",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(HERE),
+            "--timeout",
+            "60",
+            "helpers.events_app:create_app()",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     for _ in range(300):
         if process.poll() is not None:
@@ -53,7 +70,9 @@ def start_server(url: str, table: str, log_path: Path) -> tuple[subprocess.Popen
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def servers(request: pytest.FixtureRequest, tmp_path: Path, table_name: str) -> Iterator[tuple[int, int, str]]:
+def servers(
+    request: pytest.FixtureRequest, tmp_path: Path, table_name: str
+) -> Iterator[tuple[int, int, str]]:
     backend = str(request.param)
     url = backend_url(backend, tmp_path)
     started = []
@@ -108,11 +127,15 @@ class Listener:
 def figures(latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p90 = ordered[max(0, int(len(ordered) * 0.9) - 1)]
-    return (f"n={len(ordered)} min={ordered[0] * 1000:.0f}ms p50={statistics.median(ordered) * 1000:.0f}ms "
-            f"p90={p90 * 1000:.0f}ms max={ordered[-1] * 1000:.0f}ms")
+    return (
+        f"n={len(ordered)} min={ordered[0] * 1000:.0f}ms p50={statistics.median(ordered) * 1000:.0f}ms "
+        f"p90={p90 * 1000:.0f}ms max={ordered[-1] * 1000:.0f}ms"
+    )
 
 
-def test_events_cross_processes_in_order_and_survive_a_reconnect(servers: tuple[int, int, str]) -> None:
+def test_events_cross_processes_in_order_and_survive_a_reconnect(
+    servers: tuple[int, int, str],
+) -> None:
     port_a, port_b, backend = servers
     listener = Listener(port_b, "/@locks/events?prefix=/docs", {"X-User": "bob"})
     single = Listener(port_b, "/docs/lat0/@lock/events", {"X-User": "bob"})
@@ -147,21 +170,31 @@ def test_events_cross_processes_in_order_and_survive_a_reconnect(servers: tuple[
     listener.close()
     last = got[-1][1].id
     for method, resource, user in [
-        ("POST", "/docs/re0", "alice"), ("POST", "/docs/re1", "alice"),
-        ("DELETE", "/docs/re0", "alice"), ("DELETE", "/docs/re1", "alice"),
-        ("POST", "/docs/re0", "alice"), ("POST", "/docs/re1", "carol"),
+        ("POST", "/docs/re0", "alice"),
+        ("POST", "/docs/re1", "alice"),
+        ("DELETE", "/docs/re0", "alice"),
+        ("DELETE", "/docs/re1", "alice"),
+        ("POST", "/docs/re0", "alice"),
+        ("POST", "/docs/re1", "carol"),
     ]:
         assert call(port_a, method, f"{resource}/@lock", user)[0] == 200
-    again = Listener(port_b, "/@locks/events?prefix=/docs", {"X-User": "bob", "Last-Event-ID": last})
+    again = Listener(
+        port_b, "/@locks/events?prefix=/docs", {"X-User": "bob", "Last-Event-ID": last}
+    )
     again.wait_for(6)
     call(port_a, "DELETE", "/docs/re0/@lock", "alice")  # and then a live one
     replay = again.wait_for(7)
     again.close()
     names = [(e.event, e.data["resource"]) for _t, e in replay]
-    assert names == [("acquired", "/docs/re0"), ("acquired", "/docs/re1"),
-                     ("released", "/docs/re0"), ("released", "/docs/re1"),
-                     ("acquired", "/docs/re0"), ("acquired", "/docs/re1"),
-                     ("released", "/docs/re0")]
+    assert names == [
+        ("acquired", "/docs/re0"),
+        ("acquired", "/docs/re1"),
+        ("released", "/docs/re0"),
+        ("released", "/docs/re1"),
+        ("acquired", "/docs/re0"),
+        ("acquired", "/docs/re1"),
+        ("released", "/docs/re0"),
+    ]
     assert [int(e.id) for _t, e in replay] == list(range(int(last) + 1, int(last) + 8))
     assert replay[5][1].data["lock"]["creator"] == "carol"
 
@@ -169,8 +202,10 @@ def test_events_cross_processes_in_order_and_survive_a_reconnect(servers: tuple[
     spy.close()
     single.close()
     assert spy.events == [] and "id:" not in spy.stream.raw and "data:" not in spy.stream.raw
-    print(f"\nFIGURES events {backend}: cross-process latency (request sent on A -> event "
-          f"read on B) {figures(latencies)}")
+    print(
+        f"\nFIGURES events {backend}: cross-process latency (request sent on A -> event "
+        f"read on B) {figures(latencies)}"
+    )
 
 
 def test_an_expiry_is_one_event_seen_by_both_servers(servers: tuple[int, int, str]) -> None:
@@ -179,8 +214,12 @@ def test_an_expiry_is_one_event_seen_by_both_servers(servers: tuple[int, int, st
     on_b = Listener(port_b, "/@locks/events?prefix=/docs/exp")
     time.sleep(0.5)
     conn = http.client.HTTPConnection("127.0.0.1", port_a, timeout=30)
-    conn.request("POST", "/docs/exp/@lock", body=json.dumps({"timeout": 1}),
-                 headers={"X-User": "alice", "Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/docs/exp/@lock",
+        body=json.dumps({"timeout": 1}),
+        headers={"X-User": "alice", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     body = json.loads(response.read())
     conn.close()
@@ -195,18 +234,26 @@ def test_an_expiry_is_one_event_seen_by_both_servers(servers: tuple[int, int, st
         assert [e.event for _t, e in events] == ["acquired", "expired"], events
     assert a_events[1][1].id == b_events[1][1].id
     after = min(a_events[1][0], b_events[1][0]) - granted
-    print(f"\nFIGURES events {backend}: expiry of a 1 s lock seen {after * 1000:.0f}ms after "
-          f"the grant (expiry look every 1 s), one event for both servers")
+    print(
+        f"\nFIGURES events {backend}: expiry of a 1 s lock seen {after * 1000:.0f}ms after "
+        f"the grant (expiry look every 1 s), one event for both servers"
+    )
 
 
-def test_postgresql_listeners_are_woken_by_notify(make_app: Any, tmp_path: Path, table_name: str) -> None:
+def test_postgresql_listeners_are_woken_by_notify(
+    make_app: Any, tmp_path: Path, table_name: str
+) -> None:
     """With polling and the expiry look both 30 s apart, an event made by another process
     can only arrive within the bound through LISTEN/NOTIFY."""
     from helpers.sse import TestStream
 
     url = backend_url("postgresql", tmp_path)
-    app = make_app(database_url=url, LOCKING_EVENTS_POLL_INTERVAL=30,
-                   LOCKING_EVENTS_EXPIRY_INTERVAL=30, LOCKING_EVENTS_HEARTBEAT=0.2)
+    app = make_app(
+        database_url=url,
+        LOCKING_EVENTS_POLL_INTERVAL=30,
+        LOCKING_EVENTS_EXPIRY_INTERVAL=30,
+        LOCKING_EVENTS_HEARTBEAT=0.2,
+    )
     client = app.test_client()
     stream = TestStream(client, "/docs/n/@lock/events")
     time.sleep(0.5)
@@ -224,5 +271,7 @@ def test_postgresql_listeners_are_woken_by_notify(make_app: Any, tmp_path: Path,
     waited = time.monotonic() - done
     stream.close()
     assert [(e.event, e.data["lock"]["creator"]) for e in events] == [("acquired", "other-process")]
-    print(f"\nFIGURES events postgresql: NOTIFY woke the listener {waited * 1000:.0f}ms after "
-          "the other process exited (poll interval 30 s)")
+    print(
+        f"\nFIGURES events postgresql: NOTIFY woke the listener {waited * 1000:.0f}ms after "
+        "the other process exited (poll interval 30 s)"
+    )

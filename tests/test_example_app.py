@@ -75,7 +75,9 @@ def test_first_start_creates_and_seeds_one_sqlite_file_with_the_lock_table(demo:
     path = Path(demo.instance_path) / "example.sqlite3"
     assert path.exists()
     with sqlite3.connect(path) as conn:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
     assert {"document", "job", "client", "activity", "locking_locks"} <= tables
     # The lock store really uses that file, not a second one.
     with demo.app_context():
@@ -110,7 +112,15 @@ def test_init_db_command_recreates_or_keeps(demo: Flask) -> None:
 def test_every_page_renders_signed_in_and_out(demo: Flask) -> None:
     anonymous = signed_in(demo, None)
     carol = signed_in(demo, "carol")
-    for path in ["/docs", "/docs/welcome", "/locks", "/jobs", "/jobs/1/101", "/reference", "/login"]:
+    for path in [
+        "/docs",
+        "/docs/welcome",
+        "/locks",
+        "/jobs",
+        "/jobs/1/101",
+        "/reference",
+        "/login",
+    ]:
         assert anonymous.get(path).status_code == 200, path
         assert carol.get(path).status_code == 200, path
     assert carol.get("/docs/welcome/edit").status_code == 200
@@ -127,13 +137,22 @@ def test_every_page_renders_signed_in_and_out(demo: Flask) -> None:
 
 def test_login_redirect_stays_on_this_site(demo: Flask) -> None:
     client = demo.test_client()
-    assert client.post("/login", data=form(client, user="bob", next="//evil.example/")).headers[
-        "Location"
-    ] == "/docs"
-    assert client.post("/login", data=form(client, user="bob", next="/\\evil.example")).headers[
-        "Location"
-    ] == "/docs"
-    assert client.post("/login", data=form(client, user="bob", next="/jobs")).headers["Location"] == "/jobs"
+    assert (
+        client.post("/login", data=form(client, user="bob", next="//evil.example/")).headers[
+            "Location"
+        ]
+        == "/docs"
+    )
+    assert (
+        client.post("/login", data=form(client, user="bob", next="/\\evil.example")).headers[
+            "Location"
+        ]
+        == "/docs"
+    )
+    assert (
+        client.post("/login", data=form(client, user="bob", next="/jobs")).headers["Location"]
+        == "/jobs"
+    )
 
 
 # -- documents and the content @lock -----------------------------------------------------
@@ -151,7 +170,12 @@ def test_lock_save_with_token_releases_and_records_the_lock_version(demo: Flask)
     assert bob.post("/docs/welcome/@lock").status_code == 409
     refused = bob.patch("/docs/welcome", json={"body": "Bob"})
     assert refused.status_code == 403
-    assert bob.patch("/docs/welcome", json={"body": "Bob"}, headers={"Lock-Token": "x" * 43}).status_code == 412
+    assert (
+        bob.patch(
+            "/docs/welcome", json={"body": "Bob"}, headers={"Lock-Token": "x" * 43}
+        ).status_code
+        == 412
+    )
 
     saved = alice.patch(
         "/docs/welcome",
@@ -162,13 +186,20 @@ def test_lock_save_with_token_releases_and_records_the_lock_version(demo: Flask)
     assert saved.headers["Lock-Released"] == "true"
     assert saved.get_json()["document"] == doc(demo, "welcome")
     assert doc(demo, "welcome") | {"updated_at": None} == {
-        "slug": "welcome", "title": "Welcome!", "body": "Hello", "revision": 2,
-        "updated_at": None, "updated_by": "Alice", "lock_version": lock["version"],
+        "slug": "welcome",
+        "title": "Welcome!",
+        "body": "Hello",
+        "revision": 2,
+        "updated_at": None,
+        "updated_by": "Alice",
+        "lock_version": lock["version"],
     }
     assert alice.get("/docs/welcome/@lock").get_json() == {"locked": False, "stealable": True}
 
 
-def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
     """The document save holds its lock in its own transaction (issue 16): a lock taken
     over between the guard's check and the save answers 412 and changes nothing."""
     with demo_app(tmp_path) as app:
@@ -183,7 +214,9 @@ def test_a_save_whose_lock_ends_after_the_guard_is_refused_and_writes_nothing(tm
         before = doc(app, "welcome")
         token = alice.post("/docs/welcome/@lock").get_json()["token"]
         lost = alice.patch(
-            "/docs/welcome", json={"body": "stale"}, headers={"Lock-Token": token, "X-Take-Over": "1"}
+            "/docs/welcome",
+            json={"body": "stale"},
+            headers={"Lock-Token": token, "X-Take-Over": "1"},
         )
         assert lost.status_code == 412
         assert lost.get_json()["error"]["type"] == "PreconditionFailed"
@@ -209,7 +242,9 @@ def test_a_save_needs_a_lock_and_a_valid_body(demo: Flask) -> None:
         assert response.status_code == 400, body
         assert message in response.get_json()["error"]["message"]
     assert alice.patch("/docs/missing", json={}).status_code == 404
-    assert alice.patch("/docs/missing", json={}, headers=headers).status_code == 412  # not its token
+    assert (
+        alice.patch("/docs/missing", json={}, headers=headers).status_code == 412
+    )  # not its token
     assert doc(demo, "welcome")["revision"] == 1
 
 
@@ -220,10 +255,20 @@ def test_take_over_a_stealable_lock_and_the_old_token_is_refused(demo: Flask) ->
     assert bob.delete("/docs/welcome/@lock").status_code == 409  # not without force
     assert bob.delete("/docs/welcome/@lock", json={"force": True}).status_code == 200
     new = bob.post("/docs/welcome/@lock").get_json()["token"]
-    assert alice.patch("/docs/welcome", json={"body": "A"}, headers={"Lock-Token": old}).status_code == 412
-    assert alice.patch("/docs/welcome/@lock", headers={"Lock-Token": old}).status_code == 409  # heartbeat
-    assert alice.delete("/docs/welcome/@lock", headers={"Lock-Token": old}).status_code == 409  # pagehide
-    assert bob.patch("/docs/welcome", json={"body": "B"}, headers={"Lock-Token": new}).status_code == 200
+    assert (
+        alice.patch("/docs/welcome", json={"body": "A"}, headers={"Lock-Token": old}).status_code
+        == 412
+    )
+    assert (
+        alice.patch("/docs/welcome/@lock", headers={"Lock-Token": old}).status_code == 409
+    )  # heartbeat
+    assert (
+        alice.delete("/docs/welcome/@lock", headers={"Lock-Token": old}).status_code == 409
+    )  # pagehide
+    assert (
+        bob.patch("/docs/welcome", json={"body": "B"}, headers={"Lock-Token": new}).status_code
+        == 200
+    )
     assert doc(demo, "welcome")["body"] == "B"
     with demo.app_context():
         events = [a.event for a in db.session.query(Activity).order_by(Activity.id)]
@@ -254,11 +299,17 @@ def test_locks_page_lists_live_locks_and_only_admins_release(demo: Flask) -> Non
     assert "Release</button>" not in page
     assert "Release</button>" in carol.get("/locks").get_data(as_text=True)
     assert bob.post("/locks/release", data=form(bob, resource="/docs/welcome")).status_code == 403
-    done = carol.post("/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True)
+    done = carol.post(
+        "/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True
+    )
     assert "Released Alice&#39;s lock on /docs/welcome." in done.get_data(as_text=True)
-    again = carol.post("/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True)
+    again = carol.post(
+        "/locks/release", data=form(carol, resource="/docs/welcome"), follow_redirects=True
+    )
     assert "was not locked any more" in again.get_data(as_text=True)
-    bad = carol.post("/locks/release", data=form(carol, resource="no/../good"), follow_redirects=True)
+    bad = carol.post(
+        "/locks/release", data=form(carol, resource="no/../good"), follow_redirects=True
+    )
     assert bad.status_code == 200 and "Could not release" in bad.get_data(as_text=True)
     with demo.app_context():
         assert [lock.resource for lock in locking.locks()] == ["/api/v1.0/companies/1/jobs/101"]
@@ -275,7 +326,9 @@ def test_job_lock_guard_and_save(demo: Flask) -> None:
     token = created.headers["Lock-Token"]
     assert alice.post(url + "/lock/").status_code == 200  # the owner again
     assert bob.patch(url, json={"status": "done"}).status_code == 423
-    assert bob.patch(url, json={"status": "done"}, headers={"Lock-Token": "nope"}).status_code == 412
+    assert (
+        bob.patch(url, json={"status": "done"}, headers={"Lock-Token": "nope"}).status_code == 412
+    )
     bad = alice.patch(url, json={"status": "finished"}, headers={"Lock-Token": token})
     assert bad.status_code == 400 and "status must be one of" in bad.get_json()["error"]["message"]
     ok = alice.patch(url, json={"status": "done", "notes": "n"}, headers={"Lock-Token": token})
@@ -303,7 +356,11 @@ def test_reference_lock_with_the_pages_jwt(demo: Flask) -> None:
     missing = api.post(url + "/lock")
     assert missing.status_code == 401
     body = missing.get_json()
-    assert (body["status"], body["code"], body["message"]) == ("error", 401, "Authentication failed")
+    assert (body["status"], body["code"], body["message"]) == (
+        "error",
+        401,
+        "Authentication failed",
+    )
     expired = api.post(url + "/lock", headers=bearer("alice", lifetime=-60))
     assert expired.status_code == 401 and "expired" in expired.get_json()["details"]
     forged = api.post(url + "/lock", headers=bearer("alice", secret="x" * 32))
@@ -317,7 +374,9 @@ def test_reference_lock_with_the_pages_jwt(demo: Flask) -> None:
     assert conflict.status_code == 409 and conflict.get_json()["message"] == "Conflict"
     assert api.get(url, headers=bearer("bob")).get_json()["lock"]["creator_name"] == "Carol"
     assert api.get(url).status_code == 401  # the host's own API checks the JWT too
-    saved = api.patch(url, json={"reference": "vat: 9%"}, headers={**bearer("carol"), "Lock-Token": token})
+    saved = api.patch(
+        url, json={"reference": "vat: 9%"}, headers={**bearer("carol"), "Lock-Token": token}
+    )
     assert saved.status_code == 200 and saved.get_json()["client"]["updated_by"] == "Carol"
     assert api.delete(url + "/lock", headers=bearer("carol")).status_code == 204
     assert api.patch(url, json={"reference": "y"}, headers=bearer("carol")).status_code == 428

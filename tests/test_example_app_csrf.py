@@ -46,7 +46,8 @@ def test_the_pages_json_calls_need_no_form_token(demo: Flask) -> None:
     lock = alice.post("/docs/welcome/@lock", json={"stealable": True})
     assert lock.status_code == 200
     saved = alice.patch(
-        "/docs/welcome", json={"title": "Welcome", "body": "Edited."},
+        "/docs/welcome",
+        json={"title": "Welcome", "body": "Edited."},
         headers={"Lock-Token": lock.get_json()["token"], "Lock-Release": "true"},
     )
     assert saved.status_code == 200 and saved.headers["Lock-Released"] == "true"

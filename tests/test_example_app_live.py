@@ -67,4 +67,6 @@ def test_favicon_and_a_clean_edit_link(demo: Flask) -> None:
     assert icon is not None
     with alice.get(icon.group(1)) as served:
         assert served.status_code == 200
-    assert 'href="/docs/welcome/edit"' in page and "edit?" not in page.replace("edit?stealable=0", "")
+    assert 'href="/docs/welcome/edit"' in page and "edit?" not in page.replace(
+        "edit?stealable=0", ""
+    )

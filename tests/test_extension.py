@@ -227,7 +227,9 @@ def test_generated_key_is_shared_through_the_store(
         assert locking.get("/docs/1", owner="someone").token is None
         assert locking.get("/docs/1", owner=None).token == lock["token"]
         assert locking.refresh("/docs/1", lock["token"]).token == lock["token"]
-    assert two.test_client().patch("/docs/1", headers={"Lock-Token": lock["token"]}).status_code == 200
+    assert (
+        two.test_client().patch("/docs/1", headers={"Lock-Token": lock["token"]}).status_code == 200
+    )
     # The key is kept in the store's meta table, never the same as a token.
     state = one.extensions["locking"]
     with state.engine.store.engine.connect() as conn:
@@ -243,7 +245,9 @@ def test_identity_owner_sees_same_token_in_the_other_app(apps: Any, tmp_path: An
         locking = Locking(app)
         locking.identity_loader(lambda: request.headers.get("X-User"))
     token = one.test_client().post("/docs/1/@lock", headers={"X-User": "a"}).get_json()["token"]
-    assert two.test_client().get("/docs/1/@lock", headers={"X-User": "a"}).get_json()["token"] == token
+    assert (
+        two.test_client().get("/docs/1/@lock", headers={"X-User": "a"}).get_json()["token"] == token
+    )
 
 
 def test_configured_key_wins_and_different_keys_give_different_tokens(
@@ -318,7 +322,9 @@ def test_mysql_lock_table_is_unicode_whatever_the_database_default(tmp_path: Any
     with server.begin() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET latin1"))
     app = make_plain_app(
-        tmp_path, "latin1", SECRET_KEY="s",
+        tmp_path,
+        "latin1",
+        SECRET_KEY="s",
         LOCKING_DATABASE_URI=make_url(url).set(database=name).render_as_string(False),
     )
     try:

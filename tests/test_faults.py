@@ -40,7 +40,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def proxy(database_url: str) -> Iterator[Proxy]:
     url = make_url(database_url)
-    proxy = Proxy(url.host or "127.0.0.1", url.port or (5432 if url.get_backend_name() == "postgresql" else 3306))
+    proxy = Proxy(
+        url.host or "127.0.0.1",
+        url.port or (5432 if url.get_backend_name() == "postgresql" else 3306),
+    )
     yield proxy
     proxy.close()
 
@@ -99,7 +102,9 @@ class RowBlocker:
     """A transaction of the test's own (not through the proxy) that holds a lock row, like a
     stuck writer, so an acquire or release is in flight when the database goes away."""
 
-    def __init__(self, database_url: str, table: str, resource: str, *, share: bool = False) -> None:
+    def __init__(
+        self, database_url: str, table: str, resource: str, *, share: bool = False
+    ) -> None:
         self.engine = sa.create_engine(database_url)
         self.conn = self.engine.connect()
         self.conn.begin()
@@ -207,7 +212,10 @@ def _tombstone(database_url: str, table: str, resource: str) -> int:
 
 
 def test_database_goes_away_during_an_acquire(
-    apps: Callable[..., Flask], proxy: Proxy, database_url: str, table_name: str,
+    apps: Callable[..., Flask],
+    proxy: Proxy,
+    database_url: str,
+    table_name: str,
 ) -> None:
     app = apps(LOCKING_STORE_TIMEOUT=IN_FLIGHT_TIMEOUT)
     client = app.test_client()
@@ -237,7 +245,10 @@ def test_database_goes_away_during_an_acquire(
 
 
 def test_database_goes_away_during_a_release(
-    apps: Callable[..., Flask], proxy: Proxy, database_url: str, table_name: str,
+    apps: Callable[..., Flask],
+    proxy: Proxy,
+    database_url: str,
+    table_name: str,
 ) -> None:
     app = apps(LOCKING_STORE_TIMEOUT=IN_FLIGHT_TIMEOUT)
     client = app.test_client()
@@ -272,13 +283,18 @@ def test_database_goes_away_during_a_release(
 
 
 def test_stuck_row_lock_answers_within_the_store_timeout(
-    apps: Callable[..., Flask], backend: str, database_url: str, table_name: str,
+    apps: Callable[..., Flask],
+    backend: str,
+    database_url: str,
+    table_name: str,
 ) -> None:
     """A transaction that never lets go of the row: the acquire gives up (503) after about
     LOCKING_STORE_TIMEOUT, not after every retry has waited its full lock timeout."""
     # MariaDB: a long client read timeout, so the server's lock-wait error (1205, retried)
     # is what ends each attempt
-    app = apps(LOCKING_ENGINE_OPTIONS={"connect_args": {"read_timeout": 60}} if backend == "mysql" else {})
+    app = apps(
+        LOCKING_ENGINE_OPTIONS={"connect_args": {"read_timeout": 60}} if backend == "mysql" else {}
+    )
     client = app.test_client()
     assert client.get("/docs/9/@lock").status_code == 200
     _tombstone(database_url, table_name, "/docs/9")

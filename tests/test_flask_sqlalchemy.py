@@ -79,7 +79,12 @@ def build_host(database_url: str, table_name: str, tmp_path: Any, **config: Any)
             db.drop_all()
             if not database_url.startswith("sqlite"):
                 with db.engine.begin() as conn:
-                    for name in (f"{table_name}_events", f"{table_name}_event_head", f"{table_name}_meta", table_name):
+                    for name in (
+                        f"{table_name}_events",
+                        f"{table_name}_event_head",
+                        f"{table_name}_meta",
+                        table_name,
+                    ):
                         conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
             db.engine.dispose()
 
@@ -107,7 +112,9 @@ def test_lock_tables_are_on_the_host_metadata(host: Host) -> None:
         # ... reached through an engine of the extension's own.
         store_engine = host.app.extensions["locking"].engine.store.engine
         assert store_engine is not host.db.engine
-        assert store_engine.url.render_as_string(False) == host.db.engine.url.render_as_string(False)
+        assert store_engine.url.render_as_string(False) == host.db.engine.url.render_as_string(
+            False
+        )
         host.db.session.rollback()
 
 
@@ -156,8 +163,10 @@ def test_host_rollback_does_not_undo_a_release(host: Host) -> None:
 
 def test_flushed_host_work_and_a_lock_in_one_request(host: Host, backend: str) -> None:
     if backend == "sqlite":
-        pytest.skip("on SQLite a flushed host transaction holds the file's write lock; see "
-                    "test_sqlite_host_write_lock_delays_lock_writes")
+        pytest.skip(
+            "on SQLite a flushed host transaction holds the file's write lock; see "
+            "test_sqlite_host_write_lock_delays_lock_writes"
+        )
     client = host.app.test_client()
     response = client.post("/items/a/create-and-lock")
     assert response.status_code == 200
@@ -180,8 +189,9 @@ def test_flushed_host_work_is_not_committed_by_a_lock(host: Host, backend: str) 
     assert item_names(host) == ["flushed"]
 
 
-def test_sqlite_host_write_lock_delays_lock_writes(database_url: str, backend: str,
-                                                   table_name: str, tmp_path: Any) -> None:
+def test_sqlite_host_write_lock_delays_lock_writes(
+    database_url: str, backend: str, table_name: str, tmp_path: Any
+) -> None:
     """Documented SQLite limit: a host transaction holding the write lock makes lock writes
     wait up to LOCKING_STORE_TIMEOUT, then fail as unavailable; never join the host's work."""
     if backend != "sqlite":
@@ -200,8 +210,9 @@ def test_sqlite_host_write_lock_delays_lock_writes(database_url: str, backend: s
         assert response.status_code == 409
 
 
-def test_create_table_off_uses_the_hosts_tables(database_url: str, table_name: str,
-                                                tmp_path: Any) -> None:
+def test_create_table_off_uses_the_hosts_tables(
+    database_url: str, table_name: str, tmp_path: Any
+) -> None:
     for host in build_host(database_url, table_name, tmp_path, LOCKING_CREATE_TABLE=False):
         # db.create_all() in build_host made the lock tables from the host's metadata.
         client = host.app.test_client()

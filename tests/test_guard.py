@@ -39,8 +39,11 @@ def dead_store_app(tmp_path: Any) -> Iterator[Any]:
     def factory(**config: Any) -> Flask:
         app = Flask(__name__, instance_path=str(tmp_path / "instance"))
         app.config.update(
-            TESTING=True, SECRET_KEY="test", LOCKING_DATABASE_URI=DEAD_STORE,
-            LOCKING_STORE_TIMEOUT=1, **config,
+            TESTING=True,
+            SECRET_KEY="test",
+            LOCKING_DATABASE_URI=DEAD_STORE,
+            LOCKING_STORE_TIMEOUT=1,
+            **config,
         )
 
         @app.route("/docs/<doc_id>", methods=["GET", "PUT", "PATCH"])
@@ -461,7 +464,9 @@ def test_guarding_post_never_blocks_the_lock_endpoints(make_app: Any) -> None:
 
 
 @pytest.mark.parametrize("part", ["a%00b", "a%01", "a%7f", "x" * 600, "%C3%A9%E2%80%8B"])
-def test_guard_on_unlockable_paths_still_sees_locks_above(app: Flask, client: Any, part: str) -> None:
+def test_guard_on_unlockable_paths_still_sees_locks_above(
+    app: Flask, client: Any, part: str
+) -> None:
     # No lock can sit on such a path, but an infinite lock above still covers it; and the
     # lookup never sends the unlockable key to the database (PostgreSQL refuses NUL bytes).
     assert client.patch(f"/docs/1/parts/{part}").status_code == 200
@@ -477,7 +482,10 @@ def test_guard_finds_a_lock_on_an_unusual_but_lockable_key(client: Any) -> None:
     # Zero-width space and non-ASCII: lockable, so the guard must look them up.
     held = lock(client, "/docs/%E2%80%8B%C3%A9")
     assert client.patch("/docs/%E2%80%8B%C3%A9").get_json() == LOCKED_BODY
-    assert client.patch("/docs/%E2%80%8B%C3%A9", headers={"Lock-Token": held["token"]}).status_code == 200
+    assert (
+        client.patch("/docs/%E2%80%8B%C3%A9", headers={"Lock-Token": held["token"]}).status_code
+        == 200
+    )
 
 
 def test_guard_query_uses_the_primary_key_on_sqlite(make_app: Any, tmp_path: Any) -> None:

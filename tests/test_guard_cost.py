@@ -39,7 +39,10 @@ SCRIPT = textwrap.dedent(
 def _peak(tmp_path: Any, method: str, prefix: str) -> tuple[int, int]:
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "instance"), method, prefix],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout.split()
     return int(out[0]), int(out[1])
 

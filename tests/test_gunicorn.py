@@ -32,7 +32,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def call(port: int, method: str, path: str, user: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def call(
+    port: int,
+    method: str,
+    path: str,
+    user: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         sent = dict(headers or {})
@@ -56,9 +62,25 @@ def server(tmp_path: Any, table_name: str) -> Iterator[int]:
     env = {**os.environ, "LOCKING_TEST_APP_DB": url, "LOCKING_TEST_APP_TABLE": table_name}
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - open for the server's life
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{port}",
-         "--chdir", str(HERE), "--timeout", "60", "helpers.app:create_app()"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(WORKERS),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(HERE),
+            "--timeout",
+            "60",
+            "helpers.app:create_app()",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         for _ in range(300):
@@ -121,7 +143,9 @@ def test_gunicorn_workers_grant_one_winner_per_round(server: int) -> None:
     assert all(body["token"] and body["locked"] for body in winners.values())
     assert [winners[r]["version"] for r in range(1, ROUNDS, 2)] == list(range(1, ROUNDS // 2 + 1))
     conflicts = [body for _r, _u, status, _p, body in results if status == 409]
-    assert all(body["error"]["type"] == "Conflict" and "token" not in body["lock"] for body in conflicts)
+    assert all(
+        body["error"]["type"] == "Conflict" and "token" not in body["lock"] for body in conflicts
+    )
     pids = {pid for _r, _u, _s, pid, _b in results}
     assert len(pids) >= 2, "the race never crossed worker processes"
     print(

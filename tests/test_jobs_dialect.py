@@ -30,13 +30,17 @@ def add_job_routes(app: Flask, prefix: str = "/api/v1.0") -> Flask:
             company=company, job=job, version=current_lock.version if current_lock else None
         )
 
-    @app.route(f"{prefix}/companies/<int:company>/jobs/<int:job>/tasks/<int:task>",
-               methods=["GET", "PATCH"])
+    @app.route(
+        f"{prefix}/companies/<int:company>/jobs/<int:job>/tasks/<int:task>",
+        methods=["GET", "PATCH"],
+    )
     def task(company: int, job: int, task: int) -> Any:
         return jsonify(task=task, version=current_lock.version if current_lock else None)
 
-    @app.route(f"{prefix}/companies/<int:company>/jobs/<int:job>/tasks/<int:task>/notes/<note>",
-               methods=["PATCH"])
+    @app.route(
+        f"{prefix}/companies/<int:company>/jobs/<int:job>/tasks/<int:task>/notes/<note>",
+        methods=["PATCH"],
+    )
     def note(company: int, job: int, task: int, note: str) -> Any:
         return jsonify(note=note)
 
@@ -71,8 +75,9 @@ def lock_job(client: Any, headers: dict[str, str] | None = None, url: str = LOCK
 
 
 def test_post_creates_an_infinite_lock_on_the_job_with_every_field(client: Any) -> None:
-    assert_new_lock(lambda: client.post(LOCK_URL, headers=ALICE),
-                    status=201, resource=JOB_KEY, depth="infinity")
+    assert_new_lock(
+        lambda: client.post(LOCK_URL, headers=ALICE), status=201, resource=JOB_KEY, depth="infinity"
+    )
 
 
 def test_anonymous_lock_and_anonymous_relock(client: Any) -> None:
@@ -157,10 +162,14 @@ def test_delete_by_the_owner_is_204_with_an_empty_body(app: Flask, client: Any) 
 
 
 def test_delete_without_a_lock_is_404(client: Any) -> None:
-    assert_error(client.delete(LOCK_URL, headers=ALICE), 404, "NotFound", "Job lock does not exist.")
+    assert_error(
+        client.delete(LOCK_URL, headers=ALICE), 404, "NotFound", "Job lock does not exist."
+    )
     lock_job(client, ALICE)
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 204
-    assert_error(client.delete(LOCK_URL, headers=ALICE), 404, "NotFound", "Job lock does not exist.")
+    assert_error(
+        client.delete(LOCK_URL, headers=ALICE), 404, "NotFound", "Job lock does not exist."
+    )
 
 
 def test_delete_of_someone_elses_lock_is_409_and_keeps_it(app: Flask, client: Any) -> None:
@@ -251,7 +260,10 @@ def test_bad_post_bodies_are_400(app: Flask, client: Any, body: str, needle: str
 def test_bad_delete_body_is_400(client: Any) -> None:
     lock_job(client, ALICE)
     response = client.delete(LOCK_URL, headers=BOB, json={"force": "yes"})
-    assert "force must be true or false" in assert_error(response, 400, "BadRequest")["error"]["message"]
+    assert (
+        "force must be true or false"
+        in assert_error(response, 400, "BadRequest")["error"]["message"]
+    )
 
 
 def test_oversized_body_is_413(make_app: Any) -> None:
@@ -328,8 +340,9 @@ def test_unreachable_store_is_503_and_the_guard_fails_closed(tmp_path: Any) -> N
 def test_guard_refuses_writes_to_the_job_and_below_with_423(client: Any, path: str) -> None:
     token = lock_job(client, ALICE)
     assert_error(client.patch(path, headers=ALICE), 423, "Locked", "Resource is locked.")
-    assert_error(client.patch(path, headers={"Lock-Token": "not-the-token"}), 412,
-                 "PreconditionFailed")
+    assert_error(
+        client.patch(path, headers={"Lock-Token": "not-the-token"}), 412, "PreconditionFailed"
+    )
     allowed = client.patch(path, headers={"Lock-Token": token})
     # Through the guard; the host routes neither "/jobs/2/" nor ".." paths, so its 404.
     assert allowed.status_code == (404 if path.endswith("/") or ".." in path else 200)
@@ -338,7 +351,9 @@ def test_guard_refuses_writes_to_the_job_and_below_with_423(client: Any, path: s
 def test_the_right_token_lets_the_write_through_with_the_version(client: Any) -> None:
     token = lock_job(client, BOB)
     for header in (token, f"<{token}>"):
-        response = client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": header})
+        response = client.patch(
+            "/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": header}
+        )
         assert response.status_code == 200
         assert response.get_json() == {"task": 3, "version": 1}
 
@@ -347,7 +362,9 @@ def test_guard_412_for_stale_tokens(client: Any) -> None:
     token = lock_job(client, ALICE)
     other = lock_job(client, ALICE, "/api/v1.0/companies/1/jobs/3/lock/")
     path = "/api/v1.0/companies/1/jobs/2/tasks/3"
-    body = assert_error(client.patch(path, headers={"Lock-Token": other}), 412, "PreconditionFailed")
+    body = assert_error(
+        client.patch(path, headers={"Lock-Token": other}), 412, "PreconditionFailed"
+    )
     assert set(body) == {"error"}
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 204
     # Released: the old token opens nothing, even though nobody holds the job now.
@@ -382,11 +399,21 @@ def test_lifecycle_on_every_backend(make_app: Any, database_url: str) -> None:
     assert client.post(LOCK_URL, headers=ALICE).status_code == 200
     assert client.post(LOCK_URL, headers=BOB).status_code == 409
     assert client.patch("/api/v1.0/companies/1/jobs/2/tasks/3").status_code == 423
-    assert client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": token}).status_code == 200
+    assert (
+        client.patch(
+            "/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": token}
+        ).status_code
+        == 200
+    )
     assert client.delete(LOCK_URL, headers=BOB).status_code == 409
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 204
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 404
-    assert client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": token}).status_code == 412
+    assert (
+        client.patch(
+            "/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": token}
+        ).status_code
+        == 412
+    )
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -446,8 +473,12 @@ def test_a_host_dialect_in_a_few_lines(make_app: Any) -> None:
 
         def create_blueprint(self) -> Blueprint:
             bp = Blueprint(self.name, __name__)
-            bp.add_url_rule(f"{self.prefix}/orders/<int:order_id>/lock", "lock",
-                            self.endpoint(self.view), methods=["PUT", "DELETE"])
+            bp.add_url_rule(
+                f"{self.prefix}/orders/<int:order_id>/lock",
+                "lock",
+                self.endpoint(self.view),
+                methods=["PUT", "DELETE"],
+            )
             return bp
 
         def view(self, order_id: int) -> Response:
@@ -472,12 +503,18 @@ def test_a_host_dialect_in_a_few_lines(make_app: Any) -> None:
     assert created.get_json()["resource"] == "/shop/orders/9"
     assert client.put("/shop/orders/9/lock", headers=ALICE).status_code == 200
     assert client.put("/shop/orders/9/lock", headers=BOB).get_json() == {
-        "status": "error", "code": 409, "message": "Conflict", "details": "Locking conflict",
+        "status": "error",
+        "code": 409,
+        "message": "Conflict",
+        "details": "Locking conflict",
     }
     refused = client.patch("/shop/orders/9/lines/1")
     assert refused.status_code == 423
     assert refused.get_json() == {
-        "status": "error", "code": 423, "message": "Locked", "details": "Resource is locked.",
+        "status": "error",
+        "code": 423,
+        "message": "Locked",
+        "details": "Resource is locked.",
     }
     token = created.get_json()["token"]
     assert client.patch("/shop/orders/9/lines/1", headers={"Lock-Token": token}).status_code == 200

@@ -19,8 +19,12 @@ FORM_TYPES = [
     "multipart/form-data; boundary=x",
     None,  # fetch(url, {body: new Blob([...])}) sends no Content-Type at all
 ]
-JSON_TYPES = ["application/json", "application/json; charset=utf-8", "application/merge-patch+json",
-              "Application/JSON"]
+JSON_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/merge-patch+json",
+    "Application/JSON",
+]
 
 
 @pytest.fixture
@@ -28,8 +32,14 @@ def app(make_app: Any) -> Flask:
     return add_reference_routes(make_app())
 
 
-def send(app: Flask, method: str, url: str, body: str, content_type: str | None,
-         headers: dict[str, str] | None = None) -> Any:
+def send(
+    app: Flask,
+    method: str,
+    url: str,
+    body: str,
+    content_type: str | None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     all_headers = dict(headers or {})
     if content_type is not None:
         all_headers["Content-Type"] = content_type
@@ -48,19 +58,24 @@ def test_content_lock_refuses_a_non_json_body(app: Flask, content_type: str | No
 
 
 @pytest.mark.parametrize("content_type", FORM_TYPES)
-def test_job_and_reference_locks_refuse_a_non_json_body(app: Flask, content_type: str | None) -> None:
+def test_job_and_reference_locks_refuse_a_non_json_body(
+    app: Flask, content_type: str | None
+) -> None:
     jobs = send(app, "POST", "/api/v1.0/companies/1/jobs/2/lock/", ATTACK, content_type)
     assert jobs.status_code == 415 and jobs.get_json()["error"]["type"] == "UnsupportedMediaType"
-    reference = send(app, "POST", "/api/v2/clients/5/reference/lock", ATTACK, content_type,
-                     {"X-User": "alice"})
+    reference = send(
+        app, "POST", "/api/v2/clients/5/reference/lock", ATTACK, content_type, {"X-User": "alice"}
+    )
     assert reference.status_code == 415
     body = reference.get_json()
     assert set(body) == {"status", "code", "message", "details"}
     assert (body["code"], body["message"]) == (415, "Unsupported media type")
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain",
-                                          "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"],
+)
 def test_an_empty_form_is_refused_too(app: Flask, content_type: str) -> None:
     """A cross-site form with no fields posts an empty body, typed as a form: it would
     lock with the defaults."""

@@ -28,9 +28,11 @@ from test_reference_dialect import SECRET, add_reference_routes
 
 LOCK_URL = "/api/v2/clients/5/reference/lock"
 PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PUBLIC_PEM = PRIVATE_KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-).decode()
+PUBLIC_PEM = (
+    PRIVATE_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def b64(data: bytes) -> str:
@@ -52,9 +54,11 @@ def claims(**extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def rsa_app(make_app: Any) -> Flask:
     """RS256 with a PEM public key, HS256 also listed (a common misconfiguration)."""
-    return add_reference_routes(make_app(
-        identity=False, LOCKING_JWT_SECRET=PUBLIC_PEM, LOCKING_JWT_ALGORITHMS=["RS256", "HS256"]
-    ))
+    return add_reference_routes(
+        make_app(
+            identity=False, LOCKING_JWT_SECRET=PUBLIC_PEM, LOCKING_JWT_ALGORITHMS=["RS256", "HS256"]
+        )
+    )
 
 
 @pytest.fixture
@@ -66,7 +70,11 @@ def assert_401(response: Any) -> None:
     assert response.status_code == 401, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"status", "code", "message", "details"}
-    assert (body["status"], body["code"], body["message"]) == ("error", 401, "Authentication failed")
+    assert (body["status"], body["code"], body["message"]) == (
+        "error",
+        401,
+        "Authentication failed",
+    )
     assert body["details"] and "Traceback" not in body["details"]
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
@@ -87,9 +95,9 @@ def test_hs256_token_against_a_pem_key_is_401(rsa_app: Flask) -> None:
 
 
 def test_rs256_token_against_an_hmac_secret_is_401(hmac_app: Flask, make_app: Any) -> None:
-    app = add_reference_routes(make_app(
-        identity=False, LOCKING_JWT_SECRET=SECRET, LOCKING_JWT_ALGORITHMS=["RS256"]
-    ))
+    app = add_reference_routes(
+        make_app(identity=False, LOCKING_JWT_SECRET=SECRET, LOCKING_JWT_ALGORITHMS=["RS256"])
+    )
     assert_401(post(app, jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256")))
 
 
@@ -139,12 +147,16 @@ def test_rs256_without_cryptography_is_401(rsa_app: Flask, monkeypatch: pytest.M
 TOKEN_CHARS = st.characters(min_codepoint=33, max_codepoint=126)
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     token=st.one_of(
         st.text(TOKEN_CHARS, min_size=1, max_size=80),
@@ -152,19 +164,24 @@ JSONISH = st.recursive(
             lambda header, payload: forged(header, payload, SECRET.encode()),
             st.dictionaries(st.sampled_from(["alg", "typ", "kid", "crit", "jku", "b64"]), JSONISH)
             | JSONISH,
-            st.builds(claims) | st.dictionaries(st.sampled_from(["sub", "exp", "nbf", "iat", "aud", "iss"]), JSONISH),
+            st.builds(claims)
+            | st.dictionaries(st.sampled_from(["sub", "exp", "nbf", "iat", "aud", "iss"]), JSONISH),
         ),
     ),
     which=st.sampled_from(["rsa", "hmac"]),
 )
-def test_garbage_tokens_are_401_never_500(rsa_app: Flask, hmac_app: Flask, token: str, which: str) -> None:
+def test_garbage_tokens_are_401_never_500(
+    rsa_app: Flask, hmac_app: Flask, token: str, which: str
+) -> None:
     response = post(rsa_app if which == "rsa" else hmac_app, token)
     if response.status_code == 201:  # Hypothesis forged a valid token: fine
         return
     assert_401(response)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(header=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60))
 def test_garbage_authorization_headers_are_401_never_500(rsa_app: Flask, header: str) -> None:
     response = rsa_app.test_client().post(LOCK_URL, headers={"Authorization": header})

@@ -114,9 +114,16 @@ def test_python_api_canonicalises_a_namespaced_key_as_that_host_routes_it(tmp_pa
         assert lock.resource == "[acme.example.com]/docs/7"
         assert locking.get("[acme.example.com]/docs/\uff17").resource == lock.resource
     client = app.test_client()
-    assert client.patch("/docs/7", headers=BOB, base_url="http://acme.example.com").status_code == 403
-    assert client.patch("/docs/07", headers=BOB, base_url="http://acme.example.com").status_code == 403
-    assert client.patch("/docs/7", headers=BOB, base_url="http://globex.example.com").status_code == 200
+    assert (
+        client.patch("/docs/7", headers=BOB, base_url="http://acme.example.com").status_code == 403
+    )
+    assert (
+        client.patch("/docs/07", headers=BOB, base_url="http://acme.example.com").status_code == 403
+    )
+    assert (
+        client.patch("/docs/7", headers=BOB, base_url="http://globex.example.com").status_code
+        == 200
+    )
 
 
 def test_python_api_inside_a_request_keys_into_the_request_host(tmp_path: Any) -> None:
@@ -140,13 +147,17 @@ def test_namespaced_key_with_a_mount_point_is_canonicalised_under_it(tmp_path: A
     client = app.test_client()
     refused = client.patch("/docs/07/", headers=BOB, base_url="http://localhost/tenant_a")
     assert refused.status_code == 403
-    assert client.patch("/docs/7/", headers=BOB).status_code == 200  # the unmounted app: another tenant
+    assert (
+        client.patch("/docs/7/", headers=BOB).status_code == 200
+    )  # the unmounted app: another tenant
 
 
 # -- each key resolved once per request -------------------------------------------------------
 
 
-def test_lock_endpoint_resolves_its_key_once(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lock_endpoint_resolves_its_key_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from werkzeug.routing import MapAdapter
 
     from flask_locking.dialects.content import ContentDialect
@@ -160,7 +171,11 @@ def test_lock_endpoint_resolves_its_key_once(tmp_path: Any, monkeypatch: pytest.
     _locking(app)
     client = app.test_client()
     calls = {"match": 0, "claims": 0, "resource_key": 0}
-    match, claims, resource_key = MapAdapter.match, ContentDialect.claims_request, ContentDialect.resource_key
+    match, claims, resource_key = (
+        MapAdapter.match,
+        ContentDialect.claims_request,
+        ContentDialect.resource_key,
+    )
 
     def counting(name: str, real: Any) -> Any:
         def spy(*args: Any, **kwargs: Any) -> Any:

@@ -69,7 +69,9 @@ def test_lease_starts_after_the_wait(
     # ancestor's row that held an infinite-depth lock.
     blocked_path = "/docs/1" if blocked == "own row" else "/docs"
     locking = app.extensions["locking"]
-    ended = locking.engine.acquire(blocked_path, "ann", depth="infinity" if blocked_path == "/docs" else 0)
+    ended = locking.engine.acquire(
+        blocked_path, "ann", depth="infinity" if blocked_path == "/docs" else 0
+    )
     locking.engine.release(blocked_path, token=ended.token)
 
     store = racers.open_store(database_url, table_name)
@@ -137,8 +139,11 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
         blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
         box: dict[str, Any] = {}
 
-        def refresh(path: str = f"/docs/{name}/@lock", token: str = str(held.token),
-                    box: dict[str, Any] = box) -> None:
+        def refresh(
+            path: str = f"/docs/{name}/@lock",
+            token: str = str(held.token),
+            box: dict[str, Any] = box,
+        ) -> None:
             box["response"] = client.patch(
                 path, json={"timeout": 1}, headers={"X-User": "bob", "Lock-Token": token}
             )
@@ -159,7 +164,9 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
     store.dispose()
     live, let_go_ms = results["live"]
     assert live.status_code == 200, live.get_json()
-    assert live.get_json()["time"] * 1000 >= let_go_ms, "the refreshed lease started before the wait"
+    assert live.get_json()["time"] * 1000 >= let_go_ms, (
+        "the refreshed lease started before the wait"
+    )
     lapsed, _ = results["lapsed"]
     assert lapsed.status_code == 409, lapsed.get_json()  # gone: not brought back
     assert client.get("/docs/lapsed/@lock").get_json()["locked"] is False
@@ -183,8 +190,9 @@ def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
         blocker = RowBlocker(database_url, table_name, f"/docs/{name}", share=share)
         box: dict[str, Any] = {}
 
-        def write(path: str = f"/docs/{name}", token: str = str(held.token),
-                  box: dict[str, Any] = box) -> None:
+        def write(
+            path: str = f"/docs/{name}", token: str = str(held.token), box: dict[str, Any] = box
+        ) -> None:
             box["response"] = client.patch(path, headers={"X-User": "bob", "Lock-Token": token})
 
         with lock_refreshed.connected_to(lambda _app, lock: refreshed.append(lock)):

@@ -57,7 +57,11 @@ def test_listing_filters_and_tokens(make_app: AppFactory, database_url: str) -> 
     assert everything.status_code == 200
     items = everything.json["items"]
     assert [i["resource"] for i in items] == [
-        "/api/v1.0/companies/1/jobs/2", "/docs/a", "/docs/anon", "/docs/b", "/docs/b/parts/1",
+        "/api/v1.0/companies/1/jobs/2",
+        "/docs/a",
+        "/docs/anon",
+        "/docs/b",
+        "/docs/b/parts/1",
     ]
     assert everything.json["next"] is None
     text = everything.get_data(as_text=True)
@@ -66,7 +70,9 @@ def test_listing_filters_and_tokens(make_app: AppFactory, database_url: str) -> 
     assert all_pages(client, "prefix=/docs/b") == ["/docs/b", "/docs/b/parts/1"]
     assert all_pages(client, "prefix=/docs/b/") == ["/docs/b", "/docs/b/parts/1"]
     assert all_pages(client, "owner=me", ALICE) == [
-        "/api/v1.0/companies/1/jobs/2", "/docs/a", "/docs/b/parts/1",
+        "/api/v1.0/companies/1/jobs/2",
+        "/docs/a",
+        "/docs/b/parts/1",
     ]
     assert all_pages(client, "owner=bob") == ["/docs/b"]
     assert all_pages(client, "owner=me") == ["/docs/anon"]  # anonymous: the anonymous locks
@@ -75,10 +81,25 @@ def test_listing_filters_and_tokens(make_app: AppFactory, database_url: str) -> 
     assert all_pages(client, "limit=2") == [i["resource"] for i in items]
 
 
-@pytest.mark.parametrize("query", [
-    "limit=0", "limit=", "limit=1001", "limit=x", "limit=-1", "limit=1.5", "cursor=%00",
-    "dialect=webdav", "dialect=", "dialect=locking_jobs", "prefix=/a/../b", "prefix=/a&prefix=/b", "limit=1&limit=2", "prefix=" + "a" * 5000,
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=",
+        "limit=1001",
+        "limit=x",
+        "limit=-1",
+        "limit=1.5",
+        "cursor=%00",
+        "dialect=webdav",
+        "dialect=",
+        "dialect=locking_jobs",
+        "prefix=/a/../b",
+        "prefix=/a&prefix=/b",
+        "limit=1&limit=2",
+        "prefix=" + "a" * 5000,
+    ],
+)
 def test_bad_queries_are_400(app: Flask, query: str) -> None:
     response = app.test_client().get(f"/@locks?{query}")
     assert response.status_code == 400, response.get_data(as_text=True)
@@ -120,8 +141,16 @@ def test_bulk_release_outcomes(make_app: AppFactory, database_url: str) -> None:
     client.post("/docs/hers/@lock", headers=ALICE)
     client.post("/docs/fixed/@lock", headers=ALICE, json={"stealable": False})
     client.post("/docs/guarded/@lock", headers=ALICE)
-    body = {"resources": ["/docs/mine", "/docs/hers", "/docs/fixed", "/docs/guarded",
-                          "/docs/free", "/a/../b"]}
+    body = {
+        "resources": [
+            "/docs/mine",
+            "/docs/hers",
+            "/docs/fixed",
+            "/docs/guarded",
+            "/docs/free",
+            "/a/../b",
+        ]
+    }
     plain = client.delete("/@locks", headers=BOB, json=body)
     assert plain.status_code == 200
     assert plain.json["released"] == ["/docs/mine", "/docs/free"]
@@ -131,23 +160,38 @@ def test_bulk_release_outcomes(make_app: AppFactory, database_url: str) -> None:
     forced = client.delete("/@locks", headers=BOB, json={**body, "force": True}).json
     assert forced["released"] == ["/docs/mine", "/docs/hers", "/docs/free"]
     assert {r["resource"]: r["status"] for r in forced["refused"]} == {
-        "/docs/fixed": 403, "/docs/guarded": 403, "/a/../b": 400,
+        "/docs/fixed": 403,
+        "/docs/guarded": 403,
+        "/a/../b": 400,
     }
-    admin = client.delete("/@locks", headers={"X-User": "admin"},
-                          json={"resources": ["/docs/fixed"], "force": True}).json
+    admin = client.delete(
+        "/@locks", headers={"X-User": "admin"}, json={"resources": ["/docs/fixed"], "force": True}
+    ).json
     assert admin == {"released": ["/docs/fixed"], "refused": []}
     assert [i["resource"] for i in client.get("/@locks").json["items"]] == ["/docs/guarded"]
 
 
-@pytest.mark.parametrize("body", [
-    None, [], {"resources": []}, {"resources": "/docs/a"}, {"resources": [1]},
-    {"resources": ["/docs/a"], "force": "yes"}, {"resources": ["/docs/a"], "other": 1},
-    {"force": True}, {"resources": ["/x"] * 1001},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"resources": []},
+        {"resources": "/docs/a"},
+        {"resources": [1]},
+        {"resources": ["/docs/a"], "force": "yes"},
+        {"resources": ["/docs/a"], "other": 1},
+        {"force": True},
+        {"resources": ["/x"] * 1001},
+    ],
+)
 def test_bulk_release_bad_bodies_are_400(app: Flask, body: Any) -> None:
     client = app.test_client()
-    response = client.delete("/@locks", json=body) if body is not None else client.delete(
-        "/@locks", data="{", content_type="application/json")
+    response = (
+        client.delete("/@locks", json=body)
+        if body is not None
+        else client.delete("/@locks", data="{", content_type="application/json")
+    )
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.json["error"]["type"] == "BadRequest"
 
@@ -162,15 +206,26 @@ def test_switched_off_and_moved(make_app: AppFactory) -> None:
 
 KEYS = st.lists(
     st.sampled_from(["/a", "/a/b", "/a/b/c", "/a-b", "/a0", "/b", "/b/a", "/c", "/d/e", "/é"]),
-    unique=True, max_size=10,
+    unique=True,
+    max_size=10,
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(keys=KEYS, limit=st.integers(1, 4), prefix=st.sampled_from([None, "/a", "/b", "/"]),
-       hidden=st.sets(st.sampled_from(["/a/b", "/b", "/é", "/c"])))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keys=KEYS,
+    limit=st.integers(1, 4),
+    prefix=st.sampled_from([None, "/a", "/b", "/"]),
+    hidden=st.sets(st.sampled_from(["/a/b", "/b", "/é", "/c"])),
+)
 def test_pages_add_up_to_the_listing(
-    make_app: AppFactory, keys: list[str], limit: int, prefix: str | None, hidden: set[str],
+    make_app: AppFactory,
+    keys: list[str],
+    limit: int,
+    prefix: str | None,
+    hidden: set[str],
 ) -> None:
     """Whatever the locks, page size, prefix and hidden locks: following ``next`` yields
     each visible lock under the prefix exactly once, in resource order."""
@@ -202,11 +257,15 @@ def test_client_lists_releases_and_streams(make_app: AppFactory) -> None:
     with app.app_context():
         for n in range(5):
             locking_of(app).acquire(f"/docs/{n}", "alice")
-    assert [i["resource"] for i in alice.list_locks(page_size=2)] == [f"/docs/{n}" for n in range(5)]
+    assert [i["resource"] for i in alice.list_locks(page_size=2)] == [
+        f"/docs/{n}" for n in range(5)
+    ]
     assert bob.list_locks(owner="me") == []
     assert bob.release_locks(["/docs/0"])["refused"][0]["status"] == 409
     assert bob.release_locks(["/docs/0", "/docs/1"], force=True) == {
-        "released": ["/docs/0", "/docs/1"], "refused": []}
+        "released": ["/docs/0", "/docs/1"],
+        "refused": [],
+    }
     with pytest.raises(LockingClientError):
         alice.list_locks(dialect="nope")
     # the event iterator: replay from the start (WSGITransport buffers a whole response,
@@ -214,8 +273,15 @@ def test_client_lists_releases_and_streams(make_app: AppFactory) -> None:
     from flask_locking.client_events import parse_events
 
     lines = [
-        ": hello", "retry: 2000", "", "id: 7", "event: stolen",
-        'data: {"event": "stolen", "by": {"id": "bob", "name": "bob"}}', "", "data: plain", "",
+        ": hello",
+        "retry: 2000",
+        "",
+        "id: 7",
+        "event: stolen",
+        'data: {"event": "stolen", "by": {"id": "bob", "name": "bob"}}',
+        "",
+        "data: plain",
+        "",
     ]
     events = list(parse_events(lines))
     assert [(e.id, e.event) for e in events] == [("7", "stolen"), ("7", "message")]

@@ -47,7 +47,9 @@ def test_every_thread_sees_one_database(make_app: AppFactory, uri: str) -> None:
 
     def reader() -> None:
         client = app.test_client()
-        seen.update({f"own-{i}": client.get(f"/docs/own-{i}/@lock").get_json() for i in range(THREADS)})
+        seen.update(
+            {f"own-{i}": client.get(f"/docs/own-{i}/@lock").get_json() for i in range(THREADS)}
+        )
 
     thread = threading.Thread(target=reader)
     thread.start()

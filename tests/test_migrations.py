@@ -35,15 +35,26 @@ def host_app(tmp_path: Path, url: str, table: str) -> tuple[Flask, Any]:
     db = flask_sqlalchemy.SQLAlchemy()
     db.init_app(app)
     # the host's own table
-    sa.Table(f"{table}_notes", db.metadata, sa.Column("id", sa.Integer, primary_key=True),
-             sa.Column("text", sa.String(200)))
+    sa.Table(
+        f"{table}_notes",
+        db.metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("text", sa.String(200)),
+    )
     Locking(app, db=db)
     return app, db
 
 
 def ours(table: str) -> Any:
     """Alembic filter: only this test's tables (the server is shared with other tests)."""
-    names = {table, f"{table}_meta", f"{table}_notes", f"{table}_alembic", f"{table}_events", f"{table}_event_head"}
+    names = {
+        table,
+        f"{table}_meta",
+        f"{table}_notes",
+        f"{table}_alembic",
+        f"{table}_events",
+        f"{table}_event_head",
+    }
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         return type_ != "table" or name in names
@@ -126,6 +137,12 @@ def test_store_ddl_matches_the_metadata(tmp_path: Path, backend: str) -> None:
             db.engine.dispose()
     finally:
         with engine.begin() as conn:
-            for name in (f"{table}_notes", f"{table}_events", f"{table}_event_head", f"{table}_meta", table):
+            for name in (
+                f"{table}_notes",
+                f"{table}_events",
+                f"{table}_event_head",
+                f"{table}_meta",
+                table,
+            ):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
         engine.dispose()

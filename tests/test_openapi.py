@@ -101,17 +101,27 @@ def test_every_status_of_the_spec_is_documented(app: Flask) -> None:
     assert statuses(document, REFERENCE, "get") >= {200, 401, 403}
     assert statuses(document, REFERENCE, "delete") >= {204, 401, 403, 409}
     responses = document["components"]["responses"]
-    guard = {name: int(r["description"].split(".")[0]) for name, r in responses.items()
-             if "Guard refusal" in r["description"]}
-    assert guard == {"ContentLocked": 403, "ContentStale": 412, "JobLocked": 423,
-                     "JobStale": 412, "ReferenceConflict": 409}
+    guard = {
+        name: int(r["description"].split(".")[0])
+        for name, r in responses.items()
+        if "Guard refusal" in r["description"]
+    }
+    assert guard == {
+        "ContentLocked": 403,
+        "ContentStale": 412,
+        "JobLocked": 423,
+        "JobStale": 412,
+        "ReferenceConflict": 409,
+    }
     reference_post = document["paths"][REFERENCE]["post"]
     assert reference_post["security"] == [{"bearerAuth": []}]
     assert reference_post["responses"]["409"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/EnvelopeError"
     }
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
         "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     assert document["components"]["parameters"]["LockToken"]["name"] == "Lock-Token"
@@ -121,7 +131,9 @@ def test_every_status_of_the_spec_is_documented(app: Flask) -> None:
     assert "Lock-Token" in document["paths"][JOBS]["post"]["responses"]["201"]["headers"]
     assert document["components"]["schemas"]["LockRequest"]["additionalProperties"] is False
     assert document["components"]["schemas"]["LockRequest"]["properties"]["timeout"] == {
-        "type": "integer", "minimum": 1, "maximum": 86400,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 86400,
         "description": "Seconds until the lock expires unless refreshed.",
     }
 
@@ -136,12 +148,16 @@ def test_document_follows_config(make_app: AppFactory) -> None:
     document = build_spec(app)
     openapi_spec_validator.validate(document)
     assert set(document["paths"]) == {
-        "/cms/{path}/@lock", "/ref/clients/{client_id}/reference/lock", "/cms/{path}/@lock/events",
-        LOCKS, LOCKS_EVENTS,
+        "/cms/{path}/@lock",
+        "/ref/clients/{client_id}/reference/lock",
+        "/cms/{path}/@lock/events",
+        LOCKS,
+        LOCKS_EVENTS,
     }
-    assert document["components"]["schemas"]["RefreshRequest"]["properties"]["timeout"][
-        "maximum"
-    ] == 3600
+    assert (
+        document["components"]["schemas"]["RefreshRequest"]["properties"]["timeout"]["maximum"]
+        == 3600
+    )
     content_only = make_app(LOCKING_JOBS_ENABLED=False, LOCKING_REFERENCE_ENABLED=False)
     assert set(build_spec(content_only)["paths"]) == {CONTENT, EVENTS, LOCKS, LOCKS_EVENTS}
     no_events = make_app(LOCKING_EVENTS_ENABLED=False, LOCKING_LOCKS_URL=None)
@@ -200,9 +216,12 @@ def test_responses_match_the_document(make_app: AppFactory) -> None:
 def test_denied_and_unavailable_match_the_document(make_app: AppFactory, tmp_path: Any) -> None:
     # a closed port: the store cannot be reached (own app: make_app would drop tables there)
     app = Flask(__name__, instance_path=str(tmp_path / "dead"))
-    app.config.update(SECRET_KEY="test", LOCKING_STORE_TIMEOUT=1,
-                      LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/x",
-                      LOCKING_CONTENT_REQUIRE_ROUTE=False)
+    app.config.update(
+        SECRET_KEY="test",
+        LOCKING_STORE_TIMEOUT=1,
+        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/x",
+        LOCKING_CONTENT_REQUIRE_ROUTE=False,
+    )
     Locking(app).identity_loader(lambda: request.headers.get("X-User"))
     try:
         check = Checker(app)
@@ -221,13 +240,27 @@ def test_denied_and_unavailable_match_the_document(make_app: AppFactory, tmp_pat
 @pytest.mark.parametrize(
     "body",
     [
-        {}, {"timeout": 1}, {"timeout": 600}, {"timeout": 600.0}, {"stealable": False},
-        {"timeout": 0}, {"timeout": -5}, {"timeout": 1.5}, {"timeout": "600"},
-        {"timeout": True}, {"timeout": None}, {"stealable": "yes"}, {"stealable": 1},
-        {"stealable": None}, {"extra": 1}, {"force": True},
+        {},
+        {"timeout": 1},
+        {"timeout": 600},
+        {"timeout": 600.0},
+        {"stealable": False},
+        {"timeout": 0},
+        {"timeout": -5},
+        {"timeout": 1.5},
+        {"timeout": "600"},
+        {"timeout": True},
+        {"timeout": None},
+        {"stealable": "yes"},
+        {"stealable": 1},
+        {"stealable": None},
+        {"extra": 1},
+        {"force": True},
     ],
 )
-def test_schema_and_endpoint_agree_on_lock_bodies(make_app: AppFactory, body: dict[str, Any]) -> None:
+def test_schema_and_endpoint_agree_on_lock_bodies(
+    make_app: AppFactory, body: dict[str, Any]
+) -> None:
     app = make_app()
     try:
         LockRequestSchema().load(body)
@@ -238,9 +271,12 @@ def test_schema_and_endpoint_agree_on_lock_bodies(make_app: AppFactory, body: di
     assert response.status_code == (200 if schema_ok else 400), response.json
 
 
-@pytest.mark.parametrize("body", [{}, {"force": True}, {"force": False}, {"force": "true"},
-                                  {"force": 1}, {"timeout": 5}])
-def test_schema_and_endpoint_agree_on_release_bodies(make_app: AppFactory, body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body", [{}, {"force": True}, {"force": False}, {"force": "true"}, {"force": 1}, {"timeout": 5}]
+)
+def test_schema_and_endpoint_agree_on_release_bodies(
+    make_app: AppFactory, body: dict[str, Any]
+) -> None:
     app = make_app()
     try:
         ReleaseRequestSchema().load(body)
@@ -263,8 +299,9 @@ def test_served_only_when_configured(make_app: AppFactory) -> None:
 def test_swagger_ui_from_bundled_assets(make_app: AppFactory) -> None:
     pytest.importorskip("flask_swagger_ui")
     assert make_app().test_client().get("/locking/docs/").status_code == 404
-    app = make_app(LOCKING_OPENAPI_URL="/locking/openapi.json",
-                   LOCKING_SWAGGER_UI_URL="/locking/docs")
+    app = make_app(
+        LOCKING_OPENAPI_URL="/locking/openapi.json", LOCKING_SWAGGER_UI_URL="/locking/docs"
+    )
     client = app.test_client()
     page = client.get("/locking/docs/")
     assert page.status_code == 200
@@ -318,8 +355,9 @@ if schemathesis is not None:
     example_schema = schemathesis.pytest.from_fixture("example_api")
 
     @example_schema.parametrize()
-    @settings(max_examples=25, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def test_schemathesis_against_the_example_app(case: Any) -> None:
         """Generated requests to every documented operation: no 5xx, every status and body
         as documented, Allow headers true. A method routed only to answer 405 is documented
@@ -346,7 +384,9 @@ def test_listing_and_stream_errors_match_the_document(make_app: AppFactory) -> N
     check = Checker(app)
     alice = {"X-User": "alice"}
     check("POST", "/docs/1/@lock", 200, headers=alice)
-    listed = check("GET", "/@locks", 200, headers=alice, query_string={"limit": 1, "owner": "me"}).json
+    listed = check(
+        "GET", "/@locks", 200, headers=alice, query_string={"limit": 1, "owner": "me"}
+    ).json
     assert listed["items"][0]["resource"] == "/docs/1" and "token" not in listed["items"][0]
     check("GET", "/@locks", 400, query_string={"limit": 0})
     check("GET", "/@locks", 400, query_string={"limit": ""})
@@ -356,11 +396,22 @@ def test_listing_and_stream_errors_match_the_document(make_app: AppFactory) -> N
     check("GET", "/docs/no/@lock/events", 403)
     check("GET", "/docs/1/@lock/events", 503)  # LOCKING_EVENTS_MAX_STREAMS=0
     check("GET", "/@locks/events", 400, query_string={"dialect": "x"})
-    check("GET", "/@locks/events", 400, headers={"Last-Event-ID": "1"},
-          query_string={"last_event_id": "null"})
+    check(
+        "GET",
+        "/@locks/events",
+        400,
+        headers={"Last-Event-ID": "1"},
+        query_string={"last_event_id": "null"},
+    )
     document = check.document
     assert set(document["paths"][EVENTS]["get"]["responses"]) >= {"200", "403", "404", "503"}
-    assert "text/event-stream" in document["paths"][LOCKS_EVENTS]["get"]["responses"]["200"]["content"]
+    assert (
+        "text/event-stream" in document["paths"][LOCKS_EVENTS]["get"]["responses"]["200"]["content"]
+    )
     assert document["components"]["schemas"]["LockEvent"]["properties"]["event"]["enum"] == [
-        "acquired", "refreshed", "released", "stolen", "expired",
+        "acquired",
+        "refreshed",
+        "released",
+        "stolen",
+        "expired",
     ]

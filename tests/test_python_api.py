@@ -140,8 +140,24 @@ def test_smallest_timeout(locking: Any) -> None:
 
 @pytest.mark.parametrize(
     "timeout",
-    [0, 0.0, -1, -0.5, 0.0005, math.nan, math.inf, -math.inf, True, False, "10", b"10", [1],
-     86400.001, 86401, 10**12],
+    [
+        0,
+        0.0,
+        -1,
+        -0.5,
+        0.0005,
+        math.nan,
+        math.inf,
+        -math.inf,
+        True,
+        False,
+        "10",
+        b"10",
+        [1],
+        86400.001,
+        86401,
+        10**12,
+    ],
 )
 def test_invalid_timeouts(locking: Any, timeout: Any) -> None:
     with pytest.raises(InvalidTimeout) as raised:

@@ -82,8 +82,10 @@ def test_herd_python_api(backend: str, database_url: str, store_table: str) -> N
 
 def _overlap(a: tuple[str, bool], b: tuple[str, bool]) -> bool:
     (key_a, inf_a), (key_b, inf_b) = a, b
-    return key_a == key_b or (inf_a and key_b.startswith(key_a + "/")) or (
-        inf_b and key_a.startswith(key_b + "/")
+    return (
+        key_a == key_b
+        or (inf_a and key_b.startswith(key_a + "/"))
+        or (inf_b and key_a.startswith(key_b + "/"))
     )
 
 
@@ -105,14 +107,27 @@ def test_herd_on_overlapping_keys(backend: str, database_url: str, store_table: 
         assert winners, f"round {r}: nobody won"
         clashes = [(a, b) for a in winners for b in winners if a < b and _overlap(a, b)]
         assert not clashes, (r, clashes)
-        shapes["root" if (f"/t{r}", True) in winners else "middle" if (f"/t{r}/a", True) in winners else "leaves"] += 1
-    print(f"\nFIGURES herd[tree] {backend}: rounds={ROUNDS} contenders={PROCESSES * THREADS} winning shapes={dict(shapes)} clashes=0")
+        shapes[
+            "root"
+            if (f"/t{r}", True) in winners
+            else "middle"
+            if (f"/t{r}/a", True) in winners
+            else "leaves"
+        ] += 1
+    print(
+        f"\nFIGURES herd[tree] {backend}: rounds={ROUNDS} contenders={PROCESSES * THREADS} winning shapes={dict(shapes)} clashes=0"
+    )
 
 
-def _spin(target: Any, url: str, table: str, seconds: float) -> tuple[list[tuple[Any, ...]], list[str], int]:
+def _spin(
+    target: Any, url: str, table: str, seconds: float
+) -> tuple[list[tuple[Any, ...]], list[str], int]:
     messages = procs.run(
         target,
-        [(url, table, p, SPIN_THREADS, "/handoff/doc", LEASE_MS, seconds) for p in range(SPIN_PROCESSES)],
+        [
+            (url, table, p, SPIN_THREADS, "/handoff/doc", LEASE_MS, seconds)
+            for p in range(SPIN_PROCESSES)
+        ],
     )
     grants = [g for m in messages for g in m[2]]
     errors = [e for m in messages for e in m[3]]

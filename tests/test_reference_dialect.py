@@ -25,8 +25,14 @@ KEY = "/api/v2/clients/5/reference"
 
 
 # Tokens are minted at import (collection) time: valid for a day, so a long CI run is fine.
-def mint(sub: Any = "alice", *, secret: str = SECRET, expires_in: float = 86400,
-         algorithm: str = "HS256", **claims: Any) -> str:
+def mint(
+    sub: Any = "alice",
+    *,
+    secret: str = SECRET,
+    expires_in: float = 86400,
+    algorithm: str = "HS256",
+    **claims: Any,
+) -> str:
     payload: dict[str, Any] = {"exp": int(time.time() + expires_in), **claims}
     if sub is not None:
         payload["sub"] = sub
@@ -84,7 +90,9 @@ def lock(client: Any, headers: dict[str, str]) -> str:
     [{}, {"Authorization": "Basic YWxpY2U6cHc="}, {"Authorization": "Bearer "}],
     ids=["none", "basic", "empty-bearer"],
 )
-def test_missing_jwt_is_401_token_not_found(client: Any, method: str, headers: dict[str, str]) -> None:
+def test_missing_jwt_is_401_token_not_found(
+    client: Any, method: str, headers: dict[str, str]
+) -> None:
     response = client.open(LOCK_URL, method=method, headers=headers)
     envelope(response, 401, "Authentication failed", "JWT token not found")
     assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -98,12 +106,26 @@ def test_missing_jwt_is_401_token_not_found(client: Any, method: str, headers: d
         (mint(secret="another-secret-" + "x" * 50), "JWT signature is invalid"),
         (mint(expires_in=-60), "JWT token has expired"),
         (mint(None), "JWT token is missing the 'sub' claim"),
-        (jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), "JWT token is missing the 'exp' claim"),
+        (
+            jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
+            "JWT token is missing the 'exp' claim",
+        ),
         (mint(algorithm="HS512"), "JWT token is malformed or invalid"),  # not an allowed algorithm
-        (jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, None, algorithm="none"),
-         "JWT token is malformed or invalid"),
+        (
+            jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, None, algorithm="none"),
+            "JWT token is malformed or invalid",
+        ),
     ],
-    ids=["garbage", "three-parts", "bad-signature", "expired", "no-sub", "no-exp", "hs512", "alg-none"],
+    ids=[
+        "garbage",
+        "three-parts",
+        "bad-signature",
+        "expired",
+        "no-sub",
+        "no-exp",
+        "hs512",
+        "alg-none",
+    ],
 )
 def test_invalid_jwt_is_401_with_a_detail(client: Any, token: str, details: str) -> None:
     response = client.post(LOCK_URL, headers=bearer(token))
@@ -112,16 +134,32 @@ def test_invalid_jwt_is_401_with_a_detail(client: Any, token: str, details: str)
 
 
 def test_audience_and_issuer_when_configured(make_app: Any) -> None:
-    app = make_app(identity=False, LOCKING_JWT_SECRET=SECRET, LOCKING_JWT_AUDIENCE="locks-api",
-                   LOCKING_JWT_ISSUER="https://auth.example")
+    app = make_app(
+        identity=False,
+        LOCKING_JWT_SECRET=SECRET,
+        LOCKING_JWT_AUDIENCE="locks-api",
+        LOCKING_JWT_ISSUER="https://auth.example",
+    )
     client = app.test_client()
     good = {"aud": "locks-api", "iss": "https://auth.example"}
-    envelope(client.post(LOCK_URL, headers=bearer(mint(**{**good, "aud": "other-api"}))),
-             401, "Authentication failed", "JWT audience is not accepted")
-    envelope(client.post(LOCK_URL, headers=bearer(mint(iss="https://auth.example"))),
-             401, "Authentication failed", "JWT token is missing the 'aud' claim")
-    envelope(client.post(LOCK_URL, headers=bearer(mint(**{**good, "iss": "https://evil.example"}))),
-             401, "Authentication failed", "JWT issuer is not accepted")
+    envelope(
+        client.post(LOCK_URL, headers=bearer(mint(**{**good, "aud": "other-api"}))),
+        401,
+        "Authentication failed",
+        "JWT audience is not accepted",
+    )
+    envelope(
+        client.post(LOCK_URL, headers=bearer(mint(iss="https://auth.example"))),
+        401,
+        "Authentication failed",
+        "JWT token is missing the 'aud' claim",
+    )
+    envelope(
+        client.post(LOCK_URL, headers=bearer(mint(**{**good, "iss": "https://evil.example"}))),
+        401,
+        "Authentication failed",
+        "JWT issuer is not accepted",
+    )
     response = client.post(LOCK_URL, headers=bearer(mint(**good)))
     assert response.status_code == 201
     assert response.get_json()["creator"] == "alice"
@@ -132,8 +170,9 @@ def test_host_identity_loader_replaces_jwt(make_app: Any) -> None:
     client = app.test_client()
     envelope(client.post(LOCK_URL), 401, "Authentication failed", "JWT token not found")
     # A bearer token the host's loader does not turn into a user:
-    envelope(client.post(LOCK_URL, headers=ALICE), 401, "Authentication failed",
-             "No authenticated user")
+    envelope(
+        client.post(LOCK_URL, headers=ALICE), 401, "Authentication failed", "No authenticated user"
+    )
     response = client.post(LOCK_URL, headers={"X-User": "carol"})
     assert response.status_code == 201
     assert response.get_json()["creator"] == "carol"
@@ -145,8 +184,13 @@ def test_host_identity_loader_replaces_jwt(make_app: Any) -> None:
 
 def test_post_is_201_with_every_field_of_the_lock_json(client: Any) -> None:
     # The JWT's name claim is the creator's name.
-    assert_new_lock(lambda: client.post(LOCK_URL, headers=ALICE), status=201,
-                    resource=KEY, depth="infinity", creator_name="Alice A.")
+    assert_new_lock(
+        lambda: client.post(LOCK_URL, headers=ALICE),
+        status=201,
+        resource=KEY,
+        depth="infinity",
+        creator_name="Alice A.",
+    )
 
 
 def test_post_body_and_owner_relock(client: Any) -> None:
@@ -212,9 +256,9 @@ def test_with_and_without_the_trailing_slash(client: Any, url: str) -> None:
 
 
 def test_client_ids_are_integers_written_one_way(client: Any) -> None:
-    assert client.post("/api/v2/clients/007/reference/lock", headers=ALICE).get_json()["resource"] == (
-        "/api/v2/clients/7/reference"
-    )
+    assert client.post("/api/v2/clients/007/reference/lock", headers=ALICE).get_json()[
+        "resource"
+    ] == ("/api/v2/clients/7/reference")
     assert client.post("/api/v2/clients/-3/reference/lock", headers=ALICE).status_code == 201
     envelope(client.post("/api/v2/clients/7/reference/lock", headers=BOB), 409, "Conflict")
 
@@ -275,8 +319,9 @@ def test_bad_bodies_are_400(client: Any, body: str, needle: str) -> None:
 
 def test_oversized_body_is_413(make_app: Any) -> None:
     app = make_app(identity=False, LOCKING_JWT_SECRET=SECRET, LOCKING_MAX_BODY_BYTES=32)
-    response = app.test_client().post(LOCK_URL, headers=ALICE, data="{" + " " * 64 + "}",
-                                      content_type="application/json")
+    response = app.test_client().post(
+        LOCK_URL, headers=ALICE, data="{" + " " * 64 + "}", content_type="application/json"
+    )
     envelope(response, 413, "Payload too large")
 
 
@@ -304,14 +349,20 @@ def test_unreachable_store_is_503(tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v2/clients/5/reference", "/api/v2/clients/5/reference/items/1",
-             "/api/v2/clients/05/reference/items/1"],
+    "path",
+    [
+        "/api/v2/clients/5/reference",
+        "/api/v2/clients/5/reference/items/1",
+        "/api/v2/clients/05/reference/items/1",
+    ],
 )
 def test_guard_refusals_are_409_locking_conflict(client: Any, path: str) -> None:
     token = lock(client, ALICE)
     envelope(client.patch(path), 409, "Conflict", "Locking conflict")
     envelope(client.patch(path, headers=ALICE), 409, "Conflict", "Locking conflict")  # no token
-    envelope(client.patch(path, headers={"Lock-Token": "wrong"}), 409, "Conflict", "Locking conflict")
+    envelope(
+        client.patch(path, headers={"Lock-Token": "wrong"}), 409, "Conflict", "Locking conflict"
+    )
     # One status and body for both refusals; the header tells them apart (docs/dialects.rst).
     assert_refused(client.patch(path), 409, "locked")
     assert_refused(client.patch(path, headers={"Lock-Token": "wrong"}), 409, "stale")
@@ -340,7 +391,12 @@ def test_lifecycle_on_every_backend(make_app: Any, database_url: str) -> None:
     token = lock(client, ALICE)
     assert client.post(LOCK_URL, headers=BOB).status_code == 409
     assert client.patch("/api/v2/clients/5/reference/items/2").status_code == 409
-    assert client.patch("/api/v2/clients/5/reference/items/2", headers={"Lock-Token": token}).status_code == 200
+    assert (
+        client.patch(
+            "/api/v2/clients/5/reference/items/2", headers={"Lock-Token": token}
+        ).status_code
+        == 200
+    )
     assert client.delete(LOCK_URL, headers=BOB).status_code == 409
     assert client.delete(LOCK_URL, headers=ALICE).status_code == 204
     assert client.get(LOCK_URL, headers=BOB).get_json() == UNLOCKED

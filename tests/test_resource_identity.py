@@ -30,7 +30,10 @@ from flask_locking import Locking
 from flask_locking.dialects import Dialect
 
 settings.register_profile(
-    "resource-identity", max_examples=200, deadline=None, database=None,
+    "resource-identity",
+    max_examples=200,
+    deadline=None,
+    database=None,
     phases=[Phase.explicit, Phase.generate, Phase.shrink],  # no tracing "explain" phase: slow
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -56,7 +59,13 @@ class HexConverter(BaseConverter):
 
 FAMILIES = ("int", "uuid", "string", "path", "hex")
 UUID = uuid_module.UUID("7d2b5e7c-0c1f-4d7e-9a55-3b1f0c2a9e41")
-CANONICAL: dict[str, Any] = {"int": 7, "uuid": UUID, "string": "caf\u00e9", "path": "a/b", "hex": 255}
+CANONICAL: dict[str, Any] = {
+    "int": 7,
+    "uuid": UUID,
+    "string": "caf\u00e9",
+    "path": "a/b",
+    "hex": 255,
+}
 #: The canonical resource as its route builds it.
 CANONICAL_URL = {"int": "7", "uuid": str(UUID), "string": "caf%C3%A9", "path": "a/b", "hex": "ff"}
 
@@ -80,10 +89,14 @@ def identity(family: str, value: Any) -> Any:
 def spellings(family: str) -> st.SearchStrategy[str]:
     """Ways to write the canonical resource's segment that the host's router reads as it."""
     if family == "int":
-        return st.sampled_from(["7", "07", "0007", "\uff17", "\u0667", "0\uff17", "%37", "%EF%BC%97"])
+        return st.sampled_from(
+            ["7", "07", "0007", "\uff17", "\u0667", "0\uff17", "%37", "%EF%BC%97"]
+        )
     if family == "uuid":
         text = str(UUID)
-        return st.sampled_from([text, text.upper(), text[:8].upper() + text[8:], quote(text, safe="")])
+        return st.sampled_from(
+            [text, text.upper(), text[:8].upper() + text[8:], quote(text, safe="")]
+        )
     if family == "string":
         return st.sampled_from(["caf\u00e9", "caf%C3%A9", "%63af%C3%A9"])
     if family == "path":
@@ -139,7 +152,9 @@ shapes = st.builds(
     mount=st.sampled_from(["app", "nested", "subdomain", "script"]),
     dialect=st.booleans(),
     second=st.sampled_from([None, "PUT", "DELETE"]),
-).filter(lambda shape: not (shape.dialect and shape.mount == "subdomain"))  # dialect rules: no subdomain
+).filter(
+    lambda shape: not (shape.dialect and shape.mount == "subdomain")
+)  # dialect rules: no subdomain
 
 
 def _docs_example() -> str:
@@ -231,7 +246,9 @@ class Attack:
 
 
 def attacks(family: str) -> st.SearchStrategy[list[Attack]]:
-    attack = st.builds(Attack, segment=spellings(family), trailing=st.booleans(), doubled=st.booleans())
+    attack = st.builds(
+        Attack, segment=spellings(family), trailing=st.booleans(), doubled=st.booleans()
+    )
     return st.lists(attack, min_size=1, max_size=4)
 
 
@@ -254,7 +271,9 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
                 f"{shape.prefix}/shop/orders/{lock_segment}/lock", headers=ALICE, base_url=base
             )
             if response.status_code == 404:  # the dialect's own <int> rule: ASCII only
-                response = client.put(f"{shape.prefix}/shop/orders/7/lock", headers=ALICE, base_url=base)
+                response = client.put(
+                    f"{shape.prefix}/shop/orders/7/lock", headers=ALICE, base_url=base
+                )
             assert response.status_code == 201, response.get_data(as_text=True)
         else:
             lock_url = shape.url(lock_segment, trailing=shape.slash) + "/@lock"
@@ -322,7 +341,9 @@ def _locking(app: Flask) -> Locking:
     return locking
 
 
-@pytest.mark.parametrize("spelling", ["/items/07/", "/items/\uff17/", "/items/\u0667/", "/items/7/"])
+@pytest.mark.parametrize(
+    "spelling", ["/items/07/", "/items/\uff17/", "/items/\u0667/", "/items/7/"]
+)
 def test_trailing_slash_rule_keys_every_spelling_as_its_rule(tmp_path: Any, spelling: str) -> None:
     app = _items_app(tmp_path)
     written: list[int] = []
@@ -338,13 +359,20 @@ def test_trailing_slash_rule_keys_every_spelling_as_its_rule(tmp_path: Any, spel
     assert held.get_json()["resource"] == "/items/7"
     assert client.patch(spelling, headers=BOB).status_code == 403
     assert client.post(spelling + "@lock", headers=BOB).status_code == 409
-    assert client.patch(spelling, headers={**ALICE, "Lock-Token": held.get_json()["token"]}).status_code == 200
+    assert (
+        client.patch(
+            spelling, headers={**ALICE, "Lock-Token": held.get_json()["token"]}
+        ).status_code
+        == 200
+    )
     assert written == [7]
 
 
 @pytest.mark.parametrize("shape", ["static_root", "catch_all"])
 @pytest.mark.parametrize("spelling", ["/items/07", "/items/007", "/items/\uff17"])
-def test_the_write_rule_decides_not_a_get_catch_all(tmp_path: Any, shape: str, spelling: str) -> None:
+def test_the_write_rule_decides_not_a_get_catch_all(
+    tmp_path: Any, shape: str, spelling: str
+) -> None:
     flask = {"static_url_path": "", "static_folder": STATIC} if shape == "static_root" else {}
     app = _items_app(tmp_path, **flask)
 
@@ -414,11 +442,18 @@ def test_documented_custom_dialect_is_safe_as_written(tmp_path: Any) -> None:
     client = app.test_client()
     held = client.put("/shop/orders/9/lock", headers=ALICE)
     assert held.status_code == 201
-    for spelling in ("/shop/orders/9/lines/1", "/shop/orders/09/lines/1", "/shop/orders/\uff19/lines/1"):
+    for spelling in (
+        "/shop/orders/9/lines/1",
+        "/shop/orders/09/lines/1",
+        "/shop/orders/\uff19/lines/1",
+    ):
         refused = client.patch(spelling, headers=BOB)
         assert refused.status_code == 423, spelling
         assert refused.get_json() == {
-            "status": "error", "code": 423, "message": "Locked", "details": "Resource is locked."
+            "status": "error",
+            "code": 423,
+            "message": "Locked",
+            "details": "Resource is locked.",
         }
     token = held.get_json()["token"]
     assert client.patch("/shop/orders/09/lines/1", headers={"Lock-Token": token}).status_code == 200

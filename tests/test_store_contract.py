@@ -47,11 +47,15 @@ def test_each_memory_uri_is_a_store_of_its_own() -> None:
     assert second.live("/docs/1") is None
 
 
-def test_processes_race_to_create_schema_and_share_one_key(database_url: str, table_name: str) -> None:
+def test_processes_race_to_create_schema_and_share_one_key(
+    database_url: str, table_name: str
+) -> None:
     """Four app servers start together on a database without the tables: all create them
     without an error, and all end up with the same generated HMAC key."""
     try:
-        messages = procs.run(racers.create_and_share, [(database_url, table_name, p) for p in range(4)])
+        messages = procs.run(
+            racers.create_and_share, [(database_url, table_name, p) for p in range(4)]
+        )
         keys = {m[2] for m in messages}
         assert len(keys) == 1, keys
         assert keys.pop() in {f"candidate-of-{p}" for p in range(4)}

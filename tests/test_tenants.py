@@ -27,8 +27,11 @@ BOB = {"X-User": "bob"}
 def tenant_app(tmp_path: Any, table: str, *, database_url: str | None, **config: Any) -> Flask:
     app = Flask(__name__, instance_path=str(tmp_path / uuid.uuid4().hex))
     app.config.update(
-        TESTING=True, SECRET_KEY="tenants", LOCKING_TABLE_NAME=table,
-        LOCKING_DATABASE_URI=database_url, **config,
+        TESTING=True,
+        SECRET_KEY="tenants",
+        LOCKING_TABLE_NAME=table,
+        LOCKING_DATABASE_URI=database_url,
+        **config,
     )
     subdomain = "<tenant>" if app.config.get("SERVER_NAME") else None
 
@@ -141,7 +144,9 @@ def two_tenants(
     (``places``, checked on the server); yields tenant A's store engine."""
     apps = [tenant_app(tmp_path, table, database_url=url) for url in urls]
     try:
-        assert_isolated(apps[0].test_client(), "http://a.test", apps[1].test_client(), "http://b.test")
+        assert_isolated(
+            apps[0].test_client(), "http://a.test", apps[1].test_client(), "http://b.test"
+        )
         for place in places:
             assert rows_in(server_url, f"{place}.{table}") == ["/docs/1"]
         yield apps[0].extensions["locking"].engine.store.engine
@@ -204,7 +209,9 @@ def test_flask_sqlalchemy_engine_options_choose_the_schema(
     for schema in schemas:
         app = Flask(__name__, instance_path=str(tmp_path / schema))
         app.config.update(
-            TESTING=True, SECRET_KEY="x", LOCKING_TABLE_NAME=table_name,
+            TESTING=True,
+            SECRET_KEY="x",
+            LOCKING_TABLE_NAME=table_name,
             SQLALCHEMY_DATABASE_URI=postgresql_url,
             SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": f"-csearch_path={schema}"}},
         )
@@ -270,7 +277,6 @@ def drop(url: str, table: str) -> None:
     drop_tables(url, table)
 
 
-
 def test_depth_and_overlap_never_cross_namespaces(make_app: Any, database_url: str) -> None:
     from flask_locking import LockConflict
 
@@ -307,7 +313,9 @@ def test_namespaced_keys_keep_their_namespace_through_every_helper() -> None:
 
 
 @pytest.mark.parametrize("timeout", [0.5, 1, 2.5, 5])
-def test_mysql_socket_timeouts_outlast_the_servers_lock_wait(mysql_url: str, timeout: float) -> None:
+def test_mysql_socket_timeouts_outlast_the_servers_lock_wait(
+    mysql_url: str, timeout: float
+) -> None:
     """A client that gives up before the server's lock wait ends leaves its statement queued:
     a release answered "unavailable" would then happen after the answer (seen in CI)."""
     engine = engine_for_uri(mysql_url, timeout=timeout)

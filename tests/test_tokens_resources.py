@@ -63,9 +63,17 @@ def test_tokens_equal() -> None:
 @pytest.mark.parametrize(
     "header, expected",
     [
-        (None, None), ("", None), ("   ", None), ("<>", None), ("< >", None),
-        ("abc", "abc"), ("<abc>", "abc"), (" <abc> ", "abc"), ("< abc >", "abc"),
-        ("<abc", "<abc"), ("abc>", "abc>"),
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ("<>", None),
+        ("< >", None),
+        ("abc", "abc"),
+        ("<abc>", "abc"),
+        (" <abc> ", "abc"),
+        ("< abc >", "abc"),
+        ("<abc", "<abc"),
+        ("abc>", "abc>"),
     ],
 )
 def test_parse_token_header(header: str | None, expected: str | None) -> None:
@@ -78,10 +86,18 @@ def test_parse_token_header(header: str | None, expected: str | None) -> None:
 @pytest.mark.parametrize(
     "path, key",
     [
-        ("/docs/1", "/docs/1"), ("docs/1", "/docs/1"), ("/docs/1/", "/docs/1"),
-        ("//docs///1//", "/docs/1"), ("/", "/"), ("", "/"), ("///", "/"),
-        ("/Docs/1", "/Docs/1"), ("/été/x y", "/été/x y"), ("/a/@lock", "/a/@lock"),
-        ("/a/...", "/a/..."), ("/a/.b", "/a/.b"),
+        ("/docs/1", "/docs/1"),
+        ("docs/1", "/docs/1"),
+        ("/docs/1/", "/docs/1"),
+        ("//docs///1//", "/docs/1"),
+        ("/", "/"),
+        ("", "/"),
+        ("///", "/"),
+        ("/Docs/1", "/Docs/1"),
+        ("/été/x y", "/été/x y"),
+        ("/a/@lock", "/a/@lock"),
+        ("/a/...", "/a/..."),
+        ("/a/.b", "/a/.b"),
     ],
 )
 def test_normalize(path: str, key: str) -> None:

@@ -41,8 +41,14 @@ def locked(app: Flask, path: str = "/things/1") -> Any:
     return app.test_client().get(f"{path}/@lock").json
 
 
-def save(app: Flask, token: str | None, *, release: str | None = "true", outcome: str = "ok",
-         path: str = "/things/1") -> Any:
+def save(
+    app: Flask,
+    token: str | None,
+    *,
+    release: str | None = "true",
+    outcome: str = "ok",
+    path: str = "/things/1",
+) -> Any:
     headers = {}
     if token is not None:
         headers["Lock-Token"] = token
@@ -130,9 +136,9 @@ def test_unlocked_resource_is_untouched(make_app: AppFactory) -> None:
 def test_depth_infinity_lock_is_the_one_released(make_app: AppFactory) -> None:
     app = build(make_app)
     with app.app_context():
-        token = app.extensions["locking"].extension.acquire(
-            "/things", "alice", depth="infinity"
-        ).token
+        token = (
+            app.extensions["locking"].extension.acquire("/things", "alice", depth="infinity").token
+        )
     response = save(app, token, path="/things/7")
     assert response.status_code == 200 and response.headers["Lock-Released"] == "true"
     with app.app_context():

@@ -37,7 +37,9 @@ def test_lock_release_asks_the_authorizer_for_unlock(make_app: AppFactory) -> No
     assert refused.status_code == 403
     # ...so its save goes through but keeps the lock, and says so
     saved = client.patch(
-        "/docs/1", json={}, headers={"X-User": "mallory", "Lock-Token": token, "Lock-Release": "true"}
+        "/docs/1",
+        json={},
+        headers={"X-User": "mallory", "Lock-Token": token, "Lock-Release": "true"},
     )
     assert saved.status_code == 200
     assert saved.headers[RESPONSE_HEADER] == "false"

@@ -56,8 +56,11 @@ def build(database_url: str, table_name: str, tmp_path: Any, **config: Any) -> I
 
     app = Flask(__name__, instance_path=str(tmp_path / "instance"))
     app.config.update(
-        TESTING=True, SECRET_KEY="s", SQLALCHEMY_DATABASE_URI=database_url,
-        LOCKING_TABLE_NAME=table_name, **config,
+        TESTING=True,
+        SECRET_KEY="s",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        LOCKING_TABLE_NAME=table_name,
+        **config,
     )
     db.init_app(app)
     locking = Locking(app, db=db)
@@ -108,7 +111,9 @@ def lock(host: Host, resource: str, timeout: float = 60, depth: int | str = 0) -
 
 def test_hold_lets_the_write_commit_under_a_live_lock(host: Host) -> None:
     token = lock(host, "/items/a").token
-    response = host.app.test_client().patch("/items/a", headers={"X-User": "alice", "Lock-Token": token})
+    response = host.app.test_client().patch(
+        "/items/a", headers={"X-User": "alice", "Lock-Token": token}
+    )
     assert response.status_code == 200
     assert host.names() == ["a"]
     with host.app.app_context():
@@ -142,7 +147,9 @@ def test_a_lost_lock_is_the_dialects_stale_refusal_and_rolls_back(
     assert response.status_code == status
     data = response.get_json()
     for key, value in body.items():
-        assert data[key] == value or (isinstance(value, dict) and value.items() <= data[key].items())
+        assert data[key] == value or (
+            isinstance(value, dict) and value.items() <= data[key].items()
+        )
     assert token not in response.get_data(as_text=True)
     assert refused == ["stale"]
     assert host.names() == []  # the item added before the hold was rolled back
@@ -155,7 +162,9 @@ def test_hold_on_flush(database_url: str, table_name: str, tmp_path: Any) -> Non
         ok = client.patch("/items/a?hold=0", headers={"X-User": "alice", "Lock-Token": token})
         assert ok.status_code == 200
         token = lock(host, "/items/b").token
-        lost = client.patch("/items/b?hold=0&lose=1", headers={"X-User": "alice", "Lock-Token": token})
+        lost = client.patch(
+            "/items/b?hold=0&lose=1", headers={"X-User": "alice", "Lock-Token": token}
+        )
         assert lost.status_code == 412
         # No token, no lock: the hook has nothing to hold and the write goes on.
         with host.app.app_context():
@@ -209,7 +218,9 @@ def test_a_held_row_makes_other_lock_operations_wait_then_give_way(
         assert host.names() == ["h"]
 
 
-def test_a_held_row_delays_release_and_refresh(database_url: str, table_name: str, tmp_path: Any) -> None:
+def test_a_held_row_delays_release_and_refresh(
+    database_url: str, table_name: str, tmp_path: Any
+) -> None:
     with build(database_url, table_name, tmp_path, LOCKING_STORE_TIMEOUT=0.5) as host:
         app, locking = host.app, host.locking
         with app.app_context():
@@ -239,7 +250,10 @@ def test_a_held_row_delays_release_and_refresh(database_url: str, table_name: st
 
 def test_hold_refuses_a_session_on_another_database(tmp_path: Any) -> None:
     host_url, locks = f"sqlite:///{tmp_path}/host.sqlite3", f"sqlite:///{tmp_path}/locks.sqlite3"
-    with build(host_url, "lk_other", tmp_path, LOCKING_DATABASE_URI=locks) as host, host.app.app_context():
+    with (
+        build(host_url, "lk_other", tmp_path, LOCKING_DATABASE_URI=locks) as host,
+        host.app.app_context(),
+    ):
         held = host.locking.acquire("/items/z", "alice")
         with pytest.raises(RuntimeError, match="FencedMixin"):
             hold(host.db.session, held)
@@ -277,7 +291,9 @@ def test_same_database(a: str, b: str, same: bool) -> None:
 def test_refresh_on_write_restarts_the_lease(make_app: Any, database_url: str) -> None:
     app = make_app(database_url=database_url, LOCKING_REFRESH_ON_WRITE=True)
     client = app.test_client()
-    token = client.post("/docs/1/@lock", json={"timeout": 60}, headers={"X-User": "a"}).get_json()["token"]
+    token = client.post("/docs/1/@lock", json={"timeout": 60}, headers={"X-User": "a"}).get_json()[
+        "token"
+    ]
     with app.app_context():
         before = app.extensions["locking"].engine.get("/docs/1")
     time.sleep(0.01)
@@ -289,7 +305,9 @@ def test_refresh_on_write_restarts_the_lease(make_app: Any, database_url: str) -
         after = app.extensions["locking"].engine.get("/docs/1")
     assert after.version == before.version and after.time > before.time
     assert [lock.time for lock in refreshed] == [after.time]
-    assert client.patch("/docs/1", headers={"X-User": "a", "Lock-Token": "wrong"}).status_code == 412
+    assert (
+        client.patch("/docs/1", headers={"X-User": "a", "Lock-Token": "wrong"}).status_code == 412
+    )
 
 
 def test_refresh_on_write_is_off_by_default(make_app: Any) -> None:

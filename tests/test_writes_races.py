@@ -61,7 +61,9 @@ def test_hold_closes_the_gap(race: Race, flush_race: Race, backend: str) -> None
     options = {"lease": LEASE[backend]}
     early = run_pairs(race, "early", ROUNDS * 4 // 10, PAIRS[backend], **options)
     late = run_pairs(race, "late", ROUNDS * 3 // 10, PAIRS[backend], **options)
-    flush = run_pairs(flush_race, "flush", ROUNDS - early.rounds - late.rounds, PAIRS[backend], **options)
+    flush = run_pairs(
+        flush_race, "flush", ROUNDS - early.rounds - late.rounds, PAIRS[backend], **options
+    )
     for label, tally in (("early", early), ("late", late), ("flush", flush)):
         report(f"{backend} {label}", tally)
     total = Tally()
@@ -83,7 +85,9 @@ def test_hold_closes_the_gap(race: Race, flush_race: Race, backend: str) -> None
     assert total.grant_before_a_commit == 0
 
 
-@pytest.mark.parametrize(("lock_backend", "rounds"), [("postgresql", ROUNDS), ("sqlite", ROUNDS // 5)])
+@pytest.mark.parametrize(
+    ("lock_backend", "rounds"), [("postgresql", ROUNDS), ("sqlite", ROUNDS // 5)]
+)
 def test_fencing_on_another_database(lock_backend: str, rounds: int, tmp_path: Any) -> None:
     """Host records in a SQLite file, locks elsewhere (PostgreSQL, or another SQLite file):
     no atomicity, but a write under an older grant never overwrites a newer one.

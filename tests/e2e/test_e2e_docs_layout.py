@@ -31,9 +31,21 @@ def test_code_blocks_and_tables_stay_in_the_text_column(
 ) -> None:
     out = tmp_path / "html"
     subprocess.run(
-        [sys.executable, "-m", "sphinx", "-q", "-b", "html", "-d", str(tmp_path / "doctrees"),
-         str(DOCS), str(out)],
-        check=True, capture_output=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(DOCS),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=240,
     )
     page = playwright_browser.new_page(viewport={"width": 1280, "height": 900})
     try:

@@ -106,7 +106,7 @@ def test_a_failing_heartbeat_stays_visible_and_expiry_never_shows_green(
     states = alice.evaluate("window.__states")
     warned = [i for i, (cls, text) in enumerate(states) if "Could not refresh" in text]
     assert warned
-    after = states[warned[0]:]
+    after = states[warned[0] :]
     assert not any("banner-mine" in cls for cls, _ in after), after
     lost = next(i for i, (cls, _) in enumerate(after) if "banner-lost" in cls)
     assert all("Could not refresh" in text for _, text in after[:lost]), after[:lost]
@@ -228,7 +228,9 @@ def test_locks_page_reads_the_listing_api_and_follows_the_event_stream(
     expect(row).to_contain_text("allowed")
     alice.goto("/jobs/1/102")
     alice.click("#lock")
-    expect(bob.locator("tr[data-resource='/api/v1.0/companies/1/jobs/102']")).to_contain_text("Alice")
+    expect(bob.locator("tr[data-resource='/api/v1.0/companies/1/jobs/102']")).to_contain_text(
+        "Alice"
+    )
     expect(row).to_have_count(0)  # leaving the editor released the document
     shot(bob, "locks-live", docs="locks-live.png")
     alice.click("#unlock")

@@ -12,8 +12,11 @@ CTX = multiprocessing.get_context("spawn")
 
 
 def run(
-    target: Callable[..., None], per_process: Sequence[tuple[Any, ...]], *,
-    parties: int | None = None, timeout: float = 120,
+    target: Callable[..., None],
+    per_process: Sequence[tuple[Any, ...]],
+    *,
+    parties: int | None = None,
+    timeout: float = 120,
 ) -> list[tuple[Any, ...]]:
     """Start one process per argument tuple, each called as ``target(*args, sync, queue)``
     where ``sync`` is a barrier of ``parties`` (default: one per process); return every
@@ -29,7 +32,9 @@ def run(
             try:
                 messages.append(results.get(timeout=timeout))
             except queue_module.Empty:
-                raise AssertionError(f"only {len(messages)} of {len(processes)} workers reported") from None
+                raise AssertionError(
+                    f"only {len(messages)} of {len(processes)} workers reported"
+                ) from None
     finally:
         for process in processes:
             process.join(timeout=30)

@@ -45,7 +45,9 @@ def _report(queue: Any, name: str, body: Any) -> None:
 # -- thundering herd -------------------------------------------------------------------
 
 
-def herd_store(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:
+def herd_store(
+    url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any
+) -> None:
     """Each round: every contender waits at the barrier, then all try to lock one resource.
 
     Even rounds race for a fresh key (the INSERT path); odd rounds for ``/herd/shared``,
@@ -83,7 +85,9 @@ def herd_store(url: str, table: str, proc: int, threads: int, rounds: int, barri
     _report(queue, f"herd_store {proc}", body)
 
 
-def herd_app(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:
+def herd_app(
+    url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any
+) -> None:
     """The same herd through a Flask app's Python API (``Locking.acquire``), so the whole
     path (extension, state, engine, store) is raced."""
 
@@ -93,9 +97,7 @@ def herd_app(url: str, table: str, proc: int, threads: int, rounds: int, barrier
         from flask_locking import LockConflict, Locking
 
         app = Flask(f"herd{proc}")
-        app.config.update(
-            SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table
-        )
+        app.config.update(SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table)
         locking = Locking(app)
         results: list[tuple[Any, ...]] = []
         guard = threading.Lock()
@@ -133,8 +135,15 @@ def herd_app(url: str, table: str, proc: int, threads: int, rounds: int, barrier
 
 
 def spin_store(
-    url: str, table: str, proc: int, threads: int, resource: str, lease_ms: int,
-    seconds: float, start: Any, queue: Any,
+    url: str,
+    table: str,
+    proc: int,
+    threads: int,
+    resource: str,
+    lease_ms: int,
+    seconds: float,
+    start: Any,
+    queue: Any,
 ) -> None:
     """Contenders spin on one resource with a short lease; every grant is recorded as
     ``(version, locked_at_ms, expires_ms, owner)`` from the database's own row."""
@@ -164,7 +173,9 @@ def spin_store(
                     continue
                 row = result.row
                 with guard:
-                    grants.append((row.version, row.locked_at_ms, row.expires_ms, owner, result.granted))
+                    grants.append(
+                        (row.version, row.locked_at_ms, row.expires_ms, owner, result.granted)
+                    )
                 # Let the lease run out rather than refresh our own grant.
                 time.sleep(lease_ms / 1000 + 0.002)
 
@@ -175,7 +186,9 @@ def spin_store(
     _report(queue, f"spin_store {proc}", body)
 
 
-def naive_acquire(store: SQLStore, resource: str, owner: str, lease_ms: int) -> tuple[int, int, int] | None:
+def naive_acquire(
+    store: SQLStore, resource: str, owner: str, lease_ms: int
+) -> tuple[int, int, int] | None:
     """A deliberately WRONG acquisition: read the row, decide in Python, then write.
 
     Two contenders can both read "expired" and both write; nothing makes the decision and
@@ -194,16 +207,28 @@ def naive_acquire(store: SQLStore, resource: str, owner: str, lease_ms: int) -> 
         version = 1 if row is None else row.version + 1
         if row is None:
             stmt: Any = sa.insert(t).values(
-                resource=resource, secret=new_secret(), owner_key="u:" + owner, owner_id=owner,
-                stealable=True, infinite=False, timeout_ms=lease_ms, locked_at_ms=now,
+                resource=resource,
+                secret=new_secret(),
+                owner_key="u:" + owner,
+                owner_id=owner,
+                stealable=True,
+                infinite=False,
+                timeout_ms=lease_ms,
+                locked_at_ms=now,
                 version=version,
             )
         else:
             stmt = (
                 sa.update(t)
                 .where(t.c.resource == resource)
-                .values(secret=new_secret(), owner_key="u:" + owner, owner_id=owner,
-                        timeout_ms=lease_ms, locked_at_ms=now, version=version)
+                .values(
+                    secret=new_secret(),
+                    owner_key="u:" + owner,
+                    owner_id=owner,
+                    timeout_ms=lease_ms,
+                    locked_at_ms=now,
+                    version=version,
+                )
             )
         try:
             conn.execute(stmt)
@@ -215,8 +240,15 @@ def naive_acquire(store: SQLStore, resource: str, owner: str, lease_ms: int) -> 
 
 
 def spin_naive(
-    url: str, table: str, proc: int, threads: int, resource: str, lease_ms: int,
-    seconds: float, start: Any, queue: Any,
+    url: str,
+    table: str,
+    proc: int,
+    threads: int,
+    resource: str,
+    lease_ms: int,
+    seconds: float,
+    start: Any,
+    queue: Any,
 ) -> None:
     """:func:`spin_store` with :func:`naive_acquire` instead of the store's acquisition."""
 
@@ -252,8 +284,16 @@ def spin_naive(
 
 
 def spin_app_skewed(
-    url: str, table: str, proc: int, threads: int, resource: str, lease: float,
-    seconds: float, skew: float, start: Any, queue: Any,
+    url: str,
+    table: str,
+    proc: int,
+    threads: int,
+    resource: str,
+    lease: float,
+    seconds: float,
+    skew: float,
+    start: Any,
+    queue: Any,
 ) -> None:
     """Contenders in a Flask app whose Python clock is off by ``skew`` seconds."""
 
@@ -290,8 +330,13 @@ def spin_app_skewed(
                         continue
                     with guard:
                         grants.append(
-                            (lock.version, round(lock.time * 1000), round(lock.expires_at * 1000),
-                             owner, time.time())
+                            (
+                                lock.version,
+                                round(lock.time * 1000),
+                                round(lock.expires_at * 1000),
+                                owner,
+                                time.time(),
+                            )
                         )
                     time.sleep(lease + 0.002)
 
@@ -329,7 +374,9 @@ def tree_keys(r: int, proc: int, i: int) -> tuple[str, bool]:
     return tree_key(r, i, str(proc))
 
 
-def herd_tree(url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any) -> None:
+def herd_tree(
+    url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any
+) -> None:
     """Each round, contenders race for overlapping keys of one tree at once."""
 
     def body() -> None:

@@ -15,8 +15,19 @@ from flask_locking import Locking
 
 #: Every field of the lock JSON (``token`` only for the owner).
 LOCK_FIELDS = {
-    "locked", "stealable", "timeout", "time", "created", "expires", "creator", "creator_name",
-    "creator_url", "name", "resource", "depth", "version",
+    "locked",
+    "stealable",
+    "timeout",
+    "time",
+    "created",
+    "expires",
+    "creator",
+    "creator_name",
+    "creator_url",
+    "name",
+    "resource",
+    "depth",
+    "version",
 }
 #: The body showing no lock.
 UNLOCKED = {"locked": False, "stealable": True}
@@ -30,8 +41,13 @@ def iso(value: str) -> float:
 
 
 def assert_new_lock(
-    send: Callable[[], Any], *, status: int, resource: str, depth: int | str,
-    creator: str | None = "alice", creator_name: str | None = "alice",
+    send: Callable[[], Any],
+    *,
+    status: int,
+    resource: str,
+    depth: int | str,
+    creator: str | None = "alice",
+    creator_name: str | None = "alice",
 ) -> dict[str, Any]:
     """Send the request that makes a new lock (a default one: stealable, 600 s) and check
     every field of its answer, the token in the body and in the ``Lock-Token`` header."""
@@ -60,7 +76,10 @@ def assert_new_lock(
 
 
 def assert_error(
-    response: Any, status: int, error_type: str, message: str | None = None,
+    response: Any,
+    status: int,
+    error_type: str,
+    message: str | None = None,
 ) -> dict[str, Any]:
     """The ``{"error": {"type", "message"}}`` format (content and job locks), with the
     holder under ``"lock"`` where there is one, and nothing else."""
@@ -100,8 +119,10 @@ def unreachable_store_app(tmp_path: Any, **config: Any) -> Flask:
     """An app whose lock store is a closed loopback port (connection refused at once)."""
     app = Flask(__name__, instance_path=str(tmp_path / "unreachable"))
     app.config.update(
-        SECRET_KEY="test-secret", LOCKING_STORE_TIMEOUT=1,
-        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none", **config,
+        SECRET_KEY="test-secret",
+        LOCKING_STORE_TIMEOUT=1,
+        LOCKING_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/none",
+        **config,
     )
     Locking(app)
     return app

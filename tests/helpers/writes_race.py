@@ -93,7 +93,11 @@ class Tally:
 
 
 def build_race(
-    host_url: str, tmp_path: Any, *, lock_url: str | None = None, fenced: bool = False,
+    host_url: str,
+    tmp_path: Any,
+    *,
+    lock_url: str | None = None,
+    fenced: bool = False,
     **config: Any,
 ) -> Iterator[Race]:
     """A Flask-SQLAlchemy host on ``host_url`` with locks on ``lock_url`` (default: the same
@@ -102,20 +106,28 @@ def build_race(
     suffix = uuid.uuid4().hex[:8]
     bases: tuple[Any, ...] = (FencedMixin, db.Model) if fenced else (db.Model,)
 
-    Doc: Any = type("RaceDoc" + suffix, bases, {
-        "__tablename__": "race_docs_" + suffix,
-        "id": sa.Column(sa.Integer, primary_key=True, autoincrement=False),
-        "content": sa.Column(sa.String(20), nullable=False),
-        "version": sa.Column(sa.BigInteger, nullable=False),
-    })
-    Write: Any = type("RaceWrite" + suffix, (db.Model,), {
-        "__tablename__": "race_writes_" + suffix,
-        "id": sa.Column(sa.Integer, primary_key=True),
-        "doc_id": sa.Column(sa.Integer, nullable=False),
-        "writer": sa.Column(sa.String(1), nullable=False),
-        "version": sa.Column(sa.BigInteger, nullable=False),
-        "at_ms": sa.Column(sa.BigInteger, nullable=False),
-    })
+    Doc: Any = type(
+        "RaceDoc" + suffix,
+        bases,
+        {
+            "__tablename__": "race_docs_" + suffix,
+            "id": sa.Column(sa.Integer, primary_key=True, autoincrement=False),
+            "content": sa.Column(sa.String(20), nullable=False),
+            "version": sa.Column(sa.BigInteger, nullable=False),
+        },
+    )
+    Write: Any = type(
+        "RaceWrite" + suffix,
+        (db.Model,),
+        {
+            "__tablename__": "race_writes_" + suffix,
+            "id": sa.Column(sa.Integer, primary_key=True),
+            "doc_id": sa.Column(sa.Integer, nullable=False),
+            "writer": sa.Column(sa.String(1), nullable=False),
+            "version": sa.Column(sa.BigInteger, nullable=False),
+            "at_ms": sa.Column(sa.BigInteger, nullable=False),
+        },
+    )
     app = Flask(__name__, instance_path=str(tmp_path / ("instance" + suffix)))
     app.config.update(
         TESTING=True,
@@ -154,7 +166,9 @@ def build_race(
             current_lock.hold(db.session)
         if mode == "unfenced":
             db.session.execute(
-                sa.update(Doc.__table__).where(Doc.id == doc_id).values(content=f"A{lock.version}", version=lock.version)
+                sa.update(Doc.__table__)
+                .where(Doc.id == doc_id)
+                .values(content=f"A{lock.version}", version=lock.version)
             )
             db.session.add(Write(doc_id=doc_id, writer="A", version=lock.version, at_ms=clock))
         elif mode != "fenced-early":
@@ -190,7 +204,9 @@ def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _write_a(db: Any, Doc: Any, Write: Any, doc: Any, lock: Any, clock: Any, *, fence: bool) -> None:
+def _write_a(
+    db: Any, Doc: Any, Write: Any, doc: Any, lock: Any, clock: Any, *, fence: bool
+) -> None:
     if fence:
         doc.fence(lock)
     doc.content = f"A{lock.version}"  # distinct at every write: the ORM skips no column
@@ -202,8 +218,15 @@ def _write_a(db: Any, Doc: Any, Write: Any, doc: Any, lock: Any, clock: Any, *, 
 BLOCKING = {"early", "fenced-early"}
 
 
-def run_pair(race: Race, doc_id: int, mode: str, rounds: int, *, lease: float = 0.04,
-             max_attempts: int | None = None) -> Tally:
+def run_pair(
+    race: Race,
+    doc_id: int,
+    mode: str,
+    rounds: int,
+    *,
+    lease: float = 0.04,
+    max_attempts: int | None = None,
+) -> Tally:
     """``rounds`` rounds of the race on one document, A and B on threads of their own.
 
     A is let go once B has finished, or, when A holds what B needs (``BLOCKING``), after
@@ -226,13 +249,16 @@ def run_pair(race: Race, doc_id: int, mode: str, rounds: int, *, lease: float = 
         while tally.rounds < rounds:
             attempts += 1
             if max_attempts is not None and attempts > max_attempts:
-                raise AssertionError(f"only {tally.rounds} verified rounds in {attempts - 1} attempts")
+                raise AssertionError(
+                    f"only {tally.rounds} verified rounds in {attempts - 1} attempts"
+                )
             pause.in_view.clear()
             pause.go.clear()
             with app.app_context():
                 a_lock = race.locking.acquire(resource, "alice", timeout=lease)
             a: Future[Any] = pool.submit(
-                client.patch, f"{resource}?mode={mode}",
+                client.patch,
+                f"{resource}?mode={mode}",
                 headers={"X-User": "alice", "Lock-Token": a_lock.token},
             )
             # A is past the guard and paused, or answered already (its lease ended first).
@@ -254,9 +280,9 @@ def run_pair(race: Race, doc_id: int, mode: str, rounds: int, *, lease: float = 
             assert response.status_code in (200, 412), response.get_data(as_text=True)
             with app.app_context(), db.engine.connect() as conn:
                 writes = conn.execute(
-                    sa.select(Write.__table__).where(
-                        Write.doc_id == doc_id, Write.version.in_([a_lock.version, b_version])
-                    ).order_by(Write.id)
+                    sa.select(Write.__table__)
+                    .where(Write.doc_id == doc_id, Write.version.in_([a_lock.version, b_version]))
+                    .order_by(Write.id)
                 ).all()
                 final = conn.execute(sa.select(Doc.__table__).where(Doc.id == doc_id)).one()
             a_writes = [w for w in writes if w.writer == "A"]

@@ -36,49 +36,91 @@ ROOT = Path(__file__).resolve().parents[2]
 # The files written to kill mutants (NEW_TESTS) come last, after the suite that existed
 # before them: a mutant they kill survived everything else, so one run gives the score
 # without them too ("before", see the summary).
-NEW_TESTS = ["tests/test_core_boundaries.py", "tests/test_store_edges.py", "tests/test_reshaped_core.py"]
+NEW_TESTS = [
+    "tests/test_core_boundaries.py",
+    "tests/test_store_edges.py",
+    "tests/test_reshaped_core.py",
+]
 _STORE_TESTS = [
-    "tests/test_store_contract.py", "tests/test_python_api.py", "tests/test_guard.py",
-    "tests/test_signals.py", "tests/test_races.py", "tests/test_release_tombstone.py", *NEW_TESTS,
+    "tests/test_store_contract.py",
+    "tests/test_python_api.py",
+    "tests/test_guard.py",
+    "tests/test_signals.py",
+    "tests/test_races.py",
+    "tests/test_release_tombstone.py",
+    *NEW_TESTS,
 ]
 TESTS: dict[str, list[str]] = {
     "flask_locking/guard.py": [
-        "tests/test_guard.py", "tests/test_extension.py", "tests/test_audit.py",
-        "tests/test_jobs_dialect.py", "tests/test_content_dialect.py",
-        "tests/test_unlock_on_save.py", *NEW_TESTS,
+        "tests/test_guard.py",
+        "tests/test_extension.py",
+        "tests/test_audit.py",
+        "tests/test_jobs_dialect.py",
+        "tests/test_content_dialect.py",
+        "tests/test_unlock_on_save.py",
+        *NEW_TESTS,
     ],
     "flask_locking/engine.py": [
-        "tests/test_python_api.py", "tests/test_tokens_resources.py", "tests/test_guard.py",
-        "tests/test_signals.py", "tests/test_extension.py", "tests/test_audit.py",
-        "tests/test_events.py", *NEW_TESTS,
+        "tests/test_python_api.py",
+        "tests/test_tokens_resources.py",
+        "tests/test_guard.py",
+        "tests/test_signals.py",
+        "tests/test_extension.py",
+        "tests/test_audit.py",
+        "tests/test_events.py",
+        *NEW_TESTS,
     ],
     "flask_locking/lock.py": [
-        "tests/test_python_api.py", "tests/test_events.py", "tests/test_guard.py", *NEW_TESTS,
+        "tests/test_python_api.py",
+        "tests/test_events.py",
+        "tests/test_guard.py",
+        *NEW_TESTS,
     ],
     "flask_locking/tokens.py": [
-        "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_bad_input.py",
-        "tests/test_extension.py", *NEW_TESTS,
+        "tests/test_tokens_resources.py",
+        "tests/test_guard.py",
+        "tests/test_bad_input.py",
+        "tests/test_extension.py",
+        *NEW_TESTS,
     ],
     "flask_locking/keys.py": [
-        "tests/test_resource_identity.py", "tests/test_key_agreement.py", "tests/test_tenants.py",
-        "tests/test_guard.py", "tests/test_jobs_dialect.py", *NEW_TESTS,
+        "tests/test_resource_identity.py",
+        "tests/test_key_agreement.py",
+        "tests/test_tenants.py",
+        "tests/test_guard.py",
+        "tests/test_jobs_dialect.py",
+        *NEW_TESTS,
     ],
     "flask_locking/verified.py": [
-        "tests/test_guard.py", "tests/test_writes.py", "tests/test_extension.py", *NEW_TESTS,
+        "tests/test_guard.py",
+        "tests/test_writes.py",
+        "tests/test_extension.py",
+        *NEW_TESTS,
     ],
     "flask_locking/identity.py": [
-        "tests/test_guard.py", "tests/test_extension.py", "tests/test_audit.py", *NEW_TESTS,
+        "tests/test_guard.py",
+        "tests/test_extension.py",
+        "tests/test_audit.py",
+        *NEW_TESTS,
     ],
     "flask_locking/resources.py": [
-        "tests/test_tokens_resources.py", "tests/test_guard.py", "tests/test_store_contract.py",
-        "tests/test_python_api.py", "tests/test_bad_input.py", *NEW_TESTS,
+        "tests/test_tokens_resources.py",
+        "tests/test_guard.py",
+        "tests/test_store_contract.py",
+        "tests/test_python_api.py",
+        "tests/test_bad_input.py",
+        *NEW_TESTS,
     ],
     "flask_locking/store/sql.py": _STORE_TESTS,
     "flask_locking/store/sqlite.py": _STORE_TESTS,
     "flask_locking/store/upsert.py": _STORE_TESTS,
 }
 
-_BACKEND_VARIABLES = ("LOCKING_TEST_POSTGRESQL_URL", "LOCKING_TEST_MYSQL_URL", "LOCKING_TEST_REDIS_URL")
+_BACKEND_VARIABLES = (
+    "LOCKING_TEST_POSTGRESQL_URL",
+    "LOCKING_TEST_MYSQL_URL",
+    "LOCKING_TEST_REDIS_URL",
+)
 
 
 def _apply(source: str, mutant: Mutant) -> str | None:
@@ -89,8 +131,16 @@ def _apply(source: str, mutant: Mutant) -> str | None:
 
 
 def _copy_tree(target: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".mypy_cache", ".ruff_cache",
-                                    ".pytest_cache", "_build", "node_modules")
+    ignore = shutil.ignore_patterns(
+        "__pycache__",
+        "*.pyc",
+        ".git",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "_build",
+        "node_modules",
+    )
     for name in ("flask_locking", "tests", "example_app", "docs"):  # docs: tests run its examples
         shutil.copytree(ROOT / name, target / name, ignore=ignore)
     shutil.copy2(ROOT / "pyproject.toml", target / "pyproject.toml")
@@ -108,8 +158,12 @@ class _Runner:
         self.copy = copy
         self.log = copy.parent / "pytest.log"
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "tests.mutation.forkserver"], cwd=copy, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "tests.mutation.forkserver"],
+            cwd=copy,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
     def close(self) -> None:
@@ -136,7 +190,15 @@ class _Runner:
         plugins = [arg for name in _UNUSED_PLUGINS for arg in ("-p", f"no:{name}")]
         # (the server imported Hypothesis before pytest could mark it for assertion rewriting)
         quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
-        args = ["-x", "-q", *plugins, *quiet, "--basetemp", str(self.copy.parent / "pytest-tmp"), *present]
+        args = [
+            "-x",
+            "-q",
+            *plugins,
+            *quiet,
+            "--basetemp",
+            str(self.copy.parent / "pytest-tmp"),
+            *present,
+        ]
         assert self.server.stdin is not None and self.server.stdout is not None
         request = {"args": args, "log": str(self.log), "timeout": timeout}
         self.server.stdin.write(json.dumps(request) + "\n")
@@ -172,8 +234,12 @@ def _environment(copy: Path, all_backends: bool) -> dict[str, str]:
 
 
 def _worker(
-    number: int, jobs: queue.Queue[Mutant], results: list[dict[str, Any]], lock: threading.Lock,
-    args: argparse.Namespace, base: Path,
+    number: int,
+    jobs: queue.Queue[Mutant],
+    results: list[dict[str, Any]],
+    lock: threading.Lock,
+    args: argparse.Namespace,
+    base: Path,
 ) -> None:
     copy = base / f"worker{number}" / "project"
     copy.parent.mkdir(parents=True)
@@ -186,8 +252,11 @@ def _worker(
 
 
 def _work(
-    runner: _Runner, jobs: queue.Queue[Mutant], results: list[dict[str, Any]],
-    lock: threading.Lock, args: argparse.Namespace,
+    runner: _Runner,
+    jobs: queue.Queue[Mutant],
+    results: list[dict[str, Any]],
+    lock: threading.Lock,
+    args: argparse.Namespace,
 ) -> None:
     while True:
         try:
@@ -209,12 +278,19 @@ def _work(
             finally:
                 path.write_text(original)
         seconds = time.monotonic() - started
-        record = {**mutant._asdict(), "outcome": outcome, "detail": detail, "seconds": round(seconds, 1)}
+        record = {
+            **mutant._asdict(),
+            "outcome": outcome,
+            "detail": detail,
+            "seconds": round(seconds, 1),
+        }
         with lock:
             results.append(record)
             flag = " (equivalent)" if outcome == "survived" and mutant.equivalent else ""
-            print(f"[{len(results):3}/{args.total}] {outcome:8} {mutant.id}{flag}  {seconds:.0f}s  {detail}",
-                  flush=True)
+            print(
+                f"[{len(results):3}/{args.total}] {outcome:8} {mutant.id}{flag}  {seconds:.0f}s  {detail}",
+                flush=True,
+            )
 
 
 def _by_new_test(record: dict[str, Any]) -> bool:
@@ -222,8 +298,10 @@ def _by_new_test(record: dict[str, Any]) -> bool:
 
 
 def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
-    header = (f"{'file':34} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
-              f"{'stale':>5} {'score':>6} {'score*':>6} {'before':>6}")
+    header = (
+        f"{'file':34} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
+        f"{'stale':>5} {'score':>6} {'score*':>6} {'before':>6}"
+    )
     lines = [header]
     files = sorted({r["file"] for r in results})
     clean = True
@@ -231,15 +309,19 @@ def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
         rows = [r for r in results if name in (r["file"], "TOTAL")]
         ran = [r for r in rows if r["outcome"] not in ("stale", "skipped")]
         killed = sum(r["outcome"] in ("killed", "timeout", "error") for r in ran)
-        before = sum(r["outcome"] in ("killed", "timeout", "error") and not _by_new_test(r) for r in ran)
+        before = sum(
+            r["outcome"] in ("killed", "timeout", "error") and not _by_new_test(r) for r in ran
+        )
         survived = [r for r in ran if r["outcome"] == "survived"]
         equivalent = sum(bool(r["equivalent"]) for r in survived)
         stale = sum(r["outcome"] == "stale" for r in rows)
         score = killed / len(ran) if ran else 1.0
         real = len(ran) - equivalent
         score_real = killed / real if real else 1.0
-        lines.append(f"{name:34} {len(ran):7} {killed:6} {len(survived):8} {equivalent:6} {stale:5} "
-                     f"{score:6.0%} {score_real:6.0%} {before / len(ran) if ran else 1:6.0%}")
+        lines.append(
+            f"{name:34} {len(ran):7} {killed:6} {len(survived):8} {equivalent:6} {stale:5} "
+            f"{score:6.0%} {score_real:6.0%} {before / len(ran) if ran else 1:6.0%}"
+        )
     survivors = [r for r in results if r["outcome"] == "survived"]
     if survivors:
         lines.append("\nSurvivors:")
@@ -252,39 +334,61 @@ def _summary(results: list[dict[str, Any]]) -> tuple[str, bool]:
     for r in results:
         if r["equivalent"] and r["outcome"] in ("killed", "timeout", "error"):
             clean = False
-            lines.append(f"  {r['id']} is marked equivalent but was KILLED ({r['detail']}): "
-                         "drop the claim")
+            lines.append(
+                f"  {r['id']} is marked equivalent but was KILLED ({r['detail']}): drop the claim"
+            )
         if r["outcome"] == "skipped":
             lines.append(f"  {r['id']} skipped: {r['detail']}")
     stale = [r for r in results if r["outcome"] == "stale"]
     for r in stale:
         clean = False  # a stale mutant tests nothing: fix its snippet before trusting the score
-        lines.append(f"  {r['id']} STALE ({r['detail']}): update its snippet in tests/mutation/mutants.py")
-    lines.append("\nscore = killed / mutants; score* = killed / (mutants - documented equivalents);\n"
-                 "before = killed / mutants without the tests in NEW_TESTS (they run last, so a\n"
-                 "mutant they kill survived every other test)")
+        lines.append(
+            f"  {r['id']} STALE ({r['detail']}): update its snippet in tests/mutation/mutants.py"
+        )
+    lines.append(
+        "\nscore = killed / mutants; score* = killed / (mutants - documented equivalents);\n"
+        "before = killed / mutants without the tests in NEW_TESTS (they run last, so a\n"
+        "mutant they kill survived every other test)"
+    )
     return "\n".join(lines), clean
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__)
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel workers (default 2)")
-    parser.add_argument("--timeout", type=float, default=300,
-                        help="seconds one mutant's test run may take; longer counts as killed")
-    parser.add_argument("--file", action="append", default=[],
-                        help="only mutants of this source file (repeatable), e.g. engine.py")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds one mutant's test run may take; longer counts as killed",
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="only mutants of this source file (repeatable), e.g. engine.py",
+    )
     parser.add_argument("--id", action="append", default=[], help="only this mutant (repeatable)")
-    parser.add_argument("--all-backends", action="store_true",
-                        help="keep LOCKING_TEST_*_URL (PostgreSQL/MariaDB too); default SQLite only")
+    parser.add_argument(
+        "--all-backends",
+        action="store_true",
+        help="keep LOCKING_TEST_*_URL (PostgreSQL/MariaDB too); default SQLite only",
+    )
     parser.add_argument("--json", type=Path, help="also write every result to this file")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip checking that the selected tests pass unmutated")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip checking that the selected tests pass unmutated",
+    )
     args = parser.parse_args(argv)
 
-    selected = [m for m in MUTANTS
-                if (not args.file or any(m.file.endswith(f) for f in args.file))
-                and (not args.id or m.id in args.id)]
+    selected = [
+        m
+        for m in MUTANTS
+        if (not args.file or any(m.file.endswith(f) for f in args.file))
+        and (not args.id or m.id in args.id)
+    ]
     if args.list:
         for m in selected:
             print(f"{m.id:32} {m.file:32} {m.what}" + (" [equivalent]" if m.equivalent else ""))
@@ -312,15 +416,19 @@ def main(argv: list[str] | None = None) -> int:
             jobs.put(mutant)
         results: list[dict[str, Any]] = []
         lock = threading.Lock()
-        workers = [threading.Thread(target=_worker, args=(n, jobs, results, lock, args, base))
-                   for n in range(max(1, args.jobs))]
+        workers = [
+            threading.Thread(target=_worker, args=(n, jobs, results, lock, args, base))
+            for n in range(max(1, args.jobs))
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
     report, clean = _summary(results)
     print("\n" + report)
-    print(f"\nwall time: {time.monotonic() - started:.0f}s for {len(results)} mutants, {args.jobs} workers")
+    print(
+        f"\nwall time: {time.monotonic() - started:.0f}s for {len(results)} mutants, {args.jobs} workers"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0 if clean else 1
