@@ -4,7 +4,8 @@
 
     from flask_locking.client import LockingClient
 
-    with LockingClient("https://api.example.com", headers={"Authorization": "Bearer ..."}) as client:
+    headers = {"Authorization": "Bearer ..."}
+    with LockingClient("https://api.example.com", headers=headers) as client:
         with client.lock("/docs/1") as lock:          # POST /docs/1/@lock
             doc = lock.get().json()
             lock.patch(json={"title": "New"})         # sends Lock-Token
@@ -123,7 +124,9 @@ class LockingClient:
         self, base_url: str = "", *, client: httpx.Client | None = None, **httpx_options: Any
     ) -> None:
         self._owns_http = client is None
-        self.http = client if client is not None else httpx.Client(base_url=base_url, **httpx_options)
+        if client is None:
+            client = httpx.Client(base_url=base_url, **httpx_options)
+        self.http = client
 
     def lock(
         self,

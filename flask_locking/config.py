@@ -28,8 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_UNLOCK_ON_SAVE": True,  # a 2xx guarded write with "Lock-Release: true" releases
     "LOCKING_HOLD_ON_FLUSH": False,  # hold the verified lock in db.session on its first flush
     "LOCKING_REFRESH_ON_WRITE": False,  # a verified guarded write restarts the lease
-    "LOCKING_OPENAPI_URL": None,  # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
-    "LOCKING_SWAGGER_UI_URL": None,  # e.g. "/locking/docs" (needs [swagger-ui] and LOCKING_OPENAPI_URL)
+    # e.g. "/locking/openapi.json" to serve the document (needs [openapi])
+    "LOCKING_OPENAPI_URL": None,
+    # e.g. "/locking/docs" (needs [swagger-ui] and LOCKING_OPENAPI_URL)
+    "LOCKING_SWAGGER_UI_URL": None,
     # Live lock events and the lock listing (docs/events.rst)
     "LOCKING_EVENTS_ENABLED": True,  # record events in <table>_events and serve the streams
     "LOCKING_EVENTS_RETENTION": 3600,  # seconds an event stays replayable (Last-Event-ID)
@@ -42,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCKING_LOCKS_PAGE_SIZE": 100,  # default (and at most 10x this) items per page
     # Dialects: each one's LOCKING_<NAME>_ENABLED and _URL_PREFIX are added below
     "LOCKING_CONTENT_REQUIRE_ROUTE": True,
-    "LOCKING_CONTENT_COMPAT": "strict",  # or "plone": answer @lock as Plone does (docs/dialects.rst)
+    # or "plone": answer @lock as Plone does (docs/dialects.rst)
+    "LOCKING_CONTENT_COMPAT": "strict",
     "LOCKING_MAX_BODY_BYTES": 16 * 1024,
     # JWT (reference dialect, and identity when no loader is set)
     "LOCKING_JWT_SECRET": None,

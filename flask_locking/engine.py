@@ -181,11 +181,15 @@ class LockEngine:
         timeout_ms = self._timeout_ms(timeout) if timeout is not None else None
         row = self.store.live(key)
         if row is None:
-            raise LockNotHeld(f"There is no live lock on {key} to refresh: it expired or was released.")
+            raise LockNotHeld(
+                f"There is no live lock on {key} to refresh: it expired or was released."
+            )
         if not self._holds(row, token, UNSET if token is not None else owner):
             holder = self.to_lock(row)
             raise LockConflict(_held_message(key, holder), holder)
-        refreshed = self.store.refresh(row, timeout_ms if timeout_ms is not None else row.timeout_ms)
+        refreshed = self.store.refresh(
+            row, timeout_ms if timeout_ms is not None else row.timeout_ms
+        )
         if refreshed is None:
             raise LockNotHeld(f"The lock on {key} ended before it could be refreshed.")
         lock = self.to_lock(refreshed, reveal=True)
@@ -332,7 +336,9 @@ class LockEngine:
         When someone listens for ``expired`` events, each wiped grant is reported (one
         statement per grant); otherwise one statement wipes them all.
         """
-        wanted = self._notify is not None and (self._listening is None or self._listening("expired"))
+        wanted = self._notify is not None and (
+            self._listening is None or self._listening("expired")
+        )
         if wanted or self.events is not None:
             rows = self.store.purge_expired_rows()
             if rows is not None:

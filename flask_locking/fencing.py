@@ -88,7 +88,7 @@ def _compare_and_set(mapper: Mapper[Any], connection: sa.Connection, target: Any
     identity = sa.inspect(target).identity
     if identity is None:  # never persisted: nothing stored to compare with
         return
-    keys = [pk == value for pk, value in zip(mapper.primary_key, identity)]
+    keys = [pk == value for pk, value in zip(mapper.primary_key, identity, strict=True)]
     # (rowcount is the number of rows the WHERE matched on every supported backend; the
     # MySQL drivers are opened with FOUND_ROWS)
     if connection.execute(fenced_update(column.table, version, *keys)).rowcount == 0:

@@ -267,7 +267,9 @@ def _namespace_adapter(space: str) -> MapAdapter:
         environ = EnvironBuilder(path="/", base_url=f"http://{host}{quote(script)}/").get_environ()
         adapter = app.create_url_adapter(app.request_class(environ))
     except Exception as error:  # noqa: BLE001 - a host Werkzeug refuses (SecurityError, ...)
-        raise InvalidResource(f"The namespace {space} is not a host a request can arrive at: {error}") from None
+        raise InvalidResource(
+            f"The namespace {space} is not a host a request can arrive at: {error}"
+        ) from None
     assert adapter is not None  # Flask always binds a request
     return adapter
 

@@ -146,7 +146,8 @@ class Lock:
     def to_json(self) -> dict[str, Any]:
         """The lock JSON shared by every dialect (docs/locks.rst)."""
         owner = self.owner
-        timeout: float | int = int(self.timeout) if self.timeout == int(self.timeout) else self.timeout
+        whole = self.timeout == int(self.timeout)
+        timeout: float | int = int(self.timeout) if whole else self.timeout
         data: dict[str, Any] = {
             "locked": True,
             "stealable": self.stealable,

@@ -101,7 +101,8 @@ _STREAM_PARAMETERS: list[dict[str, Any]] = [
 def _filters(segment: str, dialects: list[str]) -> list[dict[str, Any]]:
     return [
     {"name": "prefix", "in": "query", "required": False,
-     "schema": {"type": "string", "maxLength": 511, "pattern": f"^/*(?:{segment}(?:/+{segment})*)?/*$"},
+     "schema": {"type": "string", "maxLength": 511,
+                "pattern": f"^/*(?:{segment}(?:/+{segment})*)?/*$"},
      "description": "Only the lock on this path and the locks below it."},
     {"name": "owner", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "Only locks of this user id (`me`: the caller)."},

@@ -43,7 +43,8 @@ def normalize(path: str, *, strict: bool = True) -> str:
     if strict:
         if len(key) > MAX_RESOURCE_LENGTH:
             raise InvalidResource(
-                f"The path is {len(key)} characters long; at most {MAX_RESOURCE_LENGTH} can be locked."
+                f"The path is {len(key)} characters long; "
+                f"at most {MAX_RESOURCE_LENGTH} can be locked."
             )
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
             raise InvalidResource("The path contains control characters.")

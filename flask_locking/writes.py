@@ -75,7 +75,8 @@ def hold(session: Any, lock: Lock | None = None, *, rollback: bool = True) -> Lo
         )
     statement = store.hold_row
     _require_same_database(session.get_bind(clause=statement), store.engine)  # SQLAlchemy's
-    raw = session.execute(statement, {"hold_resource": lock.resource, "hold_version": lock.version}).first()
+    params = {"hold_resource": lock.resource, "hold_version": lock.version}
+    raw = session.execute(statement, params).first()
     row = None if raw is None else LockRow(*raw)
     if row is None or not lock_engine.token_matches(row, lock.token):
         if rollback:

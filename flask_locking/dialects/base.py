@@ -89,7 +89,8 @@ class ErrorFormat:
     schema_name: ClassVar[str] = "Error"
 
     def body(self, status: int, message: str, lock: Lock | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": {"type": ERROR_TYPES.get(status, "Error"), "message": message}}
+        error = {"type": ERROR_TYPES.get(status, "Error"), "message": message}
+        body: dict[str, Any] = {"error": error}
         if lock is not None:
             body["lock"] = lock.without_token().to_json()
         return body
@@ -295,7 +296,8 @@ class Dialect(ABC):
         if status is not None:
             # A conflict shows its holder; 401 says how to authenticate.
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return self.error(status, str(error), lock=getattr(error, "lock", None), headers=headers)
+            lock = getattr(error, "lock", None)
+            return self.error(status, str(error), lock=lock, headers=headers)
         if isinstance(error, HTTPException) and error.code is not None and error.code < 500:
             return self.error(error.code, error.description or ERROR_TYPES.get(error.code, "Error"))
         log.exception("flask-locking: unexpected error in %s", request.path)

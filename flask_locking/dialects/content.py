@@ -80,7 +80,8 @@ class ContentDialect(Dialect):
         key = normalize(f"{self.prefix}/{path}")
         owner = self.state.dialect_for(key) or self
         if owner.requires_identity:
-            owner.identity()  # @lock on e.g. reference data needs a caller, as its own endpoint does
+            # @lock on e.g. reference data needs a caller, as its own endpoint does
+            owner.identity()
         # The key of the rule that would serve a guarded write on <path>: the guard's key.
         canonical, routed = path_key(self.state, key)
         if self.state.config.content_require_route and (key.endswith(SUFFIX) or not routed):

@@ -127,7 +127,8 @@ class EventHub:
                     if now >= next_prune:
                         next_prune = now + PRUNE_INTERVAL
                         self.log.prune()
-                    wait = min(self.settings.poll_interval, max(0.0, next_expiry - time.monotonic()))
+                    until_expiry = max(0.0, next_expiry - time.monotonic())
+                    wait = min(self.settings.poll_interval, until_expiry)
                     listener.wait(wait)
                 except Exception:
                     log.exception("flask-locking: the event hub could not read the event log")

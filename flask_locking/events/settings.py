@@ -43,7 +43,9 @@ class EventsSettings:
         max_streams = int(get("LOCKING_EVENTS_MAX_STREAMS"))
         page_size = int(get("LOCKING_LOCKS_PAGE_SIZE"))
         if max_streams < 0 or page_size < 1:
-            raise ValueError("LOCKING_EVENTS_MAX_STREAMS must be >= 0 and LOCKING_LOCKS_PAGE_SIZE >= 1.")
+            raise ValueError(
+                "LOCKING_EVENTS_MAX_STREAMS must be >= 0 and LOCKING_LOCKS_PAGE_SIZE >= 1."
+            )
         url = get("LOCKING_LOCKS_URL")
         if url:
             url = "/" + str(url).strip().strip("/")

@@ -120,7 +120,7 @@ class LockStore(ABC):
         """The store for ``uri`` (one of :attr:`schemes`). Stores chosen by URI override it."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from a URI.")
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook, not abstract: by default nothing to declare
     def define_schema(cls, options: StoreOptions, *, events: bool) -> None:
         """Declare, at ``init_app`` time, what :meth:`create_schema` will create (SQL stores
         define their tables on ``options.metadata`` for migrations). Default: nothing."""

@@ -47,7 +47,7 @@ class EventLog(ABC):
         #: Set after every append from this process: an in-process reader wakes at once.
         self.appended = threading.Event()
 
-    def create_schema(self) -> None:
+    def create_schema(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Create what the log needs, if missing (safe when processes race). Default:
         nothing."""
 

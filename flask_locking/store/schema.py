@@ -82,7 +82,12 @@ def event_table(metadata: MetaData, lock_table_name: str) -> Table:
     return _defined(
         metadata,
         name,
-        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column(
+            "id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         Column("event", String(16), nullable=False),
         Column("resource", ResourceKey, nullable=False),
         Column("version", BigInteger, nullable=False),

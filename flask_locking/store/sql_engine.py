@@ -34,7 +34,9 @@ _CONNECT_ARGS: dict[str, Any] = {
     "sqlite": lambda timeout: {},
     "postgresql": lambda timeout: {
         "connect_timeout": max(1, int(timeout)),
-        "options": f"-c statement_timeout={int(timeout * 1000)} -c lock_timeout={int(timeout * 1000)}",
+        "options": (
+            f"-c statement_timeout={int(timeout * 1000)} -c lock_timeout={int(timeout * 1000)}"
+        ),
     },
     # The socket timeouts outlast the server's lock wait (a whole second more): a client that
     # gave up first would leave its statement waiting on the server, to act after we answered
@@ -53,7 +55,9 @@ def _mysql_lock_wait(timeout: float) -> int:
     return max(1, int(timeout))
 
 
-def engine_for_uri(uri: str, *, timeout: float = 5.0, options: dict[str, Any] | None = None) -> Engine:
+def engine_for_uri(
+    uri: str, *, timeout: float = 5.0, options: dict[str, Any] | None = None
+) -> Engine:
     """A SQLAlchemy engine for the lock store, with timeouts and pre-ping set.
 
     ``options`` (the host's engine options, then ``LOCKING_ENGINE_OPTIONS``) override the

@@ -99,7 +99,8 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-wrong-token",
         ENGINE,
-        "        if not self.token_matches(row, token):\n            return WriteDecision(Verdict.STALE",
+        "        if not self.token_matches(row, token):\n"
+        "            return WriteDecision(Verdict.STALE",
         "        if False:\n            return WriteDecision(Verdict.STALE",
         "any token opens the lock",
     ),
@@ -250,7 +251,8 @@ MUTANTS: list[Mutant] = [
     M(
         "engine-stealable-type",
         ENGINE,
-        '        if not isinstance(stealable, bool):\n            raise InvalidInput("stealable must be true or false.")\n',
+        '        if not isinstance(stealable, bool):\n'
+        '            raise InvalidInput("stealable must be true or false.")\n',
         "",
         "stealable accepts any value",
     ),
@@ -286,7 +288,8 @@ MUTANTS: list[Mutant] = [
         "engine-refresh-race",
         ENGINE,
         "        if refreshed is None:\n            raise LockNotHeld(",
-        "        if refreshed is None:\n            refreshed = row\n        if False:\n            raise LockNotHeld(",
+        "        if refreshed is None:\n            refreshed = row\n"
+        "        if False:\n            raise LockNotHeld(",
         "refresh reports success when the grant ended between the read and the write",
     ),
     M(
@@ -373,13 +376,14 @@ MUTANTS: list[Mutant] = [
         "len(row.resource) > len(best.resource)",
         "len(row.resource) < len(best.resource)",
         "the shallowest covering lock wins",
-        equivalent="two live infinite-depth locks never nest (the overlap check refuses the second), "
-        "so at most one ancestor row is infinite and the choice never arises",
+        equivalent="two live infinite-depth locks never nest (the overlap check refuses the "
+        "second), so at most one ancestor row is infinite and the choice never arises",
     ),
     M(
         "engine-purge-events",
         ENGINE,
-        'wanted = self._notify is not None and (self._listening is None or self._listening("expired"))',
+        'wanted = self._notify is not None and (\n'
+        '            self._listening is None or self._listening("expired")\n        )',
         "wanted = False",
         "purge sends no expired events",
     ),
@@ -672,7 +676,8 @@ MUTANTS: list[Mutant] = [
         SQL,
         "(t.c.locked_at_ms + t.c.timeout_ms) > now)",
         "(t.c.locked_at_ms + t.c.timeout_ms) >= now)",
-        "a grant is still live at its exact expiry millisecond (live_at: lookups, overlap, listing)",
+        "a grant is still live at its exact expiry millisecond "
+        "(live_at: lookups, overlap, listing)",
     ),
     # sql-overlap-ms and sql-live-rows-ms dropped: the overlap check and the listing now use
     # the one live_at helper, whose boundary sql-live-ms mutates.
@@ -714,7 +719,8 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-grant-version",
         SQL,
-        '            t.c.version == bindparam("grant_version"),\n            t.c.secret == bindparam("grant_secret"),\n            live,',
+        '            t.c.version == bindparam("grant_version"),\n'
+        '            t.c.secret == bindparam("grant_secret"),\n            live,',
         '            t.c.secret == bindparam("grant_secret"),\n            live,',
         "refresh/release do not compare the version",
     ),
@@ -769,7 +775,8 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-purge-rows-reported",
         SQL,
-        "                if _matched(conn.execute(self._wipe, _grant(row))) > 0:\n                    wiped.append(row)",
+        "                if _matched(conn.execute(self._wipe, _grant(row))) > 0:\n"
+        "                    wiped.append(row)",
         "                conn.execute(self._wipe, _grant(row))\n                wiped.append(row)",
         "purge reports grants it did not wipe (re-acquired in between)",
     ),
@@ -792,15 +799,18 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-overlap-ignored",
         SQL,
-        "                    if overlap is not None:\n                        raise HeldElsewhere(overlap)",
+        "                    if overlap is not None:\n"
+        "                        raise HeldElsewhere(overlap)",
         "                    if False:\n                        raise HeldElsewhere(overlap)",
         "overlapping infinite-depth locks both granted",
     ),
     M(
         "sql-overlap-app-clock",
         SQL,
-        "overlap = self._overlapping(conn, request, row.locked_at_ms)\n                    row = self.start_lease(conn, row)\n                    # That",
-        "overlap = self._overlapping(conn, request, int(time.time() * 1000))\n                    row = self.start_lease(conn, row)\n                    # That",
+        "overlap = self._overlapping(conn, request, row.locked_at_ms)\n"
+        "                    row = self.start_lease(conn, row)\n                    # That",
+        "overlap = self._overlapping(conn, request, int(time.time() * 1000))\n"
+        "                    row = self.start_lease(conn, row)\n                    # That",
         "the overlap check reads the app's clock",
     ),
     M(
@@ -821,7 +831,8 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-refresh-cas",
         SQL,
-        "            if _matched(conn.execute(self._refresh, params)) == 0:\n                return None\n",
+        "            if _matched(conn.execute(self._refresh, params)) == 0:\n"
+        "                return None\n",
         "            conn.execute(self._refresh, params)\n",
         "refresh of an ended grant returns the row now there",
         needs="MariaDB",
@@ -839,7 +850,8 @@ MUTANTS: list[Mutant] = [
         'if prefix is not None and prefix != "/":',
         "if prefix is not None:",
         "the root prefix filtered like any other",
-        equivalent="every key starts with '/', and ('/', '0') bounds exactly the keys starting with '/'",
+        equivalent="every key starts with '/', and ('/', '0') bounds exactly the keys "
+        "starting with '/'",
     ),
     M(
         "sql-live-rows-prefix-self",
