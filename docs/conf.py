@@ -14,7 +14,7 @@ project = "flask-locking"
 author = "flask-locking developers"
 copyright = "flask-locking developers"
 
-from flask_locking import __version__
+from flask_locking import __version__  # noqa: E402 - importable once sys.path is set above
 
 release = __version__
 version = ".".join(__version__.split(".")[:2])

@@ -14,7 +14,7 @@ from tests.conftest import AppFactory
 
 httpx = pytest.importorskip("httpx")
 
-from flask_locking.client import (
+from flask_locking.client import (  # noqa: E402 - needs httpx, skipped above without it
     LockConflictError,
     LockingClient,
     LockLost,

@@ -19,7 +19,11 @@ from test_faults import backend, proxy
 
 httpx = pytest.importorskip("httpx")
 
-from flask_locking.client import HeldLock, LockingClient, LockingClientError
+from flask_locking.client import (  # noqa: E402 - needs httpx, skipped above without it
+    HeldLock,
+    LockingClient,
+    LockingClientError,
+)
 
 __all__ = ["backend", "proxy"]  # PostgreSQL and MariaDB, each behind its own proxy
 

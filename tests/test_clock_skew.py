@@ -47,13 +47,14 @@ def test_skewed_app_clocks_agree_on_expiry(
     # Lock times are the database's: neither process's shifted clock leaks into them.
     real_now_ms = time.time() * 1000
     for skew, own in by_skew.items():
-        for version, locked_at_ms, _expires, _owner, python_time in own:
+        for _version, locked_at_ms, _expires, _owner, python_time in own:
             assert abs(locked_at_ms - real_now_ms) < 600_000, (skew, locked_at_ms)
             assert abs(python_time - skew - locked_at_ms / 1000) < 600, (
                 "the process really was skewed"
             )
     print(
         f"\nFIGURES clock-skew {backend}: skews={SKEWS} contenders={len(SKEWS) * THREADS} "
-        f"lease_s={LEASE} grants={len(grants)} (ahead={len(by_skew[SKEWS[0]])}, behind={len(by_skew[SKEWS[1]])}) "
+        f"lease_s={LEASE} grants={len(grants)} "
+        f"(ahead={len(by_skew[SKEWS[0]])}, behind={len(by_skew[SKEWS[1]])}) "
         f"duplicate_versions={len(duplicates)} overlaps={len(overlaps)}"
     )

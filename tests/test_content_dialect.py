@@ -1,4 +1,5 @@
-"""The content ``@lock`` dialect on the wire (docs/dialects.rst), field by field, on every backend."""
+"""The content ``@lock`` dialect on the wire (docs/dialects.rst), field by field, on every
+backend."""
 
 from __future__ import annotations
 

@@ -128,7 +128,8 @@ def figures(latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p90 = ordered[max(0, int(len(ordered) * 0.9) - 1)]
     return (
-        f"n={len(ordered)} min={ordered[0] * 1000:.0f}ms p50={statistics.median(ordered) * 1000:.0f}ms "
+        f"n={len(ordered)} min={ordered[0] * 1000:.0f}ms "
+        f"p50={statistics.median(ordered) * 1000:.0f}ms "
         f"p90={p90 * 1000:.0f}ms max={ordered[-1] * 1000:.0f}ms"
     )
 
@@ -160,7 +161,9 @@ def test_events_cross_processes_in_order_and_survive_a_reconnect(
     assert [(e.event, e.data["resource"]) for _t, e in got] == [(n, r) for _s, n, r in sent]
     ids = [int(e.id) for _t, e in got]
     assert ids == list(range(ids[0], ids[0] + ROUNDS))
-    latencies = [arrived - started for (arrived, _e), (started, _n, _r) in zip(got, sent)]
+    latencies = [
+        arrived - started for (arrived, _e), (started, _n, _r) in zip(got, sent, strict=True)
+    ]
     assert max(latencies) < BOUND, figures(latencies)
     assert [e.data["resource"] for _t, e in single.wait_for(5)] == ["/docs/lat0"] * 5
     assert "token" not in listener.stream.raw

@@ -1,4 +1,5 @@
-"""The job-lock dialect on the wire (docs/dialects.rst), field by field, and the guard on job paths."""
+"""The job-lock dialect on the wire (docs/dialects.rst), field by field, and the guard on job
+paths."""
 
 from __future__ import annotations
 

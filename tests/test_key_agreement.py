@@ -196,7 +196,7 @@ def test_lock_endpoint_resolves_its_key_once(
 
     patch = cost(lambda: client.patch("/items/07", headers=BOB))
     for method in ("post", "get", "patch", "delete"):
-        lock = cost(lambda: getattr(client, method)("/items/07/@lock", headers=ALICE))
+        lock = cost(lambda method=method: getattr(client, method)("/items/07/@lock", headers=ALICE))
         # Flask's own routing, plus the one key resolution of the path; the dialect's
         # rewrite applied once.
         assert lock["match"] == patch["match"] + 1, (method, lock, patch)

@@ -20,8 +20,8 @@ from tests.conftest import backend_url
 
 flask_sqlalchemy = pytest.importorskip("flask_sqlalchemy")
 flask_migrate = pytest.importorskip("flask_migrate")
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+from alembic.autogenerate import compare_metadata  # noqa: E402 - alembic comes with flask_migrate
+from alembic.migration import MigrationContext  # noqa: E402
 
 
 def host_app(tmp_path: Path, url: str, table: str) -> tuple[Flask, Any]:

@@ -16,11 +16,12 @@ pytest.importorskip("marshmallow")
 openapi_spec_validator = pytest.importorskip("openapi_spec_validator")
 openapi_schema_validator = pytest.importorskip("openapi_schema_validator")
 
-from marshmallow import ValidationError
+# (imported once the [openapi] extra is known to be installed)
+from marshmallow import ValidationError  # noqa: E402
 
-from flask_locking import Locking
-from flask_locking.openapi import build_spec
-from flask_locking.schemas import LockRequestSchema, ReleaseRequestSchema
+from flask_locking import Locking  # noqa: E402
+from flask_locking.openapi import build_spec  # noqa: E402
+from flask_locking.schemas import LockRequestSchema, ReleaseRequestSchema  # noqa: E402
 
 CONTENT = "/{path}/@lock"
 JOBS = "/api/v1.0/companies/{companyID}/jobs/{jobID}/lock/"

@@ -58,7 +58,8 @@ def _check_herd(messages: list[tuple[Any, ...]], backend: str, label: str) -> No
     assert all(winners[r][3] == 1 for r in range(0, ROUNDS, 2))
     print(
         f"\nFIGURES herd[{label}] {backend}: rounds={ROUNDS} contenders={contenders} "
-        f"processes={PROCESSES} winners={len(winners)} conflicts={sum(c['conflict'] for c in by_round.values())} errors=0"
+        f"processes={PROCESSES} winners={len(winners)} "
+        f"conflicts={sum(c['conflict'] for c in by_round.values())} errors=0"
     )
 
 
@@ -115,7 +116,8 @@ def test_herd_on_overlapping_keys(backend: str, database_url: str, store_table: 
             else "leaves"
         ] += 1
     print(
-        f"\nFIGURES herd[tree] {backend}: rounds={ROUNDS} contenders={PROCESSES * THREADS} winning shapes={dict(shapes)} clashes=0"
+        f"\nFIGURES herd[tree] {backend}: rounds={ROUNDS} contenders={PROCESSES * THREADS} "
+        f"winning shapes={dict(shapes)} clashes=0"
     )
 
 
@@ -150,7 +152,8 @@ def test_expiry_handoff(backend: str, database_url: str, store_table: str) -> No
     print(
         f"\nFIGURES handoff {backend}: contenders={SPIN_PROCESSES * SPIN_THREADS} "
         f"lease_ms={LEASE_MS} seconds={SPIN_SECONDS} attempts={attempts} grants={len(grants)} "
-        f"holders={len({g[3] for g in grants})} duplicate_versions={len(duplicates)} overlaps={len(overlaps)}"
+        f"holders={len({g[3] for g in grants})} duplicate_versions={len(duplicates)} "
+        f"overlaps={len(overlaps)}"
     )
 
 

@@ -43,5 +43,5 @@ def test_mypy_strict(tmp_path: Path) -> None:
 
 def test_ruff() -> None:
     _require("ruff")
-    result = _run("ruff", "check", "--no-cache", "flask_locking")
+    result = _run("ruff", "check", "--no-cache", ".")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -21,7 +21,8 @@ pytestmark = [
 OVERFLOWING = """() => {
   const column = document.querySelector("div.body").getBoundingClientRect().right;
   return [...document.querySelectorAll("div.body pre, div.body table")]
-    .filter((e) => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > column + 1)
+    .filter((e) => e.scrollWidth > e.clientWidth + 1 ||
+      e.getBoundingClientRect().right > column + 1)
     .map((e) => e.tagName + ": " + e.textContent.trim().slice(0, 60));
 }"""
 

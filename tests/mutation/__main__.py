@@ -288,7 +288,8 @@ def _work(
             results.append(record)
             flag = " (equivalent)" if outcome == "survived" and mutant.equivalent else ""
             print(
-                f"[{len(results):3}/{args.total}] {outcome:8} {mutant.id}{flag}  {seconds:.0f}s  {detail}",
+                f"[{len(results):3}/{args.total}] {outcome:8} {mutant.id}{flag}  "
+                f"{seconds:.0f}s  {detail}",
                 flush=True,
             )
 
@@ -427,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     report, clean = _summary(results)
     print("\n" + report)
     print(
-        f"\nwall time: {time.monotonic() - started:.0f}s for {len(results)} mutants, {args.jobs} workers"
+        f"\nwall time: {time.monotonic() - started:.0f}s for {len(results)} mutants, "
+        f"{args.jobs} workers"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
