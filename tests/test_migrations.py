@@ -7,7 +7,9 @@ so Alembic autogenerate sees them; the host runs the migration and turns
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,26 @@ flask_sqlalchemy = pytest.importorskip("flask_sqlalchemy")
 flask_migrate = pytest.importorskip("flask_migrate")
 from alembic.autogenerate import compare_metadata  # noqa: E402 - alembic comes with flask_migrate
 from alembic.migration import MigrationContext  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """Flask-Migrate's generated env.py calls ``logging.config.fileConfig``, which disables
+    every logger already made (``flask_locking``'s included) and replaces the root handlers:
+    put them back, so that later tests' log captures still see our warnings."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    loggers = [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    disabled = {logger.name: logger.disabled for logger in loggers}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger in loggers:
+        logger.disabled = disabled[logger.name]
 
 
 def host_app(tmp_path: Path, url: str, table: str) -> tuple[Flask, Any]:
