@@ -170,15 +170,18 @@ class Session:
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
 
-    def close(self, *, rollback: bool) -> None:
-        """Return the connection to the pool (rolled back first after a failure)."""
+    def abort(self) -> None:
+        """Roll back after a failure (a broken connection is only dropped)."""
+        if self.connection.is_valid:
+            try:
+                self.connection.rollback()
+            except self.dialect.loaded_dbapi.Error as error:
+                self.fail(error)
+
+    def close(self) -> None:
+        """Return the connection to the pool."""
         try:
             with contextlib.suppress(Exception):  # a cursor of a broken connection
                 self.cursor.close()
-            if rollback and self.connection.is_valid:
-                try:
-                    self.connection.rollback()
-                except self.dialect.loaded_dbapi.Error as error:
-                    self.fail(error)
         finally:
             self.connection.close()

@@ -57,25 +57,27 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         return sa.select(*proposed_values(clock.c.now)).select_from(clock)
 
     acquires_at_once = True
-    at_once_writes = True
 
     def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
-        # One round trip (pipeline mode): BEGIN, the advisory locks, the upsert that
-        # proposes its row only when no overlap is live (its snapshot is taken after the
-        # advisory locks: every overlapping grant that could race has committed or waits
-        # for us), then the lease stamped at the clock after any wait for the row, as
-        # start_lease() does. The row is ours if the upsert returned it: the stamp's
-        # "owner_key = ours" then names exactly that grant, under the row lock we hold.
+        # One round trip (pipeline mode), then the COMMIT: our own BEGIN (the connection is
+        # in autocommit mode, so psycopg adds no BEGIN round trip of its own), the advisory
+        # locks, the upsert that proposes its row only when no overlap is live (its
+        # snapshot is taken after the advisory locks: every overlapping grant that could
+        # race has committed or waits for us), then the lease stamped at the clock after
+        # any wait for the row, as start_lease() does. The row is ours if the upsert
+        # returned it: the stamp's "owner_key = ours" then names exactly that grant, under
+        # the row lock we hold.
         upsert, stamp = conn.connection.cursor(), conn.connection.cursor()
         with conn.pipeline():
+            conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             self.upsert_unless_overlap(conn, request, cursor=upsert)
             conn.run(self._stamp_owner, {"grant_resource": request.resource,
                                          "grant_owner": request.owner_key}, cursor=stamp)
-        if first(upsert) is None:
-            conn.rollback()  # the stamp may have touched a lock of ours that an overlap blocks
-            return None
-        return _row(first(stamp))
+        won = first(upsert) is not None
+        # (no row: the stamp may have touched a lock of ours that an overlap blocks)
+        conn.execute("COMMIT" if won else "ROLLBACK")
+        return _row(first(stamp)) if won else None
 
     def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         keys = list(request.ancestors)
@@ -83,7 +85,7 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             keys.append(request.resource)
         if not keys:
             return
-        conn.first(
+        conn.run(
             _ADVISORY,
             {"keys": keys, "shared": len(request.ancestors), "space": self.table.name + ":"},
         )

@@ -130,17 +130,18 @@ class SQLStore(LockStore):
         transaction when ``write`` (:meth:`begin_operation`), else single statements."""
         with self.turns():
             session = Session(self.engine, self.driver)
-            done = False
             try:
                 self.begin_operation(session, write)
-                yield session
-                session.commit()
-                done = True
-            finally:
                 try:
-                    self.end_operation(session, write)
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.abort()
+                    raise
                 finally:
-                    session.close(rollback=not done)
+                    self.end_operation(session, write)
+            finally:
+                session.close()
 
     def turns(self) -> contextlib.AbstractContextManager[Any]:
         """What operations of this process take turns on (SQLite in memory: its one
