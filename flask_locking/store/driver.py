@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
-
 _NONE: Mapping[str, Any] = {}
 
 
