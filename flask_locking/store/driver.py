@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -152,7 +152,9 @@ class Session:
 
     def fail(self, error: Exception) -> exc.DBAPIError:
         """``error`` as SQLAlchemy raises it; a connection it broke leaves the pool."""
-        broken = self.dialect.is_disconnect(error, self.connection.dbapi_connection, self.cursor)
+        broken = self.dialect.is_disconnect(
+            cast(Any, error), self.connection.dbapi_connection, self.cursor
+        )
         if broken:
             self.connection.invalidate(error)
         return self.wrap(error, invalidated=broken)

@@ -444,7 +444,7 @@ class SQLStore(LockStore):
         return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
 
 
-def live_at(t: sa.Table | sa.Alias, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+def live_at(t: sa.FromClause, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     """The row holds a grant that is live at ``now``.
 
     A released or purged row keeps its key, version and last ``locked_at_ms`` (the version
@@ -455,12 +455,12 @@ def live_at(t: sa.Table | sa.Alias, now: sa.ColumnElement[Any]) -> sa.ColumnElem
 
 
 def overlap_at(
-    t: sa.Table | sa.Alias, count: int, infinite: bool, now: sa.ColumnElement[Any]
+    t: sa.FromClause, count: int, infinite: bool, now: sa.ColumnElement[Any]
 ) -> sa.ColumnElement[bool]:
     """A lock live at ``now`` that a request's own row cannot see: an infinite lock on one
     of ``count`` ancestors (binds ``a0``, ``a1``...) and, for an infinite request, any lock
     below it (binds ``low`` and ``high``, see :func:`~flask_locking.resources.descendant_bounds`)."""
-    keys = [bindparam(f"a{i}") for i in range(count)]
+    keys: list[sa.BindParameter[Any]] = [bindparam(f"a{i}") for i in range(count)]
     above = sa.and_(t.c.resource.in_(keys), t.c.infinite) if count else sa.false()
     if infinite:
         below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))

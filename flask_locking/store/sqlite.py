@@ -32,6 +32,7 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
     """Lock store on a SQLite file (SQLite ≥ 3.35 for ``RETURNING``)."""
 
     dialect_names = ("sqlite",)
+    acquires_at_once = True
 
     def __init__(
         self, engine: Engine, metadata: sa.MetaData, table_name: str, *, busy_timeout: float = 5.0
@@ -43,7 +44,6 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
         )
         self._at_once_by_shape = {}
-        self.acquires_at_once = True
         super().__init__(engine, metadata, table_name)
 
     def now_expression(self) -> sa.ColumnElement[int]:
