@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("BENCH_POSTGRESQL_URL"),
                         help="also measure PostgreSQL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     parser.add_argument("--mysql", metavar="URL", default=os.environ.get("BENCH_MYSQL_URL"),
-                        help="also measure MariaDB/MySQL (e.g. mysql+pymysql://root@127.0.0.1:3306/test)")
+                        help="also measure MariaDB/MySQL "
+                             "(e.g. mysql+pymysql://root@127.0.0.1:3306/test)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
 

@@ -66,18 +66,22 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         # race has committed or waits for us), then the lease stamped at the clock after
         # any wait for the row, as start_lease() does. The row is ours if the upsert
         # returned it: the stamp's "owner_key = ours" then names exactly that grant, under
-        # the row lock we hold.
-        upsert, stamp = conn.connection.cursor(), conn.connection.cursor()
+        # the row lock we hold. Last, the row as it is then, for a loser to name its holder.
+        upsert, stamp, holder = (conn.connection.cursor() for _ in range(3))
         with conn.pipeline():
             conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             self.upsert_unless_overlap(conn, request, cursor=upsert)
             conn.run(self._stamp_owner, {"grant_resource": request.resource,
                                          "grant_owner": request.owner_key}, cursor=stamp)
+            conn.run(self._select_holder, {"resource": request.resource}, cursor=holder)
         won = first(upsert) is not None
         # (no row: the stamp may have touched a lock of ours that an overlap blocks)
         conn.execute("COMMIT" if won else "ROLLBACK")
-        return _row(first(stamp)) if won else None
+        if won:
+            return _row(first(stamp))
+        self.refused_by(first(holder), request)
+        return None
 
     def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         keys = list(request.ancestors)

@@ -70,17 +70,26 @@ class SQLStore(LockStore):
         """Execute the upsert; return the row when the caller won (or refreshed its own)."""
         raise NotImplementedError
 
-    #: Whether :meth:`acquire_at_once` exists, and whether it runs in a write transaction
-    #: (PostgreSQL: after its advisory locks) rather than as one autocommitted statement.
+    #: Whether the store has :meth:`acquire_at_once`.
     acquires_at_once: ClassVar[bool] = False
-    at_once_writes: ClassVar[bool] = False
 
     def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
-        """The common acquisition (the caller wins) in one statement or one round trip:
-        the won row, or ``None`` (held elsewhere, or anything unusual), which sends the
-        acquisition down the general path (that one also finds who holds it). A ``None``
-        must leave nothing behind: it rolls back what it wrote."""
+        """The common acquisition in one statement or one round trip: the won row; or
+        :class:`HeldElsewhere` when another owner's live grant holds the row itself (see
+        :meth:`refused_by`); or ``None`` (an overlap, or anything unusual), which sends the
+        acquisition down the general path. Losing leaves nothing behind (rolled back)."""
         return None
+
+    def refused_by(self, found: Any, request: AcquireRequest) -> None:
+        """Raise :class:`HeldElsewhere` when ``found`` (a row of ``_select_holder``, read
+        after the acquisition lost) is another owner's grant live at that read: the loss
+        is then decided, at that instant, without the general path."""
+        if found is None:
+            return
+        holder = _one(found[:-1])
+        live = bool(holder.secret) and holder.expires_ms > found[-1]
+        if live and holder.owner_key != request.owner_key:
+            raise HeldElsewhere(holder)
 
     def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         """Make overlapping acquisitions on different rows wait for each other (default: the
@@ -255,7 +264,7 @@ class SQLStore(LockStore):
     def acquire(self, request: AcquireRequest) -> AcquireResult:
         if self.acquires_at_once:
             try:
-                with self._translated(), self.operation(write=self.at_once_writes) as conn:
+                with self._translated(), self.operation() as conn:
                     won = self.acquire_at_once(conn, request)
             except _Retry:
                 won = None  # (a deadlock: the general path retries)
@@ -459,7 +468,8 @@ def overlap_at(
 ) -> sa.ColumnElement[bool]:
     """A lock live at ``now`` that a request's own row cannot see: an infinite lock on one
     of ``count`` ancestors (binds ``a0``, ``a1``...) and, for an infinite request, any lock
-    below it (binds ``low`` and ``high``, see :func:`~flask_locking.resources.descendant_bounds`)."""
+    below it (binds ``low`` and ``high``: see
+    :func:`~flask_locking.resources.descendant_bounds`)."""
     keys: list[sa.BindParameter[Any]] = [bindparam(f"a{i}") for i in range(count)]
     above = sa.and_(t.c.resource.in_(keys), t.c.infinite) if count else sa.false()
     if infinite:

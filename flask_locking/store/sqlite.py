@@ -76,7 +76,11 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
     def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
         # The statement's clock is read under the write lock: the grant's instant, after
         # every wait, and the overlap check sees what is live at that same instant.
-        return _row(first(self.upsert_unless_overlap(conn, request)))
+        won = _row(first(self.upsert_unless_overlap(conn, request)))
+        if won is None:
+            self.refused_by(conn.first(self._select_holder, {"resource": request.resource}),
+                            request)
+        return won
 
     def turns(self) -> contextlib.AbstractContextManager[Any]:
         return self._turns
