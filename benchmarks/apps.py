@@ -131,10 +131,92 @@ def raw_sqlite_app(path: str) -> Flask:
 
 
 def server_app() -> Flask:
-    """The app gunicorn serves (``benchmarks.apps:server_app()``), configured from env."""
+    """The app gunicorn serves (``benchmarks.apps:server_app()``), configured from env:
+    the locking app plus ``POST /raw/<id>/@lock``, one upsert + commit over the raw driver
+    of the same database (the storage limit of the real-server section)."""
     uri = os.environ["BENCH_DATABASE_URI"]
     table = os.environ.get("LOCKING_TABLE_NAME", "bench_locks")
-    return locking_app(uri, table)
+    app = locking_app(uri, table)
+    add_raw_driver_route(app, uri, table + "_raw")
+    return app
+
+
+#: The raw-driver table (PostgreSQL, MariaDB) and one upsert per backend: a new grant when
+#: the old one has expired, as flask-locking's upsert decides, without its overlap check,
+#: identity, HMAC or event.
+RAW_DRIVER_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {t} (resource VARCHAR(512) PRIMARY KEY, secret TEXT NOT NULL,"
+    " owner TEXT NOT NULL, timeout_ms BIGINT NOT NULL, locked_at_ms BIGINT NOT NULL,"
+    " version BIGINT NOT NULL)"
+)
+RAW_DRIVER_UPSERT = {
+    "postgresql": (
+        "INSERT INTO {t} VALUES (%s, %s, %s, %s, (extract(epoch FROM clock_timestamp()) * 1000)"
+        "::bigint, 1) ON CONFLICT (resource) DO UPDATE SET secret = excluded.secret, version ="
+        " {t}.version + 1, owner = excluded.owner, locked_at_ms = excluded.locked_at_ms WHERE"
+        " {t}.locked_at_ms + {t}.timeout_ms <= excluded.locked_at_ms RETURNING version"
+    ),
+    "mysql": (
+        "INSERT INTO {t} VALUES (%s, %s, %s, %s, TIMESTAMPDIFF(MICROSECOND, '1970-01-01',"
+        " UTC_TIMESTAMP(3)) DIV 1000, 1) ON DUPLICATE KEY UPDATE version = IF(locked_at_ms +"
+        " timeout_ms <= VALUES(locked_at_ms), version + 1, version)"
+    ),
+}
+
+
+def add_raw_driver_route(app: Flask, uri: str, table: str) -> None:
+    """``POST /raw/<id>/@lock``: one upsert + commit on a connection kept per thread
+    (``sqlite3``, psycopg or PyMySQL), made anew in a forked worker."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    backend = url.get_backend_name()
+    local = threading.local()
+
+    def connect() -> Any:
+        if backend == "sqlite":
+            conn = sqlite3.connect(url.database or "", isolation_level=None,
+                                   check_same_thread=False)
+            for pragma in ("busy_timeout = 5000", "journal_mode = WAL", "synchronous = NORMAL"):
+                conn.execute("PRAGMA " + pragma)
+            conn.execute(RAW_SCHEMA)
+            return conn
+        if backend == "postgresql":
+            import psycopg
+
+            conn = psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                   password=url.password, dbname=url.database)
+        else:
+            import pymysql
+
+            conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                                   password=url.password or "", database=url.database)
+        with conn.cursor() as cursor:
+            cursor.execute(RAW_DRIVER_SCHEMA.format(t=table))
+        conn.commit()
+        return conn
+
+    def connection() -> Any:
+        conn, pid = getattr(local, "conn", None), getattr(local, "pid", None)
+        if conn is None or pid != os.getpid():
+            local.conn, local.pid = connect(), os.getpid()
+        return local.conn
+
+    @app.post("/raw/<doc_id>/@lock")
+    def raw_driver_lock(doc_id: str) -> Any:
+        owner = request.headers.get("X-User") or "anonymous"
+        secret = secrets.token_hex(32)
+        params = ("/docs/" + doc_id, secret, owner, 600_000)
+        conn = connection()
+        if backend == "sqlite":
+            conn.execute(RAW_UPSERT, params).fetchall()
+        else:
+            with conn.cursor() as cursor:
+                cursor.execute(RAW_DRIVER_UPSERT[backend].format(t=table), params)
+            conn.commit()
+        response = jsonify(locked=True, resource=doc_id, token=secret)
+        response.headers["Lock-Token"] = secret
+        return response
 
 
 def new_table_name() -> str:

@@ -30,6 +30,7 @@ class Settings:
     #: lock cycles before the memory reading
     memory_cycles: int = 100_000
     postgresql_url: str | None = None
+    mysql_url: str | None = None
 
     @classmethod
     def make(cls, quick: bool, smoke: bool = False) -> Settings:

@@ -1,9 +1,10 @@
 """``python -m benchmarks [--quick] [--only SECTION ...] [--json FILE]``
 
 Sections: ``cycle`` and ``guard`` (in-process, WSGI test client), ``server`` and
-``contention`` (gunicorn on 127.0.0.1 driven by wrk, SQLite and PostgreSQL), ``scale``
+``contention`` (gunicorn on 127.0.0.1 driven by wrk, SQLite, PostgreSQL and MariaDB), ``scale``
 (1 / 10k / 1M stored locks) and ``memory`` (worker RSS over many lock cycles).
-PostgreSQL runs when ``--postgresql URL`` or ``BENCH_POSTGRESQL_URL`` is given.
+PostgreSQL runs when ``--postgresql URL`` or ``BENCH_POSTGRESQL_URL`` is given, MariaDB
+when ``--mysql URL`` or ``BENCH_MYSQL_URL`` is.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgresql", metavar="URL",
                         default=os.environ.get("BENCH_POSTGRESQL_URL"),
                         help="also measure PostgreSQL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    parser.add_argument("--mysql", metavar="URL", default=os.environ.get("BENCH_MYSQL_URL"),
+                        help="also measure MariaDB/MySQL "
+                             "(e.g. mysql+pymysql://root@127.0.0.1:3306/test)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
 
     settings = Settings.make(args.quick, args.smoke)
     settings.postgresql_url = args.postgresql
+    settings.mysql_url = args.mysql
     report = Report()
     report.section("Machine")
     for key, value in machine().items():

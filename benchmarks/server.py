@@ -149,6 +149,8 @@ def _python_load(url: str, mode: str, connections: int, seconds: float) -> LoadR
                 method, target, headers = "POST", f"/bare/{ident}-{n}/lock", user
             elif mode == "acquire":
                 method, target, headers = "POST", f"/docs/{ident}-{n}/@lock", user
+            elif mode == "raw":
+                method, target, headers = "POST", f"/raw/{ident}-{n}/@lock", user
             elif token is not None:
                 method, target, headers = "DELETE", path, {**user, "Lock-Token": token}
                 token = None
@@ -199,38 +201,42 @@ def _python_load(url: str, mode: str, connections: int, seconds: float) -> LoadR
 
 @contextmanager
 def backends(settings: Settings) -> Iterator[list[tuple[str, str, str]]]:
-    """``(name, database URI, table)`` for SQLite (a temp file) and PostgreSQL when given.
-    PostgreSQL tables are dropped afterwards."""
+    """``(name, database URI, table)`` for SQLite (a temp file), and PostgreSQL and
+    MariaDB/MySQL when their URLs are given; their tables are dropped afterwards."""
     directory = tempfile.mkdtemp(prefix="flbench-server-")
     chosen = [("sqlite", f"sqlite:///{directory}/locks.sqlite3", "bench_locks")]
-    pg_tables: list[str] = []
-    url = settings.postgresql_url
-    if url:
+    servers = [("postgresql", settings.postgresql_url), ("mariadb", settings.mysql_url)]
+    for name, url in servers:
+        if not url:
+            continue
         try:
             engine = sa.create_engine(url)
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             engine.dispose()
-            table = new_table_name()
-            pg_tables.append(table)
-            chosen.append(("postgresql", url, table))
-        except Exception as error:  # noqa: BLE001 - report and go on with SQLite
-            warn(f"PostgreSQL at {url} is not reachable, skipped: {error}")
+            chosen.append((name, url, new_table_name()))
+        except Exception as error:  # noqa: BLE001 - report and go on with the others
+            warn(f"{name} at {url} is not reachable, skipped: {error}")
     try:
         yield chosen
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-        if url and pg_tables:
-            drop_tables(url, pg_tables)
+        for name, url, table in chosen[1:]:
+            drop_tables(url, [table])
+
+
+#: The tables a benchmark run leaves beside its lock table.
+SUFFIXES = ("_meta", "_events", "_event_head", "_raw", "")
 
 
 def drop_tables(url: str, tables: list[str]) -> None:
     engine = sa.create_engine(url)
+    quote = engine.dialect.identifier_preparer.quote
     try:
         with engine.begin() as conn:
             for table in tables:
-                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}_meta"'))
-                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+                for suffix in SUFFIXES:
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(table + suffix)}"))
     finally:
         engine.dispose()
 
@@ -281,7 +287,8 @@ def postgresql_floor(url: str, count: int = 200) -> tuple[str, float]:
 
 
 def run_server(report: Report, settings: Settings) -> None:
-    report.section("Real server: gunicorn on 127.0.0.1, lock acquire vs a bare route "
+    report.section("Real server: gunicorn on 127.0.0.1, lock acquire vs a bare route and a "
+                   "raw-driver upsert route "
                    f"({'wrk' if shutil.which('wrk') else 'Python client'})")
     with backends(settings) as chosen:
         for backend, uri, _table in chosen:
@@ -294,13 +301,18 @@ def run_server(report: Report, settings: Settings) -> None:
             for worker_class, connections in (("sync", 8), ("gthread", 16)):
                 with gunicorn(uri, table, worker_class) as (url, _process):
                     run_load(url, "acquire", 4, 1)  # warm-up: every worker opens its store
-                    results = _alternate(url, ("bare", "acquire"), connections,
+                    run_load(url, "raw", 4, 1)
+                    results = _alternate(url, ("bare", "raw", "acquire"), connections,
                                          settings.load_seconds)
-                bare, acquire = _summary(results["bare"]), _summary(results["acquire"])
+                bare, raw = _summary(results["bare"]), _summary(results["raw"])
+                acquire = _summary(results["acquire"])
                 label = f"{backend} {worker_class} x2 workers, {connections} connections"
                 report.row(f"{label}: bare POST", **bare)
+                report.row(f"{label}: raw-driver upsert + commit", **raw,
+                           ratio=round(raw["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0)
                 report.row(f"{label}: lock acquire", **acquire,
-                           ratio=round(acquire["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0)
+                           ratio=round(acquire["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0,
+                           vs_raw=round(acquire["req_s"] / raw["req_s"], 3) if raw["req_s"] else 0)
 
 
 def run_contention(report: Report, settings: Settings) -> None:

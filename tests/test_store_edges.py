@@ -215,3 +215,16 @@ def test_sqlite_waits_for_writers_as_long_as_the_store_timeout(tmp_path: Any) ->
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+def test_a_refused_strengthening_leaves_the_owners_lock_as_it_was(store: SQLStore) -> None:
+    """The owner asking for infinite depth over another owner's lock below is refused, and
+    its own lock keeps its depth, timeout and lease start: nothing of the refused attempt is
+    committed (on PostgreSQL the one-round-trip acquisition has stamped the owner's row
+    before it learns that it lost, and must roll that back)."""
+    mine = store.acquire(make_request("/docs", "ann", 60_000)).row
+    theirs = store.acquire(make_request("/docs/1", "bob", 60_000)).row
+    with pytest.raises(HeldElsewhere) as refused:
+        store.acquire(make_request("/docs", "ann", 90_000, infinite=True))
+    assert refused.value.row == theirs
+    assert store.live("/docs") == mine

@@ -70,6 +70,10 @@ class AcquireRequest(NamedTuple):
     def secret(self) -> str:
         return self.row.secret
 
+    @property
+    def owner_key(self) -> str:
+        return self.row.owner_key
+
 
 class AcquireResult(NamedTuple):
     """The row after a successful acquisition. ``granted`` is False when the caller already

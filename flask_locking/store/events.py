@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, exc
-from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .base import LockRow
+from .driver import Session
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
 
@@ -63,11 +63,16 @@ class SQLEventLog(EventLog):
             sa.update(h).where(h.c.name == _HEAD).values(last_id=h.c.last_id + 1)
         )
         self._read_head = sa.select(h.c.last_id).where(h.c.name == _HEAD)
+        # The new id straight from the bump where UPDATE has RETURNING (not MariaDB).
+        self._bump_returning = (
+            self._bump.returning(h.c.last_id) if store.engine.dialect.update_returning else None
+        )
         self._seed_head = store.insert_ignore(h).values(
             name=_HEAD,
             last_id=sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery(),
         )
         columns = ("event", "by_id", "by_name", *LOCK_COLUMNS)
+        self._columns = columns
         self._insert = sa.insert(t).values(
             id=bindparam("new_id"), time_ms=now, **{c: bindparam(c) for c in columns}
         )
@@ -96,21 +101,34 @@ class SQLEventLog(EventLog):
             conn.execute(self._seed_head)
 
     def append(self, event: NewEvent) -> int:
-        """Write ``event``; return its id. Runs in its own short transaction."""
+        """Write ``event``; return its id. Runs in its own short transaction, on the driver
+        connection as the store's hot operations do."""
         store = self.store
-        with store._translated(), store.write_transaction() as conn:
-            if conn.execute(self._bump).rowcount == 0:  # the head row was never seeded
-                conn.execute(self._seed_head)
-                conn.execute(self._bump)
-            new_id = int(conn.execute(self._read_head).scalar_one())
-            conn.execute(self._insert, {"new_id": new_id, **_columns(event)})
+        with store._translated(), store.operation(write=True) as conn:
+            new_id = self._next_id(conn)
+            conn.run(self._insert, {"new_id": new_id, **_columns(event)})
             self.announce(conn, new_id)
             if new_id % PRUNE_EVERY == 0:
-                conn.execute(self._prune, {"keep_ms": self.retention_ms})
+                conn.run(self._prune, {"keep_ms": self.retention_ms})
+        return self._appended(new_id)
+
+    def _appended(self, new_id: int) -> int:
         self.appended.set()
         return new_id
 
-    def announce(self, conn: Connection, event_id: int) -> None:
+    def _next_id(self, conn: Session) -> int:
+        """Bump the counter row (its row lock orders the writers) and return the new id."""
+        if self._bump_returning is not None:
+            bumped = conn.first(self._bump_returning)
+            if bumped is not None:
+                return int(bumped[0])
+        elif conn.run(self._bump).rowcount:
+            return int(conn.first(self._read_head)[0])
+        conn.run(self._seed_head)  # the head row was never seeded
+        conn.run(self._bump)
+        return int(conn.first(self._read_head)[0])
+
+    def announce(self, conn: Session, event_id: int) -> None:
         """Tell other processes, inside the writing transaction, that ``event_id`` exists
         (default: nothing; they poll)."""
 
@@ -171,11 +189,37 @@ class PostgreSQLEventLog(SQLEventLog):
         super().__init__(store, retention=retention)
         self.channel = channel_name(store.table.name)
         self._notify = sa.text("SELECT pg_notify(:channel, :payload)")
+        # The whole append as one autocommitted statement (one round trip): the counter
+        # bumped in a CTE (its row lock, held to the commit, orders the ids), the event
+        # inserted with the new id, NOTIFY sent from RETURNING (delivered at the commit).
+        t, h = self.table, self.head_table
+        head = (
+            sa.update(h).where(h.c.name == _HEAD).values(last_id=h.c.last_id + 1)
+            .returning(h.c.last_id).cte("head")
+        )
+        binds = [bindparam(c, type_=t.c[c].type) for c in self._columns]
+        source = sa.select(head.c.last_id, store.now_expression(), *binds)
+        self._append_at_once = (
+            sa.insert(t)
+            .from_select(["id", "time_ms", *self._columns], source)
+            .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
+        )
 
-    def announce(self, conn: Connection, event_id: int) -> None:
+    def append(self, event: NewEvent) -> int:
+        store = self.store
+        with store._translated(), store.operation() as conn:
+            found = conn.first(self._append_at_once, _columns(event))
+        if found is None:  # the counter row was never seeded: the general path seeds it
+            return super().append(event)
+        new_id = int(found[0])
+        if new_id % PRUNE_EVERY == 0:
+            self.prune()
+        return self._appended(new_id)
+
+    def announce(self, conn: Session, event_id: int) -> None:
         # Delivered at commit, and only then: a listener never wakes for an event it
         # could not read yet.
-        conn.execute(self._notify, {"channel": self.channel, "payload": str(event_id)})
+        conn.first(self._notify, {"channel": self.channel, "payload": str(event_id)})
 
     def listener(self) -> ChangeListener:
         return PostgreSQLListener(self)

@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, exc
+from sqlalchemy import exc
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
 from .base import LockRow
-from .sql import SQLStore, ended_at
+from .driver import Session
+from .sql import SQLStore, _row, ended_at
+from .upsert import PROPOSED_COLUMNS, proposed_values
 
 # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 _RETRYABLE = {1213, 1205}
@@ -48,17 +50,7 @@ class MySQLStore(SQLStore):
     def build_upsert(self) -> sa.Executable:
         t = self.table
         stmt = mysql_insert(t).values(
-            resource=bindparam("resource"),
-            secret=bindparam("secret"),
-            owner_key=bindparam("owner_key"),
-            owner_id=bindparam("owner_id"),
-            owner_name=bindparam("owner_name"),
-            owner_url=bindparam("owner_url"),
-            stealable=bindparam("stealable"),
-            infinite=bindparam("infinite"),
-            timeout_ms=bindparam("timeout_ms"),
-            locked_at_ms=self.now_expression(),
-            version=1,
+            dict(zip(PROPOSED_COLUMNS, proposed_values(self.now_expression())))
         )
         new = stmt.inserted
         expired = ended_at(t, new.locked_at_ms)
@@ -92,14 +84,11 @@ class MySQLStore(SQLStore):
             ]
         )
 
-    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
-        conn.execute(self._upsert, params)
+    def run_upsert(self, conn: Session, params: dict[str, Any]) -> LockRow | None:
+        conn.run(self._upsert, params)
         # The upsert holds the row's lock until commit, so this read sees its outcome.
-        raw = conn.execute(self._select_row, {"resource": params["resource"]}).first()
-        if raw is None:
-            return None
-        row = LockRow(*raw)
-        return row if row.owner_key == params["owner_key"] else None
+        row = _row(conn.first(self._select_row, {"resource": params["resource"]}))
+        return row if row is not None and row.owner_key == params["owner_key"] else None
 
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt.with_for_update(read=True)

@@ -21,9 +21,10 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from .base import AcquireRequest
+from .base import AcquireRequest, LockRow
+from .driver import Session, first
 from .events import EventLog, PostgreSQLEventLog
-from .sql import SQLStore
+from .sql import SQLStore, _row
 from .upsert import OnConflictUpsert, proposed_values
 
 _ADVISORY = sa.text(
@@ -55,16 +56,52 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         clock = sa.select(self.now_expression().label("now")).subquery("clock")
         return sa.select(*proposed_values(clock.c.now)).select_from(clock)
 
-    def serialize_hierarchy(self, conn: Connection, request: AcquireRequest) -> None:
+    acquires_at_once = True
+
+    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+        # One round trip (pipeline mode), then the COMMIT: our own BEGIN (the connection is
+        # in autocommit mode, so psycopg adds no BEGIN round trip of its own), the advisory
+        # locks, the upsert that proposes its row only when no overlap is live (its
+        # snapshot is taken after the advisory locks: every overlapping grant that could
+        # race has committed or waits for us), then the lease stamped at the clock after
+        # any wait for the row, as start_lease() does. The row is ours if the upsert
+        # returned it: the stamp's "owner_key = ours" then names exactly that grant, under
+        # the row lock we hold. Last, the row as it is then, for a loser to name its holder.
+        upsert, stamp, holder = (conn.connection.cursor() for _ in range(3))
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            self.serialize_hierarchy(conn, request)
+            self.upsert_unless_overlap(conn, request, cursor=upsert)
+            conn.run(self._stamp_owner, {"grant_resource": request.resource,
+                                         "grant_owner": request.owner_key}, cursor=stamp)
+            conn.run(self._select_holder, {"resource": request.resource}, cursor=holder)
+        won = first(upsert) is not None
+        # (no row: the stamp may have touched a lock of ours that an overlap blocks)
+        conn.execute("COMMIT" if won else "ROLLBACK")
+        if won:
+            return _row(first(stamp))
+        self.refused_by(first(holder), request)
+        return None
+
+    def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         keys = list(request.ancestors)
         if request.infinite:
             keys.append(request.resource)
         if not keys:
             return
-        conn.execute(
+        conn.run(
             _ADVISORY,
             {"keys": keys, "shared": len(request.ancestors), "space": self.table.name + ":"},
         )
+
+    def begin_operation(self, session: Session, write: bool) -> None:
+        if not write:  # one statement: no BEGIN round trip, no COMMIT
+            session.connection.driver_connection.autocommit = True
+
+    def end_operation(self, session: Session, write: bool) -> None:
+        if not write and session.connection.is_valid:
+            with contextlib.suppress(Exception):  # broken: the pool drops it anyway
+                session.connection.driver_connection.autocommit = False
 
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[Connection]:
@@ -80,7 +117,16 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         _Watchdog(lambda: self.retry_budget + 1.0).attach(self.engine)
+        self._at_once_by_shape = {}
         super()._build_statements()
+        t = self.table
+        self._stamp_owner = (
+            sa.update(t)
+            .where(t.c.resource == sa.bindparam("grant_resource"),
+                   t.c.owner_key == sa.bindparam("grant_owner"))
+            .values(locked_at_ms=self.now_expression())
+            .returning(*t.c)
+        )
 
 
 class _Watchdog:

@@ -3,6 +3,8 @@
 A backend subclass supplies the database clock expression, the atomic upsert, and how a
 multi-statement acquisition is serialised against overlapping (infinite-depth) locks. All
 statements are built once with bind parameters, so SQLAlchemy compiles each of them once.
+The hot operations (acquire, refresh, release, the guard's lookup) run them on the driver
+connection (:mod:`flask_locking.store.driver`); the cold ones go through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -21,6 +23,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore, StoreOptions
+from .driver import Compiled, Session
 from .events import EventLog, SQLEventLog
 from .schema import event_head_table, event_table, lock_table, meta_table
 from .sql_engine import engine_for_uri
@@ -51,6 +54,7 @@ class SQLStore(LockStore):
     ) -> None:
         self.engine = engine
         self.retry_budget = timeout
+        self._compiled: dict[int, tuple[sa.Executable, Compiled]] = {}
         self.table = lock_table(metadata, table_name)
         self.meta = meta_table(metadata, table_name)
         self._build_statements()
@@ -107,15 +111,36 @@ class SQLStore(LockStore):
         """The single atomic acquisition statement (see subclasses)."""
         raise NotImplementedError
 
-    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
+    def run_upsert(self, conn: Session, params: dict[str, Any]) -> LockRow | None:
         """Execute the upsert; return the row when the caller won (or refreshed its own)."""
         raise NotImplementedError
 
-    def serialize_hierarchy(self, conn: Connection, request: AcquireRequest) -> None:
+    #: Whether the store has :meth:`acquire_at_once`.
+    acquires_at_once: ClassVar[bool] = False
+
+    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+        """The common acquisition in one statement or one round trip: the won row; or
+        :class:`HeldElsewhere` when another owner's live grant holds the row itself (see
+        :meth:`refused_by`); or ``None`` (an overlap, or anything unusual), which sends the
+        acquisition down the general path. Losing leaves nothing behind (rolled back)."""
+        return None
+
+    def refused_by(self, found: Any, request: AcquireRequest) -> None:
+        """Raise :class:`HeldElsewhere` when ``found`` (a row of ``_select_holder``, read
+        after the acquisition lost) is another owner's grant live at that read: the loss
+        is then decided, at that instant, without the general path."""
+        if found is None:
+            return
+        holder = _one(found[:-1])
+        live = bool(holder.secret) and holder.expires_ms > found[-1]
+        if live and holder.owner_key != request.owner_key:
+            raise HeldElsewhere(holder)
+
+    def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         """Make overlapping acquisitions on different rows wait for each other (default: the
         write transaction already does)."""
 
-    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+    def start_lease(self, conn: Session, row: LockRow) -> LockRow:
         """Start the lease of the grant just won at the database clock **now**.
 
         The upsert read the clock when its statement began, and may then have waited for
@@ -126,15 +151,15 @@ class SQLStore(LockStore):
         """
         params = _grant(row)
         if self._update_returns:
-            return LockRow(*conn.execute(self._start_lease, params).one())
-        conn.execute(self._start_lease, params)
-        return LockRow(*conn.execute(self._select_row, {"resource": row.resource}).one())
+            return _one(conn.first(self._start_lease, params))
+        conn.run(self._start_lease, params)
+        return _one(conn.first(self._select_row, {"resource": row.resource}))
 
-    def wait_for_row(self, conn: Connection, resource: str) -> None:
+    def wait_for_row(self, conn: Session, resource: str) -> None:
         """Take the row's lock before a statement that reads the clock, so that its reading
         (and the decision made with it) comes after any wait for the row. SQLite waited in
         ``BEGIN IMMEDIATE`` already."""
-        conn.execute(self._lock_row, {"grant_resource": resource})
+        conn.first(self._lock_row, {"grant_resource": resource})
 
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
@@ -153,6 +178,45 @@ class SQLStore(LockStore):
             yield conn
             conn.commit()
 
+    @contextlib.contextmanager
+    def operation(self, *, write: bool = False) -> Iterator[Session]:
+        """A hot operation on a pooled driver connection, committed at the end: a write
+        transaction when ``write`` (:meth:`begin_operation`), else single statements."""
+        with self.turns():
+            session = Session(self.engine, self.driver)
+            try:
+                self.begin_operation(session, write)
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.abort()
+                    raise
+                finally:
+                    self.end_operation(session, write)
+            finally:
+                session.close()
+
+    def turns(self) -> contextlib.AbstractContextManager[Any]:
+        """What operations of this process take turns on (SQLite in memory: its one
+        connection); default: nothing."""
+        return contextlib.nullcontext()
+
+    def begin_operation(self, session: Session, write: bool) -> None:
+        """Open the operation (default: the driver begins a transaction by itself)."""
+
+    def end_operation(self, session: Session, write: bool) -> None:
+        """Undo what :meth:`begin_operation` set on the connection before it goes back."""
+
+    def driver(self, statement: sa.Executable) -> Compiled:
+        """``statement`` compiled for the driver, once per store (statements are built once
+        and live as long as the store, so their identity is the key)."""
+        found = self._compiled.get(id(statement))
+        if found is None:
+            found = (statement, Compiled(statement, self.engine.dialect))
+            self._compiled[id(statement)] = found
+        return found[1]
+
     def is_retryable(self, error: exc.DBAPIError) -> bool:
         """Deadlocks and serialisation failures that a retry resolves."""
         return False
@@ -169,23 +233,8 @@ class SQLStore(LockStore):
         live = live_at(t, now)
         self._select_live_one = sa.select(t).where(t.c.resource == bindparam("resource"), live)
         self._select_row = sa.select(t).where(t.c.resource == bindparam("resource"))
-        self._select_live_among = sa.select(t).where(
-            t.c.resource.in_(bindparam("resources", expanding=True)), live
-        )
         self._live = live
         self._live_among_by_count: dict[int, sa.Select[Any]] = {}
-        # Overlaps that the row's own upsert cannot see: an infinite lock above, and (for an
-        # infinite request) any live lock below.
-        live_then = live_at(t, bindparam("now", type_=sa.BigInteger))
-        above = sa.and_(t.c.resource.in_(bindparam("ancestors", expanding=True)), t.c.infinite)
-        below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))
-        self._overlap_shallow = self.lock_overlap_check(
-            sa.select(t).where(live_then, above).limit(1)
-        )
-        self._overlap_deep = self.lock_overlap_check(
-            sa.select(t).where(live_then, sa.or_(above, below)).limit(1)
-        )
-        self._live_at, self._below = live_then, below
         self._overlap_by_shape: dict[tuple[int, bool], sa.Select[Any]] = {}
         # (bind names differ from column names: UPDATE reserves those for its SET clause)
         grant = sa.and_(
@@ -258,11 +307,19 @@ class SQLStore(LockStore):
                     raise self._unavailable(error) from error
 
     def acquire(self, request: AcquireRequest) -> AcquireResult:
+        if self.acquires_at_once:
+            try:
+                with self._translated(), self.operation() as conn:
+                    won = self.acquire_at_once(conn, request)
+            except _Retry:
+                won = None  # (a deadlock: the general path retries)
+            if won is not None:
+                return AcquireResult(won, granted=won.secret == request.secret)
         params = request.proposed()
         deadline = time.monotonic() + self.retry_budget
         for attempt in range(self.max_retries + 1):
             try:
-                with self._translated(), self.write_transaction() as conn:
+                with self._translated(), self.operation(write=True) as conn:
                     self.serialize_hierarchy(conn, request)
                     row = self.run_upsert(conn, params)
                     if row is None:
@@ -286,7 +343,7 @@ class SQLStore(LockStore):
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
         raise StoreUnavailable("The lock store stayed busy; try again.")
 
-    def _decide_again(self, conn: Connection, params: dict[str, Any]) -> LockRow:
+    def _decide_again(self, conn: Session, params: dict[str, Any]) -> LockRow:
         """The upsert lost: return the row if it was lost only to a clock read before the
         wait for the row, else raise :class:`HeldElsewhere` with the holder.
 
@@ -294,77 +351,64 @@ class SQLStore(LockStore):
         holder's lease ended during that wait, the decision is taken again at the clock
         after it (the row is locked by now, so the second upsert does not wait).
         """
-        found = conn.execute(self._select_holder, {"resource": params["resource"]}).first()
-        holder = None if found is None else LockRow(*found[:-1])
+        found = conn.first(self._select_holder, {"resource": params["resource"]})
+        holder = None if found is None else _one(found[:-1])
         if found is not None and holder is not None and (
             not holder.secret or holder.expires_ms <= found[-1]
         ):
             row = self.run_upsert(conn, params)
             if row is not None:
                 return row
-            holder = _row(conn.execute(self._select_row, {"resource": params["resource"]}).first())
+            holder = _row(conn.first(self._select_row, {"resource": params["resource"]}))
         raise HeldElsewhere(holder)
 
-    def _overlapping(self, conn: Connection, request: AcquireRequest, now: int) -> LockRow | None:
+    def _overlapping(self, conn: Session, request: AcquireRequest, now: int) -> LockRow | None:
         # As in live_among: one statement per number of ancestors, with plain binds.
         ancestors = list(request.ancestors)
-        shape = (len(ancestors), request.infinite)
-        stmt = self._overlap_by_shape.get(shape)
-        if stmt is None and 0 < len(ancestors) <= 64:
-            t = self.table
-            keys = t.c.resource.in_([bindparam(f"a{i}") for i in range(len(ancestors))])
-            above = sa.and_(keys, t.c.infinite)
-            where = sa.or_(above, self._below) if request.infinite else above
-            stmt = self._overlap_by_shape.setdefault(
-                shape, self.lock_overlap_check(sa.select(t).where(self._live_at, where).limit(1))
-            )
-        params: dict[str, Any] = {"now": now}
-        if stmt is None:
-            params["ancestors"] = ancestors
-            stmt = self._overlap_deep if request.infinite else self._overlap_shallow
-        else:
-            params.update({f"a{i}": key for i, key in enumerate(ancestors)})
-        if request.infinite:
-            params["low"], params["high"] = descendant_bounds(request.resource)
-        return _row(conn.execute(stmt, params).first())
+        if not ancestors and not request.infinite:
+            return None  # nothing above, and nothing below counts
+        stmt, kept = _shaped(self._overlap_by_shape, (len(ancestors), request.infinite),
+                             lambda: self._overlap_statement(len(ancestors), request.infinite))
+        params = {"now": now, **overlap_params(request)}
+        return _row(conn.first(stmt, params, once=not kept))
+
+    def _overlap_statement(self, count: int, infinite: bool) -> sa.Select[Any]:
+        """The first overlap (see :func:`overlap_at`) live at the bind ``now``."""
+        t = self.table
+        where = overlap_at(t, count, infinite, bindparam("now", type_=sa.BigInteger))
+        return self.lock_overlap_check(sa.select(t).where(where).limit(1))
 
     def live(self, resource: str) -> LockRow | None:
-        with self._translated(), self.single_statement() as conn:
-            return _row(conn.execute(self._select_live_one, {"resource": resource}).first())
+        with self._translated(), self.operation() as conn:
+            return _row(conn.first(self._select_live_one, {"resource": resource}))
 
     def live_among(self, resources: Sequence[str]) -> list[LockRow]:
-        # One statement per number of keys, with plain binds: an expanding IN would be
-        # re-rendered at every execution (this is the guard's per-request query).
+        # One statement per number of keys, with plain binds (this is the guard's
+        # per-request query).
+        t = self.table
         count = len(resources)
-        stmt = self._live_among_by_count.get(count)
-        if stmt is None and 0 < count <= 64:
-            t = self.table
-            keys = t.c.resource.in_([bindparam(f"k{i}") for i in range(count)])
-            stmt = self._live_among_by_count.setdefault(
-                count, sa.select(t).where(keys, self._live)
-            )
-        if stmt is None:
-            params: dict[str, Any] = {"resources": list(resources)}
-            stmt = self._select_live_among
-        else:
-            params = {f"k{i}": key for i, key in enumerate(resources)}
-        with self._translated(), self.single_statement() as conn:
-            result = conn.execute(stmt, params)
-            return [LockRow(*r) for r in result]
+        if not count:
+            return []
+        stmt, kept = _shaped(self._live_among_by_count, count, lambda: sa.select(t).where(
+            t.c.resource.in_([bindparam(f"k{i}") for i in range(count)]), self._live
+        ))
+        params = {f"k{i}": key for i, key in enumerate(resources)}
+        with self._translated(), self.operation() as conn:
+            return [_one(r) for r in conn.run(stmt, params, once=not kept).fetchall()]
 
     def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
-        with self._translated(), self.write_transaction() as conn:
+        with self._translated(), self.operation(write=True) as conn:
             # Any wait for the row happens here, before the UPDATE reads the clock: a lease
             # that ran out meanwhile is not revived, and a refreshed one starts after it.
             self.wait_for_row(conn, row.resource)
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; MariaDB's read-back runs under the write lock just taken.
             if self._update_returns:
-                return _row(conn.execute(self._refresh, params).first())
-            if _matched(conn.execute(self._refresh, params)) == 0:
+                return _row(conn.first(self._refresh, params))
+            if conn.run(self._refresh, params).rowcount == 0:
                 return None
-            return _row(conn.execute(self._select_row, {"resource": row.resource}).first())
+            return _row(conn.first(self._select_row, {"resource": row.resource}))
 
     # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
     # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
@@ -386,8 +430,9 @@ class SQLStore(LockStore):
 
     def release(self, row: LockRow) -> bool:
         params = _grant(row)
-        with self._translated(), self.single_statement() as conn:
-            return _matched(conn.execute(self._release, params)) > 0
+        with self._translated(), self.operation() as conn:
+            # (rowcount: see _matched)
+            return int(conn.run(self._release, params).rowcount) > 0
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
@@ -460,7 +505,7 @@ class SQLStore(LockStore):
         return StoreUnavailable(f"The lock store is unavailable ({type(error).__name__}).")
 
 
-def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+def live_at(t: sa.FromClause, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     """The row holds a grant that is live at ``now``.
 
     A released or purged row keeps its key, version and last ``locked_at_ms`` (the version
@@ -468,6 +513,29 @@ def live_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     even when the database clock steps back behind ``locked_at_ms``.
     """
     return sa.and_(t.c.secret != "", (t.c.locked_at_ms + t.c.timeout_ms) > now)
+
+
+def overlap_at(
+    t: sa.FromClause, count: int, infinite: bool, now: sa.ColumnElement[Any]
+) -> sa.ColumnElement[bool]:
+    """A lock live at ``now`` that a request's own row cannot see: an infinite lock on one
+    of ``count`` ancestors (binds ``a0``, ``a1``...) and, for an infinite request, any lock
+    below it (binds ``low`` and ``high``: see
+    :func:`~flask_locking.resources.descendant_bounds`)."""
+    keys: list[sa.BindParameter[Any]] = [bindparam(f"a{i}") for i in range(count)]
+    above = sa.and_(t.c.resource.in_(keys), t.c.infinite) if count else sa.false()
+    if infinite:
+        below = sa.and_(t.c.resource > bindparam("low"), t.c.resource < bindparam("high"))
+        above = sa.or_(above, below)
+    return sa.and_(live_at(t, now), above)
+
+
+def overlap_params(request: AcquireRequest) -> dict[str, Any]:
+    """The binds of :func:`overlap_at` for ``request``."""
+    params: dict[str, Any] = {f"a{i}": key for i, key in enumerate(request.ancestors)}
+    if request.infinite:
+        params["low"], params["high"] = descendant_bounds(request.resource)
+    return params
 
 
 def expired_at(t: sa.Table, now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -493,8 +561,29 @@ class _Retry(StoreUnavailable):
         super().__init__("The lock store stayed busy; try again.")
 
 
+def _shaped(cache: dict[Any, Any], shape: Any, build: Callable[[], Any]) -> tuple[Any, bool]:
+    """The statement for ``shape`` (a count of keys, or a tuple starting with one) from
+    ``cache``, built on a miss; kept only for up to 64 keys, so the cache stays small.
+    Returns the statement and whether it is kept (else it is compiled for one use)."""
+    stmt = cache.get(shape)
+    if stmt is not None:
+        return stmt, True
+    count = shape[0] if isinstance(shape, tuple) else shape
+    if count > 64:
+        return build(), False
+    return cache.setdefault(shape, build()), True
+
+
 def _row(raw: Any) -> LockRow | None:
-    return None if raw is None else LockRow(*raw)
+    return None if raw is None else _one(raw)
+
+
+def _one(raw: Any) -> LockRow:
+    """A driver row as a :class:`LockRow` (SQLite and MySQL return booleans as integers)."""
+    (resource, secret, owner_key, owner_id, owner_name, owner_url, stealable, infinite,
+     timeout_ms, locked_at_ms, version) = raw
+    return LockRow(resource, secret, owner_key, owner_id, owner_name, owner_url,
+                   bool(stealable), bool(infinite), timeout_ms, locked_at_ms, version)
 
 
 def _grant(row: LockRow) -> dict[str, Any]:

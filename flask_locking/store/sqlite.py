@@ -1,7 +1,9 @@
 """SQLite: one file shared by the processes of one host.
 
 Writers are serialised by ``BEGIN IMMEDIATE`` (with WAL and a busy timeout), which also
-makes the upsert plus the overlap check of one acquisition a single atomic step.
+makes the upsert plus the overlap check of one acquisition a single atomic step. A single
+write statement in autocommit mode takes the same write lock before it reads anything (and
+waits for it through the busy handler), so an acquisition that wins is one statement.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from .base import LockRow
-from .sql import SQLStore
+from .base import AcquireRequest, LockRow
+from .driver import Session, first
+from .sql import SQLStore, _row
 from .upsert import OnConflictUpsert, proposed_values
 
 
@@ -29,6 +32,7 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
     """Lock store on a SQLite file (SQLite ≥ 3.35 for ``RETURNING``)."""
 
     dialect_names = ("sqlite",)
+    acquires_at_once = True
 
     def __init__(
         self, engine: Engine, metadata: sa.MetaData, table_name: str, *, timeout: float = 5.0,
@@ -42,6 +46,7 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         self._turns: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
         )
+        self._at_once_by_shape = {}
         super().__init__(engine, metadata, table_name, timeout=timeout)
 
     def now_expression(self) -> sa.ColumnElement[int]:
@@ -71,12 +76,28 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             .returning(*t.c)
         )
 
-    def start_lease(self, conn: Connection, row: LockRow) -> LockRow:
+    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+        # The statement's clock is read under the write lock: the grant's instant, after
+        # every wait, and the overlap check sees what is live at that same instant.
+        won = _row(first(self.upsert_unless_overlap(conn, request)))
+        if won is None:
+            self.refused_by(conn.first(self._select_holder, {"resource": request.resource}),
+                            request)
+        return won
+
+    def turns(self) -> contextlib.AbstractContextManager[Any]:
+        return self._turns
+
+    def begin_operation(self, session: Session, write: bool) -> None:
+        if write:  # the driver is in autocommit mode: this is the one BEGIN
+            session.execute("BEGIN IMMEDIATE")
+
+    def start_lease(self, conn: Session, row: LockRow) -> LockRow:
         # BEGIN IMMEDIATE waited for the write lock before the upsert read the clock, and
         # nothing waits after it: the upsert's reading is already the grant's instant.
         return row
 
-    def wait_for_row(self, conn: Connection, resource: str) -> None:
+    def wait_for_row(self, conn: Session, resource: str) -> None:
         pass  # BEGIN IMMEDIATE: every wait is over before the first statement
 
     @contextlib.contextmanager

@@ -10,10 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Connection
 
-from .base import LockRow
-from .sql import ended_at
+from .base import AcquireRequest, LockRow
+from .driver import Session
+from .sql import _row, _shaped, ended_at, overlap_at, overlap_params
 
 #: The columns of the proposed row, in the order :func:`proposed_values` yields them.
 PROPOSED_COLUMNS = [
@@ -46,6 +46,8 @@ class OnConflictUpsert:
 
     table: sa.Table
     _upsert: Any
+    #: Statements of :meth:`upsert_unless_overlap`, per (ancestors, infinite).
+    _at_once_by_shape: dict[tuple[int, bool], sa.Executable]
 
     def insert(self, table: sa.Table) -> Any:
         """The dialect's ``insert()`` construct (it has ``on_conflict_do_update``)."""
@@ -55,15 +57,34 @@ class OnConflictUpsert:
         """``SELECT`` of :func:`proposed_values`, the clock read once (see subclasses)."""
         raise NotImplementedError
 
-    def build_upsert(self) -> sa.Executable:
-        stmt = self.insert(self.table).from_select(
-            PROPOSED_COLUMNS, self.proposed_source()
-        )
+    def build_upsert(self, where: sa.ColumnElement[bool] | None = None) -> sa.Executable:
+        """The upsert, proposing its row only ``where`` that holds (default: always)."""
+        source = self.proposed_source()
+        if where is not None:
+            source = source.where(where)
+        stmt = self.insert(self.table).from_select(PROPOSED_COLUMNS, source)
         return upsert_on_conflict(self.table, stmt)
 
-    def run_upsert(self, conn: Connection, params: dict[str, Any]) -> LockRow | None:
-        raw = conn.execute(self._upsert, params).first()
-        return None if raw is None else LockRow(*raw)
+    def run_upsert(self, conn: Session, params: dict[str, Any]) -> LockRow | None:
+        return _row(conn.first(self._upsert, params))
+
+    def upsert_unless_overlap(
+        self, conn: Session, request: AcquireRequest, cursor: Any = None
+    ) -> Any:
+        """Run the upsert, proposing its row only when no overlapping lock (see
+        :func:`~flask_locking.store.sql.overlap_at`) is live at the statement's clock (a
+        whole acquisition in one statement, one statement per shape of request); return
+        the cursor, whose one row (if any) is the won grant."""
+        count, infinite = len(request.ancestors), request.infinite
+
+        def build() -> sa.Executable:
+            other = self.table.alias("overlap")
+            now = self.now_expression()  # type: ignore[attr-defined]
+            return self.build_upsert(~sa.exists().where(overlap_at(other, count, infinite, now)))
+
+        stmt, kept = _shaped(self._at_once_by_shape, (count, infinite), build)
+        params = {**request.proposed(), **overlap_params(request)}
+        return conn.run(stmt, params, once=not kept, cursor=cursor)
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return self.insert(table).on_conflict_do_nothing()  # type: ignore[no-any-return]

@@ -1,0 +1,188 @@
+"""Hot store operations on the driver connection.
+
+SQLAlchemy builds and compiles every statement once (:class:`Compiled`); a
+:class:`Session` runs them on the DBAPI cursor of one pooled connection. What is skipped is
+SQLAlchemy's per-execution work (execution context, result wrapping), not the pool:
+the connection is checked out and in as before, so pre-ping, the PostgreSQL watchdog, fork
+disposal and invalidation of a broken connection still apply. Driver errors are raised as
+SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError` subclasses, as a SQLAlchemy execution
+would raise them, and the engine's ``before_cursor_execute`` / ``after_cursor_execute``
+listeners (SQL logging, tracing, the tests' statement counters) still see every statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
+
+_NONE: Mapping[str, Any] = {}
+
+
+class Compiled:
+    """One statement compiled for one dialect: its SQL and how to bind a parameter dict."""
+
+    __slots__ = ("constants", "order", "processors", "sql")
+
+    def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
+        compiled = statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect, compile_kwargs={"render_postcompile": True}
+        )
+        self.sql: str = compiled.string
+        binds = compiled.binds
+        #: Values fixed in the statement itself (literals, ``values(x=1)``).
+        self.constants = {
+            name: bind.effective_value for name, bind in binds.items() if not bind.required
+        }
+        self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+
+    def bind(self, params: Mapping[str, Any]) -> Any:
+        """The driver's parameters (a tuple for positional paramstyles, else a dict)."""
+        values = {**self.constants, **params} if self.constants else params
+        if self.processors:
+            values = {
+                key: (self.processors[key](value) if key in self.processors else value)
+                for key, value in values.items()
+            }
+        if self.order is not None:
+            return tuple(values[name] for name in self.order)
+        return values
+
+
+def first(cursor: Any) -> Any:
+    """The first row of what ``cursor`` ran, or ``None``. Every row is read: SQLite keeps a
+    ``RETURNING`` statement (and its write) open until its last row."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+class Session:
+    """One store operation on one checked-out driver connection (see the module doc)."""
+
+    __slots__ = ("compile", "connection", "cursor", "dialect", "engine", "observed", "proxy")
+
+    def __init__(self, engine: sa.Engine, compile: Callable[[sa.Executable], Compiled]) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.compile = compile
+        dispatch = engine.dispatch
+        self.observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+        #: The SQLAlchemy connection the listeners are given (made only when observed).
+        self.proxy: sa.Connection | None = None
+        try:
+            self.connection: Any = engine.raw_connection()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.wrap(error, invalidated=True) from error
+        try:
+            self.cursor: Any = self.connection.cursor()
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def run(
+        self,
+        statement: sa.Executable,
+        params: Mapping[str, Any] = _NONE,
+        *,
+        once: bool = False,
+        cursor: Any = None,
+    ) -> Any:
+        """Run ``statement`` (compiled once per store; ``once``: a statement built for this
+        call only, compiled and forgotten) on ``cursor`` (default: the session's); return
+        the cursor, for its rows or rowcount."""
+        compiled = Compiled(statement, self.dialect) if once else self.compile(statement)
+        return self.execute(compiled.sql, compiled.bind(params), cursor=cursor)
+
+    def execute(self, sql: str, params: Any = None, *, cursor: Any = None) -> Any:
+        """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor."""
+        cursor = self.cursor if cursor is None else cursor
+        if self.observed:
+            return self._observed(sql, params, cursor)
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.fail(error) from error
+        return cursor
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """psycopg's pipeline mode: the statements run in the block are sent together and
+        their results read at its end, in one round trip (results on separate cursors)."""
+        try:
+            with self.connection.driver_connection.pipeline():
+                yield
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.fail(error) from error
+
+    def rollback(self) -> None:
+        try:
+            self.connection.rollback()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.fail(error) from error
+
+    def _observed(self, sql: str, params: Any, cursor: Any) -> Any:
+        """:meth:`execute` between the engine's cursor-execute events."""
+        if self.proxy is None:  # wraps the checked-out connection; never closed itself
+            self.proxy = sa.Connection(self.engine, self.connection)
+        dispatch = self.engine.dispatch
+        dispatch.before_cursor_execute(self.proxy, cursor, sql, params, None, False)
+        self.observed = False
+        try:
+            self.execute(sql, params, cursor=cursor)
+        finally:
+            self.observed = True
+        dispatch.after_cursor_execute(self.proxy, cursor, sql, params, None, False)
+        return cursor
+
+    def first(
+        self, statement: sa.Executable, params: Mapping[str, Any] = _NONE, *, once: bool = False
+    ) -> Any:
+        """The first row of ``statement`` (a driver tuple), or ``None`` (see :func:`first`)."""
+        return first(self.run(statement, params, once=once))
+
+    def fail(self, error: Exception) -> exc.DBAPIError:
+        """``error`` as SQLAlchemy raises it; a connection it broke leaves the pool."""
+        broken = self.dialect.is_disconnect(
+            cast(Any, error), self.connection.dbapi_connection, self.cursor
+        )
+        if broken:
+            self.connection.invalidate(error)
+        return self.wrap(error, invalidated=broken)
+
+    def wrap(self, error: Exception, *, invalidated: bool) -> exc.DBAPIError:
+        return exc.DBAPIError.instance(  # type: ignore[return-value]
+            None, None, error, self.dialect.loaded_dbapi.Error,
+            connection_invalidated=invalidated, dialect=self.dialect,
+        )
+
+    def commit(self) -> None:
+        try:
+            self.connection.commit()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.fail(error) from error
+
+    def abort(self) -> None:
+        """Roll back after a failure (a broken connection is only dropped)."""
+        if self.connection.is_valid:
+            try:
+                self.connection.rollback()
+            except self.dialect.loaded_dbapi.Error as error:
+                self.fail(error)
+
+    def close(self) -> None:
+        """Return the connection to the pool."""
+        try:
+            with contextlib.suppress(Exception):  # a cursor of a broken connection
+                self.cursor.close()
+        finally:
+            self.connection.close()
