@@ -36,7 +36,9 @@ def fill(path: str, table: str, count: int) -> float:
 
 
 def run_scale(report: Report, settings: Settings) -> None:
-    report.section("Scale: guard lookup and lock cycle with 1 / 10k / 1M stored live locks (SQLite)")
+    report.section(
+        "Scale: guard lookup and lock cycle with 1 / 10k / 1M stored live locks (SQLite)"
+    )
     with tempfile.TemporaryDirectory(prefix="flbench-scale-") as directory:
         variants: dict[str, Any] = {}
         apps = []
@@ -47,7 +49,8 @@ def run_scale(report: Report, settings: Settings) -> None:
             client = app.test_client()
             _expect(client.patch("/docs/warm"), 200)  # creates the table
             seconds = fill(path, "bench_locks", max(0, size - 1))
-            token = _expect(client.post("/docs/held/@lock", headers=USER), 200).headers["Lock-Token"]
+            held = _expect(client.post("/docs/held/@lock", headers=USER), 200)
+            token = held.headers["Lock-Token"]
             with sqlite3.connect(path) as conn:
                 stored = conn.execute("SELECT count(*) FROM bench_locks").fetchone()[0]
                 plan = conn.execute(

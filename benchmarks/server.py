@@ -190,7 +190,9 @@ def _python_load(url: str, mode: str, connections: int, seconds: float) -> LoadR
     latencies.sort()
 
     def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
+        if not latencies:
+            return 0.0
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
     return LoadResult(requests=len(latencies), seconds=elapsed, p50_ms=pct(0.5), p99_ms=pct(0.99),
                       **counts)
@@ -221,7 +223,7 @@ def backends(settings: Settings) -> Iterator[list[tuple[str, str, str]]]:
         yield chosen
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-        for name, url, table in chosen[1:]:
+        for _name, url, table in chosen[1:]:
             drop_tables(url, [table])
 
 

@@ -55,7 +55,9 @@ def frozen(store: SQLStore, table_name: str) -> Iterator[Callable[[int], SQLStor
     yield at
 
 
-def test_a_grant_expires_at_its_exact_millisecond(store: SQLStore, frozen: Callable[[int], SQLStore]) -> None:
+def test_a_grant_expires_at_its_exact_millisecond(
+    store: SQLStore, frozen: Callable[[int], SQLStore]
+) -> None:
     start = store.now_ms()
     row = frozen(start).acquire(make_request("/docs/1", "ann", LEASE)).row
     assert (row.locked_at_ms, row.expires_ms) == (start, start + LEASE)
@@ -92,7 +94,9 @@ def test_an_overlapping_lock_blocks_until_its_exact_millisecond(
     assert at.acquire(make_request("/b", "bob", LEASE, infinite=True)).granted
 
 
-def test_purge_wipes_a_grant_at_its_exact_millisecond(store: SQLStore, frozen: Callable[[int], SQLStore]) -> None:
+def test_purge_wipes_a_grant_at_its_exact_millisecond(
+    store: SQLStore, frozen: Callable[[int], SQLStore]
+) -> None:
     start = store.now_ms()
     first = frozen(start).acquire(make_request("/docs/1", "ann", LEASE)).row
     second = frozen(start).acquire(make_request("/docs/2", "ann", LEASE)).row

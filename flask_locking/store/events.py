@@ -83,7 +83,8 @@ class SQLEventLog(EventLog):
             .limit(bindparam("limit"))
         )
         self._oldest = sa.select(sa.func.min(t.c.id))
-        self._prune = sa.delete(t).where(t.c.time_ms < now - bindparam("keep_ms", type_=sa.BigInteger))
+        keep_ms = bindparam("keep_ms", type_=sa.BigInteger)
+        self._prune = sa.delete(t).where(t.c.time_ms < now - keep_ms)
 
     def create_schema(self) -> None:
         """Create the event tables (if missing) and the counter row."""
@@ -170,7 +171,7 @@ def _event_row(
     *lock: Any,
 ) -> EventRow:
     """An event as read back (in the column order of the ``after`` query)."""
-    values = dict(zip(LOCK_COLUMNS, lock))
+    values = dict(zip(LOCK_COLUMNS, lock, strict=True))
     return EventRow(
         int(event_id), int(time_ms), event, LockRow(secret="", owner_key="", **values),
         by_id, by_name,

@@ -50,7 +50,7 @@ class MySQLStore(SQLStore):
     def build_upsert(self) -> sa.Executable:
         t = self.table
         stmt = mysql_insert(t).values(
-            dict(zip(PROPOSED_COLUMNS, proposed_values(self.now_expression())))
+            dict(zip(PROPOSED_COLUMNS, proposed_values(self.now_expression()), strict=True))
         )
         new = stmt.inserted
         expired = ended_at(t, new.locked_at_ms)

@@ -171,7 +171,9 @@ class _Watchdog:
             self._armed[id(dbapi_connection)] = (deadline, dbapi_connection)
             if self._thread_pid is None:
                 self._thread_pid = pid
-                threading.Thread(target=self._watch, name="flask-locking-watchdog", daemon=True).start()
+                threading.Thread(
+                    target=self._watch, name="flask-locking-watchdog", daemon=True
+                ).start()
 
     def disarm(self, dbapi_connection: Any) -> None:
         if dbapi_connection is not None:

@@ -417,14 +417,18 @@ class SQLStore(LockStore):
 
     def hold_statement(self) -> sa.Executable:
         """The statement :func:`flask_locking.writes.hold` runs in the host's own
-        transaction: the live row of one grant (binds ``hold_resource`` and ``hold_version``), locked
-        in share mode (PostgreSQL ``FOR SHARE``, MySQL/MariaDB ``LOCK IN SHARE MODE``) until
+        transaction: the live row of one grant (binds ``hold_resource`` and ``hold_version``),
+        locked in share mode (PostgreSQL ``FOR SHARE``, MySQL/MariaDB ``LOCK IN SHARE MODE``) until
         that transaction ends, so every acquisition, refresh, release or purge of the row
         waits for it."""
         t = self.table
         return (
             sa.select(t)
-            .where(t.c.resource == bindparam("hold_resource"), t.c.version == bindparam("hold_version"), self._live)
+            .where(
+                t.c.resource == bindparam("hold_resource"),
+                t.c.version == bindparam("hold_version"),
+                self._live,
+            )
             .with_for_update(read=True)
         )
 
@@ -587,7 +591,9 @@ def _one(raw: Any) -> LockRow:
 
 
 def _grant(row: LockRow) -> dict[str, Any]:
-    return {"grant_resource": row.resource, "grant_version": row.version, "grant_secret": row.secret}
+    return {
+        "grant_resource": row.resource, "grant_version": row.version, "grant_secret": row.secret
+    }
 
 
 def _matched(result: sa.CursorResult[Any]) -> int:

@@ -71,7 +71,11 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         t = self.table
         return (
             sa.update(t)
-            .where(t.c.resource == sa.bindparam("hold_resource"), t.c.version == sa.bindparam("hold_version"), self._live)
+            .where(
+                t.c.resource == sa.bindparam("hold_resource"),
+                t.c.version == sa.bindparam("hold_version"),
+                self._live,
+            )
             .values(version=t.c.version)
             .returning(*t.c)
         )

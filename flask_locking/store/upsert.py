@@ -112,7 +112,9 @@ def upsert_on_conflict(t: sa.Table, stmt: Any) -> sa.Executable:
             "owner_url": ex.owner_url,
             # The owner locking again refreshes: it may strengthen the lock (unstealable,
             # infinite depth: checked for overlaps as usual) but never weaken it.
-            "stealable": sa.case((expired, ex.stealable), else_=sa.and_(t.c.stealable, ex.stealable)),
+            "stealable": sa.case(
+                (expired, ex.stealable), else_=sa.and_(t.c.stealable, ex.stealable)
+            ),
             "infinite": sa.case((expired, ex.infinite), else_=sa.or_(t.c.infinite, ex.infinite)),
             "timeout_ms": ex.timeout_ms,
             "locked_at_ms": ex.locked_at_ms,

@@ -691,15 +691,8 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-overlap-depth0",
         SQL,
-        'above = sa.and_(t.c.resource.in_(bindparam("ancestors", expanding=True)), t.c.infinite)',
-        'above = t.c.resource.in_(bindparam("ancestors", expanding=True))',
-        "a depth-0 lock on an ancestor blocks (fallback statement, more than 64 ancestors)",
-    ),
-    M(
-        "sql-overlap-depth0-shaped",
-        SQL,
-        "above = sa.and_(keys, t.c.infinite)",
-        "above = keys",
+        "above = sa.and_(t.c.resource.in_(keys), t.c.infinite) if count else sa.false()",
+        "above = t.c.resource.in_(keys) if count else sa.false()",
         "a depth-0 lock on an ancestor blocks",
     ),
     M(
@@ -816,32 +809,39 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-holder",
         SQL,
-        "raise HeldElsewhere(holder)",
-        "raise HeldElsewhere(None)",
+        "}))\n        raise HeldElsewhere(holder)",
+        "}))\n        raise HeldElsewhere(None)",
         "a conflict does not say who holds the lock",
+    ),
+    M(
+        "sql-holder-at-once",
+        SQL,
+        "request.owner_key:\n            raise HeldElsewhere(holder)",
+        "request.owner_key:\n            raise HeldElsewhere(None)",
+        "a conflict decided by the one-statement acquisition does not say who holds the lock",
     ),
     M(
         "sql-overlap-shapes",
         SQL,
-        "if stmt is None and 0 < len(ancestors) <= 64:",
-        "if stmt is None and 0 < len(ancestors) <= 0:",
-        "always the expanding-IN overlap statement",
-        equivalent="a cache of prepared statements: the fallback statement has the same WHERE",
+        "    if count > 64:\n        return build(), False",
+        "    if count > 0:\n        return build(), False",
+        "every overlap / lookup statement compiled for one use, never cached",
+        equivalent="a cache of compiled statements: the statement built each time is the same",
     ),
     M(
         "sql-refresh-cas",
         SQL,
-        "            if _matched(conn.execute(self._refresh, params)) == 0:\n"
+        "            if conn.run(self._refresh, params).rowcount == 0:\n"
         "                return None\n",
-        "            conn.execute(self._refresh, params)\n",
+        "            conn.run(self._refresh, params)\n",
         "refresh of an ended grant returns the row now there",
         needs="MariaDB",
     ),  # the one backend without UPDATE ... RETURNING (read-back path)
     M(
         "sql-release-cas",
         SQL,
-        "return _matched(conn.execute(self._release, params)) > 0",
-        "return _matched(conn.execute(self._release, params)) >= 0",
+        "return int(conn.run(self._release, params).rowcount) > 0",
+        "return int(conn.run(self._release, params).rowcount) >= 0",
         "release reports success when nothing matched",
     ),
     M(
