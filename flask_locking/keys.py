@@ -73,13 +73,15 @@ def _owned_path(state: LockingState, path: str) -> tuple[str, Dialect | None]:
 
 def _cached_owned_path(state: LockingState) -> tuple[str, Dialect | None] | None:
     """:func:`_owned_path` of the current request, from the per-rule cache: a request for a
-    rule and view arguments seen before is keyed as it was then, without building the rule
-    back again. ``None`` when the request matched no rule or its arguments are unhashable."""
+    rule, path and view arguments seen before is keyed as it was then, without building the
+    rule back again. ``None`` when the request matched no rule or its arguments are
+    unhashable. The path is part of the cache key because the view arguments alone do not
+    tell requests apart: a ``url_value_preprocessor`` may have popped one (a tenant)."""
     rule = request.url_rule
     if rule is None:
         return None
     args = request.view_args
-    cache_key = (id(rule), tuple(args.items()) if args else ())
+    cache_key = (id(rule), request.path, tuple(args.items()) if args else ())
     generation = len(state.dialects)  # dialects are only ever added: a new one resets
     cached = _OWNED_BY_RULE.get(state)
     if cached is None or cached[0] != generation:
