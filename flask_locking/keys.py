@@ -49,7 +49,7 @@ _HOST_ROUTED: weakref.WeakKeyDictionary[Map, tuple[int, bool]] = weakref.WeakKey
 MAX_CACHED_RULE_KEYS = 4096
 _OwnedPath = tuple[str, "Dialect | None"]
 _OWNED_BY_RULE: weakref.WeakKeyDictionary[
-    LockingState, tuple[int, dict[tuple[int, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
+    LockingState, tuple[int, dict[tuple[int, str, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
 ] = weakref.WeakKeyDictionary()
 
 

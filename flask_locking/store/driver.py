@@ -7,7 +7,10 @@ the connection is checked out and in as before, so pre-ping, the PostgreSQL watc
 disposal and invalidation of a broken connection still apply. Driver errors are raised as
 SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError` subclasses, as a SQLAlchemy execution
 would raise them, and the engine's ``before_cursor_execute`` / ``after_cursor_execute``
-listeners (SQL logging, tracing, the tests' statement counters) still see every statement.
+listeners (SQL logging, tracing, the tests' statement counters) still see every statement:
+each gets a :class:`ListenerContext` as its ``context`` (tracers such as Sentry's and
+OpenTelemetry's keep their span on it), and a ``retval=True`` listener's statement and
+parameters are the ones run. A statement that fails fires no ``handle_error`` event.
 """
 
 from __future__ import annotations
@@ -21,6 +24,23 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
 _NONE: Mapping[str, Any] = {}
+
+
+class ListenerContext:
+    """The ``context`` argument of the cursor-execute events for a statement run here:
+    what listeners read of SQLAlchemy's execution context (``dialect``, ``engine``,
+    ``cursor``, ``statement``, ``parameters``, ``executemany``), and room for the
+    attributes they set on it."""
+
+    executemany = False
+
+    def __init__(self, session: Session, cursor: Any, statement: str, parameters: Any) -> None:
+        self.dialect = session.dialect
+        self.engine = session.engine
+        self.root_connection = session.proxy
+        self.cursor = cursor
+        self.statement = statement
+        self.parameters = parameters
 
 
 class Compiled:
@@ -135,13 +155,18 @@ class Session:
         if self.proxy is None:  # wraps the checked-out connection; never closed itself
             self.proxy = sa.Connection(self.engine, self.connection)
         dispatch = self.engine.dispatch
-        dispatch.before_cursor_execute(self.proxy, cursor, sql, params, None, False)
+        context = ListenerContext(self, cursor, sql, params)
+        # As SQLAlchemy runs them: each listener may return the statement and parameters to
+        # run (``retval=True``); the others are wrapped by SQLAlchemy to return theirs.
+        for listener in dispatch.before_cursor_execute:
+            sql, params = listener(self.proxy, cursor, sql, params, context, False)
+        context.statement, context.parameters = sql, params
         self.observed = False
         try:
             self.execute(sql, params, cursor=cursor)
         finally:
             self.observed = True
-        dispatch.after_cursor_execute(self.proxy, cursor, sql, params, None, False)
+        dispatch.after_cursor_execute(self.proxy, cursor, sql, params, context, False)
         return cursor
 
     def first(
