@@ -53,8 +53,20 @@ def create_store(
     engine: Engine, *, metadata: sa.MetaData | None = None, table_name: str = "locking_locks",
     timeout: float = 5.0,
 ) -> SQLStore:
-    """The SQL store for ``engine``'s dialect, keeping its tables on ``metadata``."""
-    cls = BACKENDS.get(engine.dialect.name)
+    """The SQL store for ``engine``'s dialect, keeping its tables on ``metadata``: the class
+    registered for the dialect's scheme when it is a SQL store serving that dialect (a
+    host's subclass replacing a built-in one), else the built-in class."""
+    name = engine.dialect.name
+    try:
+        registered = store_class_for(f"{name}://")
+    except ValueError:
+        registered = None
+    if registered is not None and issubclass(registered, SQLStore) and (
+        name in registered.dialect_names
+    ):
+        cls: type[SQLStore] | None = registered
+    else:
+        cls = BACKENDS.get(name)
     if cls is None:
         raise ValueError(f"No flask-locking store for the {engine.dialect.name!r} dialect.")
     metadata = metadata if metadata is not None else sa.MetaData()
