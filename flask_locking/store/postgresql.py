@@ -100,8 +100,12 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     def end_operation(self, session: Session, write: bool) -> None:
         if not write and session.connection.is_valid:
-            with contextlib.suppress(Exception):  # broken: the pool drops it anyway
+            try:
                 session.connection.driver_connection.autocommit = False
+            except Exception as error:
+                # (a transaction left open, or a broken connection): it must not go back to
+                # the pool in autocommit, where a write operation would lose its transaction.
+                session.connection.invalidate(error)
 
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[Connection]:
