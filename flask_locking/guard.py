@@ -39,38 +39,15 @@ current_lock: Lock | None = LocalProxy(_current_lock)  # type: ignore[assignment
 
 
 def before_request() -> Response | None:
-    """The extension's one ``before_request`` hook: :func:`dispatch_lock_endpoints`, then
-    :func:`guard_request` (one hook instead of two: Flask's per-hook cost is paid by every
-    request of the host app)."""
+    """The extension's one ``before_request`` hook: serve ``<path>/@lock`` even when a host
+    route (a catch-all) matched it first, else guard the request (one hook: Flask's per-hook
+    cost is paid by every request of the host app)."""
     state = locking_state()
     content = state.content_dialect
     # The cheap path test first, once: most requests are not for ``@lock`` at all, and a
     # ``@lock`` request is served here (or by its own blueprint), never guarded.
     if content is not None and content.claims_request():
         return None if request.blueprint == content.name else content.dispatch()
-    return _guard(state)
-
-
-def dispatch_lock_endpoints() -> Response | None:
-    """Serve ``<path>/@lock`` (and ``<path>/@lock/events``) even when a host route (a
-    catch-all) matched it first."""
-    state = locking_state()
-    content = state.content_dialect
-    # The cheap path test first: most requests are not for ``@lock`` at all.
-    if content is not None and content.claims_request() and request.blueprint != content.name:
-        return content.dispatch()
-    events = state.lock_events
-    if events is not None and events.claims_request() and request.blueprint != events.name:
-        return events.dispatch()
-    return None
-
-
-def guard_request() -> Response | None:
-    """Refuse the request with the owning dialect's status, or let it through."""
-    state = locking_state()
-    content = state.content_dialect
-    if content is not None and content.claims_request():
-        return None  # a @lock request is never guarded
     return _guard(state)
 
 
