@@ -15,6 +15,7 @@ from typing import Any, Final, NamedTuple
 
 from .decision import Verdict, WriteDecision
 from .errors import (
+    HeldElsewhere,
     InvalidInput,
     InvalidTimeout,
     LockConflict,
@@ -25,7 +26,7 @@ from .errors import (
 from .events.model import EVENTS, new_event
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
-from .store.base import AcquireRequest, HeldElsewhere, LockRow, LockStore
+from .store.base import AcquireRequest, LockRow, LockStore
 from .store.events import EventLog
 from .tokens import TokenKey, derive_token, new_secret, tokens_equal
 

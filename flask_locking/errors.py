@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .lock import Lock
+    from .store.base import LockRow
 
 
 class LockingError(Exception):
@@ -81,6 +82,17 @@ class NotJSON(InvalidInput):
 
 class NotFoundError(LockingError, LookupError):
     """A dialect-level 404: no such routed resource, job, or lock endpoint."""
+
+
+class HeldElsewhere(Exception):
+    """Raised by a store's :meth:`~flask_locking.store.LockStore.acquire` when a live lock of
+    another owner overlaps (``row``: that lock, when the store can name it). The lock engine
+    turns it into :class:`LockConflict`; it is part of the store API (docs/stores.rst), not
+    an error callers of the extension see."""
+
+    def __init__(self, row: LockRow | None) -> None:
+        super().__init__("resource is locked")
+        self.row = row
 
 
 class TooManyStreams(LockingError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore, StoreOptions
+from ..errors import HeldElsewhere
+from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .memory import MemoryStore
 from .mysql import MySQLStore

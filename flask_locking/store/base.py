@@ -83,14 +83,6 @@ class AcquireResult(NamedTuple):
     granted: bool
 
 
-class HeldElsewhere(Exception):
-    """Raised by :meth:`LockStore.acquire` when a live lock of another owner overlaps."""
-
-    def __init__(self, row: LockRow | None) -> None:
-        super().__init__("resource is locked")
-        self.row = row
-
-
 @dataclass(frozen=True)
 class StoreOptions:
     """What the app's configuration tells a store it builds from a URI. A store takes what

@@ -19,8 +19,9 @@ import time
 import weakref
 from collections.abc import Sequence
 
+from ..errors import HeldElsewhere
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
 from .eventlog import EventLog, EventRow, NewEvent
 
 log = logging.getLogger("flask_locking")

@@ -20,9 +20,9 @@ from sqlalchemy import bindparam, exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ..errors import StoreUnavailable
+from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, HeldElsewhere, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
 from .driver import Compiled, Session
 from .events import EventLog, SQLEventLog
 from .schema import event_head_table, event_table, lock_table, meta_table
