@@ -13,8 +13,10 @@ that reads the clock runs.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,6 +41,37 @@ def hold_until_lapsed(store: Any, expires_at: float) -> None:
     """Keep the row locked until ``expires_at`` (epoch seconds) is past on the store clock."""
     while store.now_ms() <= expires_at * 1000 + 100:
         time.sleep(0.05)
+
+
+def behind_held_row(
+    database_url: str,
+    table_name: str,
+    store: Any,
+    held: Any,
+    send: Callable[[], Any],
+    *,
+    share: bool = False,
+    until_lapsed: bool = False,
+) -> tuple[Any, int]:
+    """Send a request (``send``) while another connection holds ``held``'s row; let go once
+    the request waits for it and :data:`HELD_FOR` has passed (``until_lapsed``: also until
+    ``held``'s lease is over on the database clock). The response, and the store clock (ms)
+    when the row was let go."""
+    blocker = RowBlocker(database_url, table_name, held.resource, share=share)
+    box: dict[str, Any] = {}
+    try:
+        thread = threading.Thread(target=lambda: box.update(response=send()), daemon=True)
+        thread.start()
+        wait_until_blocked(database_url, table_name)
+        time.sleep(HELD_FOR)
+        if until_lapsed:
+            hold_until_lapsed(store, held.expires_at)
+        let_go_ms = store.now_ms()
+    finally:
+        blocker.release()
+    thread.join(30)
+    assert not thread.is_alive()
+    return box["response"], let_go_ms
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -136,31 +169,15 @@ def test_refresh_is_decided_and_stamped_after_the_wait(
     results = {}
     for name, lease in (("live", 30), ("lapsed", LAPSING)):
         held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
-        blocker = RowBlocker(database_url, table_name, f"/docs/{name}")
-        box: dict[str, Any] = {}
-
-        def refresh(
-            path: str = f"/docs/{name}/@lock",
-            token: str = str(held.token),
-            box: dict[str, Any] = box,
-        ) -> None:
-            box["response"] = client.patch(
-                path, json={"timeout": 1}, headers={"X-User": "bob", "Lock-Token": token}
-            )
-
-        try:
-            thread = threading.Thread(target=refresh, daemon=True)
-            thread.start()
-            wait_until_blocked(database_url, table_name)
-            time.sleep(HELD_FOR)
-            if name == "lapsed":
-                hold_until_lapsed(store, held.expires_at)
-            let_go_ms = store.now_ms()
-        finally:
-            blocker.release()
-        thread.join(30)
-        assert not thread.is_alive()
-        results[name] = (box["response"], let_go_ms)
+        refresh = functools.partial(
+            client.patch,
+            f"/docs/{name}/@lock",
+            json={"timeout": 1},
+            headers={"X-User": "bob", "Lock-Token": held.token},
+        )
+        results[name] = behind_held_row(
+            database_url, table_name, store, held, refresh, until_lapsed=name == "lapsed"
+        )
     store.dispose()
     live, let_go_ms = results["live"]
     assert live.status_code == 200, live.get_json()
@@ -187,28 +204,19 @@ def test_refresh_on_write_is_decided_and_stamped_after_the_wait(
     results = {}
     for name, lease in (("live", 30), ("lapsed", LAPSING)):
         held = engine.acquire(f"/docs/{name}", "bob", timeout=lease)
-        blocker = RowBlocker(database_url, table_name, f"/docs/{name}", share=share)
-        box: dict[str, Any] = {}
-
-        def write(
-            path: str = f"/docs/{name}", token: str = str(held.token), box: dict[str, Any] = box
-        ) -> None:
-            box["response"] = client.patch(path, headers={"X-User": "bob", "Lock-Token": token})
-
+        write = functools.partial(
+            client.patch, f"/docs/{name}", headers={"X-User": "bob", "Lock-Token": held.token}
+        )
         with lock_refreshed.connected_to(lambda _app, lock: refreshed.append(lock)):
-            try:
-                thread = threading.Thread(target=write, daemon=True)
-                thread.start()
-                wait_until_blocked(database_url, table_name)
-                time.sleep(HELD_FOR)
-                if name == "lapsed":
-                    hold_until_lapsed(store, held.expires_at)
-                let_go_ms = store.now_ms()
-            finally:
-                blocker.release()
-            thread.join(30)
-        assert not thread.is_alive()
-        results[name] = (box["response"], let_go_ms)
+            results[name] = behind_held_row(
+                database_url,
+                table_name,
+                store,
+                held,
+                write,
+                share=share,
+                until_lapsed=name == "lapsed",
+            )
     store.dispose()
     lapsed, _ = results["lapsed"]
     assert lapsed.status_code == 412, lapsed.get_json()  # refused as stale: not revived
