@@ -148,8 +148,10 @@ class _Watchdog:
 
     ``statement_timeout`` and ``lock_timeout`` are enforced by the server, and libpq has no
     read timeout: a server that stops answering with its sockets still open (a stopped or
-    frozen process, a host swapping) would keep a request waiting forever. Every checkout
-    (one store operation: one short transaction) and every pre-ping gets a deadline of
+    frozen process, a host swapping) would keep a request waiting forever. Every hot
+    operation (one short transaction, on a connection the store may keep between
+    operations, so it is armed per operation), every SQLAlchemy checkout and every ping gets
+    a deadline of
     ``LOCKING_STORE_TIMEOUT`` + 1 s, after the server's own timeouts had their chance. A cut
     connection fails at once (the server rolls back its transaction), the pool drops it,
     and the store answers "unavailable".
