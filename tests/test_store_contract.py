@@ -24,7 +24,10 @@ class TestSQLStores(StoreContract):
     def store(self, database_url: str, table_name: str) -> Iterator[SQLStore]:
         store = racers.open_store(database_url, table_name)
         yield store
-        # every operation, refused ones included, gave its connection back
+        # every operation, refused ones included, gave its connection back (to the pool, or
+        # parked idle for the next operation: no transaction open, see store/keeper.py)
+        assert store.engine.pool.checkedout() == store.keeper.parked
+        store.keeper.close()
         assert store.engine.pool.checkedout() == 0
         store.dispose()
         if not database_url.startswith("sqlite"):

@@ -86,9 +86,17 @@ def first(cursor: Any) -> Any:
 class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
-    __slots__ = ("compile", "connection", "cursor", "dialect", "engine", "observed", "proxy")
+    __slots__ = (
+        "checkin", "compile", "connection", "cursor", "dialect", "engine", "observed", "proxy"
+    )
 
-    def __init__(self, engine: sa.Engine, compile: Callable[[sa.Executable], Compiled]) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        compile: Callable[[sa.Executable], Compiled],
+        checkout: Callable[[], Any] | None = None,
+        checkin: Callable[[Any], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self.compile = compile
@@ -96,8 +104,10 @@ class Session:
         self.observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         #: The SQLAlchemy connection the listeners are given (made only when observed).
         self.proxy: sa.Connection | None = None
+        #: Where the connection goes back after the operation (default: the pool).
+        self.checkin = checkin
         try:
-            self.connection: Any = engine.raw_connection()
+            self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
             raise self.wrap(error, invalidated=True) from error
         try:
@@ -205,9 +215,12 @@ class Session:
                 self.fail(error)
 
     def close(self) -> None:
-        """Return the connection to the pool."""
+        """Hand the connection back (to ``checkin``, else to the pool)."""
         try:
             with contextlib.suppress(Exception):  # a cursor of a broken connection
                 self.cursor.close()
         finally:
-            self.connection.close()
+            if self.checkin is None:
+                self.connection.close()
+            else:
+                self.checkin(self.connection)

@@ -28,6 +28,9 @@ from .driver import Session
 from .sql import SQLStore, _row, ended_at
 from .upsert import PROPOSED_COLUMNS, proposed_values
 
+#: SERVER_STATUS_IN_TRANS: the server's reply says a transaction is open.
+_IN_TRANSACTION = 1
+
 # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 _RETRYABLE = {1213, 1205}
 
@@ -89,6 +92,10 @@ class MySQLStore(SQLStore):
         # The upsert holds the row's lock until commit, so this read sees its outcome.
         row = _row(conn.first(self._select_row, {"resource": params["resource"]}))
         return row if row is not None and row.owner_key == params["owner_key"] else None
+
+    def connection_is_idle(self, dbapi_connection: Any) -> bool:
+        # PyMySQL keeps the server's status flags of the last reply.
+        return not dbapi_connection.server_status & _IN_TRANSACTION
 
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt.with_for_update(read=True)

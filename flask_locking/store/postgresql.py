@@ -34,6 +34,9 @@ _ADVISORY = sa.text(
     " FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS k(key, n)"
 )
 
+#: psycopg's TransactionStatus.IDLE: connected, no transaction open.
+_IDLE = 0
+
 # SQLSTATEs a retry resolves: serialization_failure, deadlock_detected.
 _RETRYABLE = {"40001", "40P01"}
 
@@ -94,11 +97,17 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             {"keys": keys, "shared": len(request.ancestors), "space": self.table.name + ":"},
         )
 
+    def connection_is_idle(self, dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.info.transaction_status == _IDLE)
+
     def begin_operation(self, session: Session, write: bool) -> None:
+        # The watchdog bounds each operation (a kept connection is checked out once).
+        self._watchdog.arm(session.connection.dbapi_connection)
         if not write:  # one statement: no BEGIN round trip, no COMMIT
             session.connection.driver_connection.autocommit = True
 
     def end_operation(self, session: Session, write: bool) -> None:
+        self._watchdog.disarm(session.connection.dbapi_connection)
         if not write and session.connection.is_valid:
             try:
                 session.connection.driver_connection.autocommit = False
@@ -120,7 +129,8 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        _Watchdog(lambda: self.retry_budget + 1.0).attach(self.engine)
+        self._watchdog = _Watchdog(lambda: self.retry_budget + 1.0)
+        self._watchdog.attach(self.engine)
         self._at_once_by_shape = {}
         super()._build_statements()
         t = self.table
@@ -138,8 +148,10 @@ class _Watchdog:
 
     ``statement_timeout`` and ``lock_timeout`` are enforced by the server, and libpq has no
     read timeout: a server that stops answering with its sockets still open (a stopped or
-    frozen process, a host swapping) would keep a request waiting forever. Every checkout
-    (one store operation: one short transaction) and every pre-ping gets a deadline of
+    frozen process, a host swapping) would keep a request waiting forever. Every hot
+    operation (one short transaction, on a connection the store may keep between
+    operations, so it is armed per operation), every SQLAlchemy checkout and every ping gets
+    a deadline of
     ``LOCKING_STORE_TIMEOUT`` + 1 s, after the server's own timeouts had their chance. A cut
     connection fails at once (the server rolls back its transaction), the pool drops it,
     and the store answers "unavailable".

@@ -25,6 +25,7 @@ from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
 from .driver import Compiled, Session
 from .events import EventLog, SQLEventLog
+from .keeper import ConnectionKeeper
 from .schema import event_head_table, event_table, lock_table, meta_table
 from .sql_engine import engine_for_uri
 
@@ -55,6 +56,8 @@ class SQLStore(LockStore):
         self.engine = engine
         self.retry_budget = timeout
         self._compiled: dict[int, tuple[sa.Executable, Compiled]] = {}
+        #: Idle connections kept between hot operations (see :mod:`.keeper`).
+        self.keeper = ConnectionKeeper(engine, self.connection_is_idle)
         self.table = lock_table(metadata, table_name)
         self.meta = meta_table(metadata, table_name)
         self._build_statements()
@@ -183,7 +186,8 @@ class SQLStore(LockStore):
         """A hot operation on a pooled driver connection, committed at the end: a write
         transaction when ``write`` (:meth:`begin_operation`), else single statements."""
         with self.turns():
-            session = Session(self.engine, self.driver)
+            keeper = self.keeper
+            session = Session(self.engine, self.driver, keeper.checkout, keeper.checkin)
             try:
                 self.begin_operation(session, write)
                 try:
@@ -201,6 +205,11 @@ class SQLStore(LockStore):
         """What operations of this process take turns on (SQLite in memory: its one
         connection); default: nothing."""
         return contextlib.nullcontext()
+
+    def connection_is_idle(self, dbapi_connection: Any) -> bool:
+        """Whether ``dbapi_connection`` has no transaction open, so that it may be kept for
+        the next operation (default: unknown, so never kept)."""
+        return False
 
     def begin_operation(self, session: Session, write: bool) -> None:
         """Open the operation (default: the driver begins a transaction by itself)."""
@@ -475,6 +484,7 @@ class SQLStore(LockStore):
             return int(conn.execute(self._select_now).scalar_one())
 
     def dispose(self) -> None:
+        self.keeper.close()
         self.engine.dispose()
 
     def event_log(self, *, retention: float = 3600.0) -> EventLog:

@@ -92,6 +92,9 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
     def turns(self) -> contextlib.AbstractContextManager[Any]:
         return self._turns
 
+    def connection_is_idle(self, dbapi_connection: Any) -> bool:
+        return not dbapi_connection.in_transaction
+
     def begin_operation(self, session: Session, write: bool) -> None:
         if write:  # the driver is in autocommit mode: this is the one BEGIN
             session.execute("BEGIN IMMEDIATE")

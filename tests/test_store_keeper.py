@@ -1,0 +1,202 @@
+"""The store keeps idle connections between hot operations (``store/keeper.py``).
+
+What must hold, on every backend: operations stop checking connections out of the pool
+(that is the point: no pre-ping, no rollback on return), yet SQLAlchemy's own checkouts
+always find room, no thread waits for a connection another thread keeps, a connection with
+a transaction open is never kept, a kept connection that died is replaced, the PostgreSQL
+watchdog never cuts a connection that is only parked, and a forked child never uses or
+closes the parent's connections.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flask_locking.errors import StoreUnavailable
+from flask_locking.store import store_from_uri
+from flask_locking.store.base import AcquireRequest, LockRow
+from flask_locking.store.keeper import ConnectionKeeper
+from flask_locking.store.sql import SQLStore
+from tests.conftest import drop_tables
+
+
+def _request(resource: str, owner: str = "u:ann") -> AcquireRequest:
+    row = LockRow(resource, os.urandom(16).hex(), owner, owner, None, None, True, False,
+                  60_000, 0, 0)
+    return AcquireRequest.of(row)
+
+
+@pytest.fixture
+def make_store(database_url: str, table_name: str) -> Iterator[Any]:
+    made: list[SQLStore] = []
+
+    def factory(**engine_options: Any) -> SQLStore:
+        store = store_from_uri(database_url, table_name=table_name, timeout=1.0,
+                               engine_options=engine_options)
+        assert isinstance(store, SQLStore)
+        store.create_schema()
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.dispose()
+    if not database_url.startswith("sqlite"):
+        drop_tables(database_url, table_name)
+
+
+def _cycle(store: SQLStore, resource: str) -> None:
+    row = store.acquire(_request(resource)).row
+    assert store.live(resource) is not None
+    assert store.live_among([resource, "/docs"])
+    assert store.release(row)
+
+
+def test_hot_operations_reuse_kept_connections(make_store: Any) -> None:
+    store = make_store()
+    checkouts: list[int] = []
+    sa.event.listen(store.engine, "checkout", lambda *args: checkouts.append(1))
+    _cycle(store, "/docs/warm")
+    before = len(checkouts)
+    for n in range(20):
+        _cycle(store, f"/docs/{n}")
+    assert len(checkouts) == before, "each operation went back to the pool"
+    assert store.keeper.parked == 1
+
+
+def test_sqlalchemy_checkouts_always_find_room(make_store: Any) -> None:
+    # A pool of two and no overflow: were every busy thread to keep its connection, the
+    # listing (a SQLAlchemy checkout) would wait for the pool and time out.
+    store = make_store(pool_size=2, max_overflow=0, pool_timeout=1)
+    assert store.keeper.limit == 1
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            # both hold a connection at once (inside the operation), then both hand it back
+            with store.operation() as session:
+                barrier.wait(timeout=5)
+                session.first(store._select_live_one, {"resource": f"/docs/{n}"})
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert store.keeper.parked == 1
+    assert store.live_rows() == []  # SQLAlchemy's own checkout: found the free slot
+    # and many threads, one after another and at once, never starve each other
+    done: list[int] = []
+
+    def many(n: int) -> None:
+        for i in range(10):
+            _cycle(store, f"/docs/t{n}-{i}")
+        done.append(n)
+
+    threads = [threading.Thread(target=many, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(done) == list(range(6))
+
+
+def test_a_connection_inside_a_transaction_is_never_kept(make_store: Any) -> None:
+    store = make_store()
+    keeper = ConnectionKeeper(store.engine, store.connection_is_idle)
+    connection = keeper.checkout()
+    cursor = connection.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute(f"SELECT count(*) FROM {store.table.name}")
+    cursor.fetchall()
+    assert not store.connection_is_idle(connection.dbapi_connection)
+    keeper.checkin(connection)
+    assert keeper.parked == 0  # back to the pool, which rolls it back
+    connection = keeper.checkout()  # from the pool: rolled back on its return
+    assert store.connection_is_idle(connection.dbapi_connection)
+    keeper.checkin(connection)
+    assert keeper.parked == 1
+    keeper.close()
+    assert keeper.parked == 0
+
+
+def _kill(store: SQLStore, connection: Any) -> None:
+    """End the server session of ``connection`` from another connection."""
+    engine = sa.create_engine(store.engine.url)
+    try:
+        with engine.begin() as conn:
+            if store.engine.dialect.name == "postgresql":
+                pid = connection.dbapi_connection.info.backend_pid
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            else:
+                conn.execute(sa.text(f"KILL {connection.dbapi_connection.thread_id()}"))
+    finally:
+        engine.dispose()
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_kept_connection_that_died_is_replaced(make_store: Any) -> None:
+    store = make_store()
+    _cycle(store, "/docs/1")
+    # Idle longer than ping_after: pinged when taken, found dead, replaced; nothing fails.
+    store.keeper.ping_after = 0.0
+    _kill(store, store.keeper._idle[-1][0])
+    _cycle(store, "/docs/2")
+    # Trusted (used within ping_after): the operation that finds it dead answers
+    # "unavailable", and the connection is never kept again; the next one works.
+    store.keeper.ping_after = 3600.0
+    _kill(store, store.keeper._idle[-1][0])
+    with pytest.raises(StoreUnavailable):
+        store.live("/docs/3")
+    assert store.keeper.parked == 0
+    _cycle(store, "/docs/3")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_the_watchdog_never_cuts_a_parked_connection(make_store: Any) -> None:
+    store = make_store()
+    store.keeper.ping_after = 3600.0  # a cut connection would fail the next operation
+    _cycle(store, "/docs/1")
+    time.sleep(store.retry_budget + 1.0 + 0.6)  # past the watchdog's deadline (1 s + 1 s)
+    _cycle(store, "/docs/2")
+
+
+def _forked_child(store: SQLStore, queue: Any) -> None:
+    try:
+        for n in range(5):
+            _cycle(store, f"/forked/{n}")
+        queue.put("ok")
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(error))
+
+
+def test_a_forked_child_leaves_the_parents_connections_alone(
+    make_store: Any, database_url: str, table_name: str
+) -> None:
+    store = make_store()
+    _cycle(store, "/docs/1")
+    parked = store.keeper._idle[-1][0]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forked_child, args=(store, queue))
+    child.start()
+    child.join(timeout=60)
+    assert queue.get(timeout=5) == "ok"
+    assert child.exitcode == 0
+    # the parent's kept connection still works (the child neither used nor closed it)
+    assert store.keeper._idle[-1][0] is parked
+    _cycle(store, "/docs/2")
+    assert store.keeper._idle[-1][0] is parked
