@@ -52,6 +52,12 @@ _OWNED_BY_RULE: weakref.WeakKeyDictionary[
     LockingState, tuple[int, dict[tuple[int, str, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
 ] = weakref.WeakKeyDictionary()
 
+#: :func:`path_key`'s answers per app state: ``(generation, url map, {(path, adapter
+#: binding): (key, routed)})``, at most :data:`MAX_CACHED_RULE_KEYS` entries.
+_PATH_KEYS: weakref.WeakKeyDictionary[
+    LockingState, tuple[tuple[int, int], Map, dict[tuple[Any, ...], tuple[ResolvedKey, bool]]]
+] = weakref.WeakKeyDictionary()
+
 
 def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     """The guard's key for the current request, and the dialect that owns it."""
@@ -116,7 +122,41 @@ def path_key(state: LockingState, resource: str) -> tuple[ResolvedKey, bool]:
     Raises :class:`~flask_locking.InvalidResource` for what cannot be a key, and for a path
     whose guarded methods are served by rules that key it differently (a lock on one key
     would not protect the others' writes).
+
+    The answer for a path (not a namespaced key) is kept per app state, by the path and
+    everything of the URL adapter that matching and the namespace read: a ``@lock`` request
+    for a path seen before is answered without matching its rules again.
     """
+    if (
+        not isinstance(resource, str)
+        or resource.startswith("[")  # a namespaced key: its own adapter, not cached
+        or not has_request_context()
+        or (adapter := request_ctx.url_adapter) is None
+    ):
+        return _path_key(state, resource)
+    url_map = adapter.map
+    # Dialects and rules are only ever added: a count that changed starts the cache anew.
+    generation = (len(state.dialects), len(url_map._rules))
+    cache_key = (
+        resource, adapter.server_name, adapter.subdomain, adapter.script_name,
+        adapter.url_scheme,
+    )
+    cached = _PATH_KEYS.get(state)
+    if cached is None or cached[0] != generation or cached[1] is not url_map:
+        cached = _PATH_KEYS[state] = (generation, url_map, {})
+    entries = cached[2]
+    answer = entries.get(cache_key)
+    if answer is None:
+        answer = _path_key(state, resource)  # raises for what cannot be a key
+        if len(resource) <= MAX_RESOURCE_LENGTH:  # a longer path cannot be locked: not kept
+            if len(entries) >= MAX_CACHED_RULE_KEYS:
+                entries.clear()
+            entries[cache_key] = answer
+    return answer
+
+
+def _path_key(state: LockingState, resource: str) -> tuple[ResolvedKey, bool]:
+    """:func:`path_key`, computed."""
     key = normalize(resource)
     space, path = split_namespace(key)
     adapter = _namespace_adapter(space) if space else _adapter()
