@@ -43,8 +43,8 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-method",
         GUARD,
-        "if request.method not in config.guarded_methods or",
-        "if request.method in config.guarded_methods or",
+        "if current.method not in config.guarded_methods or",
+        "if current.method in config.guarded_methods or",
         "guard the unguarded methods instead",
     ),
     M(
@@ -57,7 +57,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-exempt",
         GUARD,
-        "    if _is_exempt(state):\n        return None\n",
+        "    if _is_exempt(state, app, current):\n        return None\n",
         "",
         "no exemptions at all",
     ),
@@ -142,7 +142,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-own-blueprint",
         GUARD,
-        "    if request.blueprint in state.blueprint_names:\n        return True\n",
+        "    if blueprint in state.blueprint_names:\n        return True\n",
         "",
         "the lock endpoints themselves are guarded",
     ),
@@ -151,15 +151,15 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-nested-exempt",
         GUARD,
-        "if any(registered.get(name) in exempt for name in request.blueprints):",
-        'if any(registered.get(name.rsplit(".", 1)[-1]) in exempt for name in request.blueprints):',
+        "if any(registered.get(name) in exempt for name in current.blueprints):",
+        'if any(registered.get(name.rsplit(".", 1)[-1]) in exempt for name in current.blueprints):',
         "exempt(child) no longer exempts a nested blueprint",
     ),
     M(
         "guard-exempt-parent",
         GUARD,
-        "if any(registered.get(name) in exempt for name in request.blueprints):",
-        "if registered.get(request.blueprint) in exempt:",
+        "if any(registered.get(name) in exempt for name in current.blueprints):",
+        "if registered.get(current.blueprint) in exempt:",
         "exempt(parent) no longer exempts the blueprints nested in it",
     ),
     M(
@@ -172,7 +172,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-dispatch",
         GUARD,
-        "return None if request.blueprint == content.name else content.dispatch()",
+        "return None if current.blueprint == content.name else content.dispatch()",
         "return None",
         "@lock under a catch-all route is not served",
     ),
