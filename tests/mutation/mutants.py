@@ -571,7 +571,7 @@ MUTANTS: list[Mutant] = [
     M(
         "resources-lockable-control",
         RESOURCES,
-        "        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)\n        and",
+        "        and not _CONTROL.search(key)\n        and",
         "        and",
         "the guard sends control characters to the database",
         needs="PostgreSQL or MariaDB",
@@ -579,15 +579,15 @@ MUTANTS: list[Mutant] = [
     M(
         "resources-control-space",
         RESOURCES,
-        "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
-        "        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in key):",
+        '_CONTROL = re.compile("[\\x00-\\x1f\\x7f]")',
+        '_CONTROL = re.compile("[\\x00-\\x20\\x7f]")',
         "spaces refused as control characters",
     ),
     M(
         "resources-control-del",
         RESOURCES,
-        "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
-        "        if any(ord(ch) < 0x20 for ch in key):",
+        '_CONTROL = re.compile("[\\x00-\\x1f\\x7f]")',
+        '_CONTROL = re.compile("[\\x00-\\x1f]")',
         "DEL accepted in a key",
     ),
     M(
