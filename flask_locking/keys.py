@@ -44,22 +44,65 @@ MAX_REDIRECTS = 3
 # Whether a map routes by host or subdomain, by map, with the rule count it was computed at.
 _HOST_ROUTED: weakref.WeakKeyDictionary[Map, tuple[int, bool]] = weakref.WeakKeyDictionary()
 
-#: Requests' keys (without namespace) and dialects by rule and view arguments, per app
-#: state, with the dialect count they were computed at; at most this many per state.
+#: Requests' keys and dialects by rule, path, view arguments and adapter binding, per app
+#: state, with the dialect and rule counts they were computed at; at most this many per
+#: state (and as many :func:`path_key` answers).
 MAX_CACHED_RULE_KEYS = 4096
 _OwnedPath = tuple[str, "Dialect | None"]
 _OWNED_BY_RULE: weakref.WeakKeyDictionary[
-    LockingState, tuple[int, dict[tuple[int, str, tuple[Any, ...]], tuple[Rule, _OwnedPath]]]
+    LockingState, tuple[tuple[int, int], dict[tuple[Any, ...], tuple[Rule, _OwnedPath]]]
+] = weakref.WeakKeyDictionary()
+
+#: :func:`path_key`'s answers per app state: ``(generation, url map, {(path, adapter
+#: binding): (key, routed)})``, at most :data:`MAX_CACHED_RULE_KEYS` entries.
+_PATH_KEYS: weakref.WeakKeyDictionary[
+    LockingState, tuple[tuple[int, int], Map, dict[tuple[Any, ...], tuple[ResolvedKey, bool]]]
 ] = weakref.WeakKeyDictionary()
 
 
 def request_key(state: LockingState) -> tuple[str, Dialect | None]:
-    """The guard's key for the current request, and the dialect that owns it."""
-    adapter = request_ctx.url_adapter
-    owned = _cached_owned_path(state)
-    if owned is None:
-        owned = _owned_path(state, _request_path(adapter))
-    path, dialect = owned
+    """The guard's key for the current request, and the dialect that owns it.
+
+    Kept per app state by the rule the request matched, its path, its view arguments and
+    its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request seen before is
+    keyed as it was then, without building the rule back again. The path is part of the
+    cache key because the view arguments alone do not tell requests apart: a
+    ``url_value_preprocessor`` may have popped one (a tenant); the binding, because the
+    same path in another host or mount is another tenant's resource."""
+    ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+    current, adapter = ctx.request, ctx.url_adapter
+    rule = current.url_rule
+    if rule is None or adapter is None:  # routed nowhere (or a redirect): not kept
+        return _request_key(state, adapter)
+    args = current.view_args
+    cache_key = (
+        id(rule), current.path, tuple(args.items()) if args else (),
+        adapter.server_name, adapter.subdomain, adapter.script_name,
+    )
+    url_map = adapter.map
+    # Dialects and rules are only ever added: a count that changed starts the cache anew.
+    generation = (len(state.dialects), len(url_map._rules))
+    cached = _OWNED_BY_RULE.get(state)
+    if cached is None or cached[0] != generation:
+        cached = _OWNED_BY_RULE[state] = (generation, {})
+    entries = cached[1]
+    try:
+        entry = entries.get(cache_key)
+    except TypeError:  # a host converter's unhashable value
+        return _request_key(state, adapter)
+    if entry is not None and entry[0] is rule:  # (an id is reused only after its rule died)
+        return entry[1]
+    answer = _request_key(state, adapter)
+    if len(answer[0]) <= MAX_RESOURCE_LENGTH:  # a longer path cannot be locked: not kept
+        if len(entries) >= MAX_CACHED_RULE_KEYS:
+            entries.clear()
+        entries[cache_key] = (rule, answer)
+    return answer
+
+
+def _request_key(state: LockingState, adapter: MapAdapter | None) -> tuple[str, Dialect | None]:
+    """:func:`request_key`, computed."""
+    path, dialect = _owned_path(state, _request_path(adapter))
     if dialect is None:
         return path, None
     return _space(adapter) + path, dialect
@@ -69,36 +112,6 @@ def _owned_path(state: LockingState, path: str) -> tuple[str, Dialect | None]:
     """``path`` as its dialect keys it (no namespace), and that dialect."""
     dialect = state.dialect_for(path)
     return (path, None) if dialect is None else (dialect.resource_key(path), dialect)
-
-
-def _cached_owned_path(state: LockingState) -> tuple[str, Dialect | None] | None:
-    """:func:`_owned_path` of the current request, from the per-rule cache: a request for a
-    rule, path and view arguments seen before is keyed as it was then, without building the
-    rule back again. ``None`` when the request matched no rule or its arguments are
-    unhashable. The path is part of the cache key because the view arguments alone do not
-    tell requests apart: a ``url_value_preprocessor`` may have popped one (a tenant)."""
-    rule = request.url_rule
-    if rule is None:
-        return None
-    args = request.view_args
-    cache_key = (id(rule), request.path, tuple(args.items()) if args else ())
-    generation = len(state.dialects)  # dialects are only ever added: a new one resets
-    cached = _OWNED_BY_RULE.get(state)
-    if cached is None or cached[0] != generation:
-        cached = _OWNED_BY_RULE[state] = (generation, {})
-    entries = cached[1]
-    try:
-        entry = entries.get(cache_key)
-    except TypeError:  # a host converter's unhashable value
-        return None
-    if entry is not None and entry[0] is rule:  # (an id is reused only after its rule died)
-        return entry[1]
-    owned = _owned_path(state, _request_path(request_ctx.url_adapter))
-    if len(owned[0]) <= MAX_RESOURCE_LENGTH:  # a longer path cannot be locked: not kept
-        if len(entries) >= MAX_CACHED_RULE_KEYS:
-            entries.clear()
-        entries[cache_key] = (rule, owned)
-    return owned
 
 
 class ResolvedKey(str):
@@ -116,7 +129,41 @@ def path_key(state: LockingState, resource: str) -> tuple[ResolvedKey, bool]:
     Raises :class:`~flask_locking.InvalidResource` for what cannot be a key, and for a path
     whose guarded methods are served by rules that key it differently (a lock on one key
     would not protect the others' writes).
+
+    The answer for a path (not a namespaced key) is kept per app state, by the path and
+    everything of the URL adapter that matching and the namespace read: a ``@lock`` request
+    for a path seen before is answered without matching its rules again.
     """
+    if (
+        not isinstance(resource, str)
+        or resource.startswith("[")  # a namespaced key: its own adapter, not cached
+        or not has_request_context()
+        or (adapter := request_ctx.url_adapter) is None
+    ):
+        return _path_key(state, resource)
+    url_map = adapter.map
+    # Dialects and rules are only ever added: a count that changed starts the cache anew.
+    generation = (len(state.dialects), len(url_map._rules))
+    cache_key = (
+        resource, adapter.server_name, adapter.subdomain, adapter.script_name,
+        adapter.url_scheme,
+    )
+    cached = _PATH_KEYS.get(state)
+    if cached is None or cached[0] != generation or cached[1] is not url_map:
+        cached = _PATH_KEYS[state] = (generation, url_map, {})
+    entries = cached[2]
+    answer = entries.get(cache_key)
+    if answer is None:
+        answer = _path_key(state, resource)  # raises for what cannot be a key
+        if len(resource) <= MAX_RESOURCE_LENGTH:  # a longer path cannot be locked: not kept
+            if len(entries) >= MAX_CACHED_RULE_KEYS:
+                entries.clear()
+            entries[cache_key] = answer
+    return answer
+
+
+def _path_key(state: LockingState, resource: str) -> tuple[ResolvedKey, bool]:
+    """:func:`path_key`, computed."""
     key = normalize(resource)
     space, path = split_namespace(key)
     adapter = _namespace_adapter(space) if space else _adapter()

@@ -9,10 +9,15 @@ the keys below the root ``/`` (the range ``("/", "0")``) never include another n
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidResource
 
 #: Longest resource key accepted (characters). Keeps the primary key indexable on MySQL.
 MAX_RESOURCE_LENGTH = 512
+
+# The control characters no key may hold (C0 and DEL), found in one regex scan.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def normalize(path: str, *, strict: bool = True) -> str:
@@ -46,7 +51,7 @@ def normalize(path: str, *, strict: bool = True) -> str:
                 f"The path is {len(key)} characters long; "
                 f"at most {MAX_RESOURCE_LENGTH} can be locked."
             )
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        if _CONTROL.search(key):
             raise InvalidResource("The path contains control characters.")
         if not _is_utf8(key):
             raise InvalidResource("The path is not valid Unicode text (lone surrogates).")
@@ -64,7 +69,7 @@ def is_lockable(key: str) -> bool:
     accepts. The guard looks up only such keys (a NUL byte would upset PostgreSQL)."""
     return (
         len(key) <= MAX_RESOURCE_LENGTH
-        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)
+        and not _CONTROL.search(key)
         and " /" not in key + "/"
         and _is_utf8(key)
     )

@@ -195,11 +195,12 @@ def test_lock_endpoint_resolves_its_key_once(
         return dict(calls)
 
     patch = cost(lambda: client.patch("/items/07", headers=BOB))
-    for method in ("post", "get", "patch", "delete"):
+    for number, method in enumerate(("post", "get", "patch", "delete")):
         lock = cost(lambda method=method: getattr(client, method)("/items/07/@lock", headers=ALICE))
-        # Flask's own routing, plus the one key resolution of the path; the dialect's
-        # rewrite applied once.
-        assert lock["match"] == patch["match"] + 1, (method, lock, patch)
-        assert lock["resource_key"] == 1, (method, lock)
+        # Flask's own routing, plus the one key resolution of the path (the dialect's
+        # rewrite applied once) the first time; then the path's key comes from the cache.
+        resolved = 1 if number == 0 else 0
+        assert lock["match"] == patch["match"] + resolved, (method, lock, patch)
+        assert lock["resource_key"] == resolved, (method, lock)
         assert lock["claims"] == 1, (method, lock)
     assert patch["claims"] == 1 and patch["resource_key"] == 1

@@ -379,4 +379,5 @@ class Dialect(ABC):
     @staticmethod
     def request_token() -> str | None:
         """The token of the request's ``Lock-Token`` header (bare or ``<token>``)."""
-        return parse_token_header(request.headers.get("Lock-Token"))
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        return parse_token_header(current.headers.get("Lock-Token"))

@@ -20,19 +20,20 @@ def json_object(max_bytes: int) -> dict[str, Any]:
     ``+json``), :class:`InvalidInput` (400) for malformed JSON or a non-object, and
     :class:`BodyTooLarge` (413) past ``max_bytes``.
     """
-    length = request.content_length
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    length = current.content_length
     if length == 0:
         _require_json_or_nothing()
         return {}  # the common case (POST/DELETE without a body): no stream to build
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"The request body is {length} bytes; at most {max_bytes} are accepted.")
-    raw = request.stream.read(max_bytes + 1) if length is None else request.get_data(cache=True)
+    raw = current.stream.read(max_bytes + 1) if length is None else current.get_data(cache=True)
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"The request body is larger than {max_bytes} bytes.")
     if not raw.strip():
         _require_json_or_nothing()
         return {}
-    if not request.is_json:
+    if not current.is_json:
         raise NotJSON(_NOT_JSON)
     try:
         text = raw.decode("utf-8")
@@ -71,7 +72,8 @@ def _require_json_or_nothing() -> None:
     without fields would lock with the defaults), keeps lock endpoints out of reach of
     cross-site requests that carry a user's cookies.
     """
-    if request.mimetype and not request.is_json:
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    if current.mimetype and not current.is_json:
         raise NotJSON(_NOT_JSON)
 
 
@@ -81,6 +83,8 @@ def _reject_constant(name: str) -> Any:
 
 def parse_fields(body: Mapping[str, Any], parsers: Mapping[str, FieldParser]) -> dict[str, Any]:
     """Check every field of ``body`` against ``parsers``; unknown fields are refused."""
+    if not body:
+        return {}  # no body at all, the common case
     unknown = sorted(set(body) - set(parsers))
     if unknown:
         accepted = ", ".join(sorted(parsers)) or "no fields"

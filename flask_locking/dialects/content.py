@@ -61,7 +61,8 @@ class ContentDialect(Dialect):
 
     def claims_request(self) -> bool:
         """True when the current request addresses a ``@lock`` endpoint of this dialect."""
-        path = request.path
+        # Asked for every request of the app: the request is read through its proxy once.
+        path = request._get_current_object().path  # type: ignore[attr-defined]
         return path.endswith(SUFFIX) and (not self.prefix or path.startswith(self.prefix + "/"))
 
     def dispatch(self) -> Response:

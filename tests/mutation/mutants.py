@@ -43,8 +43,8 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-method",
         GUARD,
-        "if request.method not in config.guarded_methods or",
-        "if request.method in config.guarded_methods or",
+        "if current.method not in config.guarded_methods or",
+        "if current.method in config.guarded_methods or",
         "guard the unguarded methods instead",
     ),
     M(
@@ -57,7 +57,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-exempt",
         GUARD,
-        "    if _is_exempt(state):\n        return None\n",
+        "    if _is_exempt(state, app, current):\n        return None\n",
         "",
         "no exemptions at all",
     ),
@@ -142,7 +142,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-own-blueprint",
         GUARD,
-        "    if request.blueprint in state.blueprint_names:\n        return True\n",
+        "    if blueprint in state.blueprint_names:\n        return True\n",
         "",
         "the lock endpoints themselves are guarded",
     ),
@@ -151,15 +151,15 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-nested-exempt",
         GUARD,
-        "if any(registered.get(name) in exempt for name in request.blueprints):",
-        'if any(registered.get(name.rsplit(".", 1)[-1]) in exempt for name in request.blueprints):',
+        "if any(registered.get(name) in exempt for name in current.blueprints):",
+        'if any(registered.get(name.rsplit(".", 1)[-1]) in exempt for name in current.blueprints):',
         "exempt(child) no longer exempts a nested blueprint",
     ),
     M(
         "guard-exempt-parent",
         GUARD,
-        "if any(registered.get(name) in exempt for name in request.blueprints):",
-        "if registered.get(request.blueprint) in exempt:",
+        "if any(registered.get(name) in exempt for name in current.blueprints):",
+        "if registered.get(current.blueprint) in exempt:",
         "exempt(parent) no longer exempts the blueprints nested in it",
     ),
     M(
@@ -172,7 +172,7 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-dispatch",
         GUARD,
-        "return None if request.blueprint == content.name else content.dispatch()",
+        "return None if current.blueprint == content.name else content.dispatch()",
         "return None",
         "@lock under a catch-all route is not served",
     ),
@@ -571,7 +571,7 @@ MUTANTS: list[Mutant] = [
     M(
         "resources-lockable-control",
         RESOURCES,
-        "        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)\n        and",
+        "        and not _CONTROL.search(key)\n        and",
         "        and",
         "the guard sends control characters to the database",
         needs="PostgreSQL or MariaDB",
@@ -579,15 +579,15 @@ MUTANTS: list[Mutant] = [
     M(
         "resources-control-space",
         RESOURCES,
-        "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
-        "        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in key):",
+        '_CONTROL = re.compile("[\\x00-\\x1f\\x7f]")',
+        '_CONTROL = re.compile("[\\x00-\\x20\\x7f]")',
         "spaces refused as control characters",
     ),
     M(
         "resources-control-del",
         RESOURCES,
-        "        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):",
-        "        if any(ord(ch) < 0x20 for ch in key):",
+        '_CONTROL = re.compile("[\\x00-\\x1f\\x7f]")',
+        '_CONTROL = re.compile("[\\x00-\\x1f]")',
         "DEL accepted in a key",
     ),
     M(
