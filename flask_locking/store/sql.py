@@ -22,7 +22,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
 from .driver import Compiled, Session
 from .events import EventLog, SQLEventLog
 from .schema import event_head_table, event_table, lock_table, meta_table
@@ -55,6 +55,8 @@ class SQLStore(LockStore):
         self.engine = engine
         self.retry_budget = timeout
         self._compiled: dict[int, tuple[sa.Executable, Compiled]] = {}
+        #: Where the write operations record their events (:meth:`record_events`).
+        self._events: SQLEventLog | None = None
         self.table = lock_table(metadata, table_name)
         self.meta = meta_table(metadata, table_name)
         self._build_statements()
@@ -118,12 +120,21 @@ class SQLStore(LockStore):
     #: Whether the store has :meth:`acquire_at_once`.
     acquires_at_once: ClassVar[bool] = False
 
-    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+    def acquire_at_once(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None = None
+    ) -> LockRow | None:
         """The common acquisition in one statement or one round trip: the won row; or
         :class:`HeldElsewhere` when another owner's live grant holds the row itself (see
         :meth:`refused_by`); or ``None`` (an overlap, or anything unusual), which sends the
-        acquisition down the general path. Losing leaves nothing behind (rolled back)."""
+        acquisition down the general path. Losing leaves nothing behind (rolled back).
+        A won row's ``event`` is written in the same transaction (:meth:`record`)."""
         return None
+
+    def at_once_operation(self, recording: bool) -> contextlib.AbstractContextManager[Session]:
+        """The operation :meth:`acquire_at_once` runs in (``recording``: it writes an event
+        too). Default: :meth:`operation` without a transaction of its own (the store's
+        acquisition opens and ends the one it needs)."""
+        return self.operation()
 
     def refused_by(self, found: Any, request: AcquireRequest) -> None:
         """Raise :class:`HeldElsewhere` when ``found`` (a row of ``_select_holder``, read
@@ -221,6 +232,28 @@ class SQLStore(LockStore):
         """Deadlocks and serialisation failures that a retry resolves."""
         return False
 
+    def record_events(self, log: EventLog) -> bool:
+        """Write the events into ``log`` in each operation's own transaction, when ``log``
+        is this store's (:meth:`event_log`) and no subclass overrode an operation with the
+        signature that has no ``event`` (see :meth:`LockStore.record_events`)."""
+        if not (isinstance(log, SQLEventLog) and log.store is self and self.takes_events()):
+            return False
+        self._events = log
+        return True
+
+    def record(self, conn: Session, event: EventFor | None, row: LockRow) -> None:
+        """Write the event ``event`` builds from ``row`` as the last step of ``conn``'s
+        write transaction (PostgreSQL commits it then, in the same round trip); nothing
+        when there is no event to write."""
+        if event is not None and self._events is not None:
+            self._events.write(conn, event(row))
+
+    def recorded(self, event: EventFor | None) -> None:
+        """After the commit: wake this process's readers of the event log (signals,
+        NOTIFY and wakeups only ever follow the commit)."""
+        if event is not None and self._events is not None:
+            self._events.appended.set()
+
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """``INSERT`` that does nothing when the key exists."""
         raise NotImplementedError
@@ -306,14 +339,15 @@ class SQLStore(LockStore):
                 if not exists:
                     raise self._unavailable(error) from error
 
-    def acquire(self, request: AcquireRequest) -> AcquireResult:
+    def acquire(self, request: AcquireRequest, *, event: EventFor | None = None) -> AcquireResult:
         if self.acquires_at_once:
             try:
-                with self._translated(), self.operation() as conn:
-                    won = self.acquire_at_once(conn, request)
+                with self._translated(), self.at_once_operation(event is not None) as conn:
+                    won = self.acquire_at_once(conn, request, event)
             except _Retry:
                 won = None  # (a deadlock: the general path retries)
             if won is not None:
+                self.recorded(event)
                 return AcquireResult(won, granted=won.secret == request.secret)
         params = request.proposed()
         deadline = time.monotonic() + self.retry_budget
@@ -336,7 +370,9 @@ class SQLStore(LockStore):
                         row = self.start_lease(conn, row)  # after any wait of that read
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
-                    return AcquireResult(row, granted=row.secret == request.secret)
+                    self.record(conn, event, row)
+                self.recorded(event)
+                return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
                     break
@@ -396,7 +432,9 @@ class SQLStore(LockStore):
         with self._translated(), self.operation() as conn:
             return [_one(r) for r in conn.run(stmt, params, once=not kept).fetchall()]
 
-    def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
+    def refresh(
+        self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
+    ) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
         with self._translated(), self.operation(write=True) as conn:
             # Any wait for the row happens here, before the UPDATE reads the clock: a lease
@@ -405,10 +443,16 @@ class SQLStore(LockStore):
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; MariaDB's read-back runs under the write lock just taken.
             if self._update_returns:
-                return _row(conn.first(self._refresh, params))
-            if conn.run(self._refresh, params).rowcount == 0:
-                return None
-            return _row(conn.first(self._select_row, {"resource": row.resource}))
+                refreshed = _row(conn.first(self._refresh, params))
+            elif conn.run(self._refresh, params).rowcount == 0:
+                refreshed = None
+            else:
+                refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
+            if refreshed is not None:
+                self.record(conn, event, refreshed)
+        if refreshed is not None:
+            self.recorded(event)
+        return refreshed
 
     # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
     # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
@@ -432,11 +476,17 @@ class SQLStore(LockStore):
             .with_for_update(read=True)
         )
 
-    def release(self, row: LockRow) -> bool:
+    def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
         params = _grant(row)
-        with self._translated(), self.operation() as conn:
+        # One autocommitted UPDATE; a transaction only when an event is written with it.
+        with self._translated(), self.operation(write=event is not None) as conn:
             # (rowcount: see _matched)
-            return int(conn.run(self._release, params).rowcount) > 0
+            released = int(conn.run(self._release, params).rowcount) > 0
+            if released:
+                self.record(conn, event, row)
+        if released:
+            self.recorded(event)
+        return released
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
@@ -454,14 +504,18 @@ class SQLStore(LockStore):
         with self._translated(), self.single_statement() as conn:
             return _matched(conn.execute(self._purge))
 
-    def purge_expired_rows(self) -> list[LockRow]:
+    def purge_expired_rows(self, *, event: EventFor | None = None) -> list[LockRow]:
         with self._translated(), self.single_statement() as conn:
             candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
         for row in candidates:
-            with self._translated(), self.single_statement() as conn:
-                if _matched(conn.execute(self._wipe, _grant(row))) > 0:
+            # Each wipe commits alone (with its event, when one is written).
+            with self._translated(), self.operation(write=event is not None) as session:
+                if int(session.run(self._wipe, _grant(row)).rowcount) > 0:  # see _matched
                     wiped.append(row)
+                    self.record(session, event, row)
+        if wiped:
+            self.recorded(event)
         return wiped
 
     def shared_secret(self, candidate: str) -> str:
