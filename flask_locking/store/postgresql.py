@@ -92,6 +92,17 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             conn.execute("COMMIT")
         return row
 
+    def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
+        # Autocommit, and our own BEGIN in batch(): psycopg's implicit BEGIN would be a
+        # round trip of its own, even in pipeline mode.
+        return self.operation()
+
+    @contextlib.contextmanager
+    def batch(self, conn: Session) -> Iterator[None]:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            yield
+
     def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         keys = list(request.ancestors)
         if request.infinite:

@@ -132,9 +132,15 @@ class SQLStore(LockStore):
 
     def at_once_operation(self, recording: bool) -> contextlib.AbstractContextManager[Session]:
         """The operation :meth:`acquire_at_once` runs in (``recording``: it writes an event
-        too). Default: :meth:`operation` without a transaction of its own (the store's
-        acquisition opens and ends the one it needs)."""
-        return self.operation()
+        too): one autocommitted statement, or :meth:`recording_operation`."""
+        return self.recording_operation() if recording else self.operation()
+
+    def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
+        """The operation of a write that is one autocommitted statement alone (an
+        acquisition at once, a release, a purge's wipe) when its event is written with
+        it: a write transaction. PostgreSQL: autocommit, and :meth:`batch` sends ``BEGIN``
+        with the first statement."""
+        return self.operation(write=True)
 
     def refused_by(self, found: Any, request: AcquireRequest) -> None:
         """Raise :class:`HeldElsewhere` when ``found`` (a row of ``_select_holder``, read
@@ -240,6 +246,12 @@ class SQLStore(LockStore):
             return False
         self._events = log
         return True
+
+    def batch(self, conn: Session) -> contextlib.AbstractContextManager[Any]:
+        """The first statements of a :meth:`recording_operation`, run in this block and
+        read after it: PostgreSQL sends them with the transaction's ``BEGIN``, in one
+        pipelined round trip. Default: each is sent when run."""
+        return contextlib.nullcontext()
 
     def record(self, conn: Session, event: EventFor | None, row: LockRow) -> None:
         """Write the event ``event`` builds from ``row`` as the last step of ``conn``'s
@@ -479,9 +491,13 @@ class SQLStore(LockStore):
     def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
         params = _grant(row)
         # One autocommitted UPDATE; a transaction only when an event is written with it.
-        with self._translated(), self.operation(write=event is not None) as conn:
-            # (rowcount: see _matched)
-            released = int(conn.run(self._release, params).rowcount) > 0
+        recording = event is not None and self._events is not None
+        with self._translated(), (
+            self.recording_operation() if recording else self.operation()
+        ) as conn:
+            with self.batch(conn) if recording else contextlib.nullcontext():
+                cursor = conn.run(self._release, params)
+            released = int(cursor.rowcount) > 0  # (see _matched)
             if released:
                 self.record(conn, event, row)
         if released:
@@ -508,10 +524,15 @@ class SQLStore(LockStore):
         with self._translated(), self.single_statement() as conn:
             candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
+        recording = event is not None and self._events is not None
         for row in candidates:
             # Each wipe commits alone (with its event, when one is written).
-            with self._translated(), self.operation(write=event is not None) as session:
-                if int(session.run(self._wipe, _grant(row)).rowcount) > 0:  # see _matched
+            with self._translated(), (
+                self.recording_operation() if recording else self.operation()
+            ) as session:
+                with self.batch(session) if recording else contextlib.nullcontext():
+                    cursor = session.run(self._wipe, _grant(row))
+                if int(cursor.rowcount) > 0:  # (see _matched)
                     wiped.append(row)
                     self.record(session, event, row)
         if wiped:

@@ -93,11 +93,6 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             self.record(conn, event, won)
         return won
 
-    def at_once_operation(self, recording: bool) -> contextlib.AbstractContextManager[Session]:
-        # One autocommitted statement; with an event, BEGIN IMMEDIATE ... COMMIT around the
-        # upsert and the event's two statements.
-        return self.operation(write=recording)
-
     def turns(self) -> contextlib.AbstractContextManager[Any]:
         return self._turns
 
