@@ -86,7 +86,7 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             self.refused_by(first(holder), request)
             return None
         row = _row(first(stamp))
-        if row is not None and event is not None and self._events is not None:
+        if row is not None and self.records(event):
             self.record(conn, event, row)  # and COMMIT, in the same round trip
         else:
             conn.execute("COMMIT")

@@ -253,6 +253,10 @@ class SQLStore(LockStore):
         pipelined round trip. Default: each is sent when run."""
         return contextlib.nullcontext()
 
+    def records(self, event: EventFor | None) -> bool:
+        """Whether an operation given ``event`` writes an event (the store has a log)."""
+        return event is not None and self._events is not None
+
     def record(self, conn: Session, event: EventFor | None, row: LockRow) -> None:
         """Write the event ``event`` builds from ``row`` as the last step of ``conn``'s
         write transaction (PostgreSQL commits it then, in the same round trip); nothing
@@ -354,7 +358,7 @@ class SQLStore(LockStore):
     def acquire(self, request: AcquireRequest, *, event: EventFor | None = None) -> AcquireResult:
         if self.acquires_at_once:
             try:
-                with self._translated(), self.at_once_operation(event is not None) as conn:
+                with self._translated(), self.at_once_operation(self.records(event)) as conn:
                     won = self.acquire_at_once(conn, request, event)
             except _Retry:
                 won = None  # (a deadlock: the general path retries)
@@ -491,7 +495,7 @@ class SQLStore(LockStore):
     def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
         params = _grant(row)
         # One autocommitted UPDATE; a transaction only when an event is written with it.
-        recording = event is not None and self._events is not None
+        recording = self.records(event)
         with self._translated(), (
             self.recording_operation() if recording else self.operation()
         ) as conn:
@@ -524,7 +528,7 @@ class SQLStore(LockStore):
         with self._translated(), self.single_statement() as conn:
             candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
-        recording = event is not None and self._events is not None
+        recording = self.records(event)
         for row in candidates:
             # Each wipe commits alone (with its event, when one is written).
             with self._translated(), (
