@@ -1,10 +1,11 @@
 """``python -m benchmarks.store [--no-at-once] [--count N] [URL ...]``: the store's own cost.
 
-CPU and wall-clock µs per operation in this process (2 000 SQLite / 300 server iterations after 200
-warm-up): one acquire + live read + release of ``/docs/1`` (two ancestors), and one event
-append. Without a URL, a temporary SQLite file. ``--no-at-once`` turns the one-statement /
-one-round-trip acquisition off, so its share shows. Tables get a random name; a server's
-are dropped at the end.
+CPU µs (and wall µs) per operation in this process (2 000 SQLite / 300 server iterations
+after 200 warm-up): one acquire + live read + release of ``/docs/1`` (two ancestors) on the
+store; the same cycle through a :class:`~flask_locking.engine.LockEngine` recording its
+events (``LOCKING_EVENTS_ENABLED``) and without; and one event append. Without a URL, a
+temporary SQLite file. ``--no-at-once`` turns the one-statement / one-round-trip acquisition
+off, so its share shows. Tables get a random name; a server's are dropped at the end.
 """
 
 from __future__ import annotations
@@ -16,22 +17,21 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from flask_locking.engine import LockEngine
 from flask_locking.store import create_store, engine_for_uri
 from flask_locking.store.base import AcquireRequest, LockRow
 from flask_locking.store.events import NewEvent
 
 from .server import drop_tables
 
-REQUEST = AcquireRequest.of(
-    LockRow("/docs/1", "", "u:alice", "alice", None, None, True, False, 600_000, 0, 0)
-)
-EVENT = NewEvent(
-    "acquired", LockRow("/docs/1", "", "", "a", None, None, True, False, 1, 1, 1), None, None
-)
+REQUEST = AcquireRequest.of(LockRow(
+    "/docs/1", "", "u:alice", "alice", None, None, True, False, 600_000, 0, 0
+))
+EVENT = NewEvent("acquired", REQUEST.row._replace(version=1, locked_at_ms=1), None, None)
 
 
 def measure(url: str, at_once: bool, count: int | None = None) -> dict[str, tuple[float, float]]:
-    """CPU and wall-clock µs per operation of each kind on the store at ``url``."""
+    """CPU and wall µs per operation of each kind on the store at ``url``."""
     table = "bench_store_" + secrets.token_hex(4)
     store = create_store(engine_for_uri(url), table_name=table)
     try:
@@ -47,8 +47,19 @@ def measure(url: str, at_once: bool, count: int | None = None) -> dict[str, tupl
             store.live(REQUEST.resource)
             store.release(row)
 
+        def engine_cycle(engine: LockEngine) -> Callable[[], object]:
+            def run() -> None:
+                lock = engine.acquire("/docs/2", "alice")
+                engine.release("/docs/2", token=lock.token)
+            return run
+
+        with_events = LockEngine(store, secret_key="bench", events=log)
+        without = LockEngine(store, secret_key="bench")
         ops: dict[str, Callable[[], object]] = {
-            "acquire + live + release": cycle, "event append": lambda: log.append(EVENT),
+            "acquire + live + release": cycle,
+            "engine cycle, events": engine_cycle(with_events),
+            "engine cycle, no events": engine_cycle(without),
+            "event append": lambda: log.append(EVENT),
         }
         if count is None:
             count = 2000 if url.startswith("sqlite") else 300
@@ -82,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flbench-store-") as directory:
         for url in urls or [f"sqlite:///{os.path.join(directory, 'store.sqlite3')}"]:
             for name, (cpu, wall) in measure(url, at_once, count).items():
-                print(f"{url.split(':', 1)[0]:<20} {name:<26} {cpu:8.1f} µs CPU"
-                      f" {wall:8.1f} µs wall", flush=True)
+                print(f"{url.split(':', 1)[0]:<20} {name:<26} {cpu:8.1f} µs CPU "
+                      f"{wall:8.1f} µs wall", flush=True)
     return 0
 
 

@@ -26,8 +26,8 @@ from .errors import (
 from .events.model import EVENTS, new_event
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
-from .store.base import AcquireRequest, LockRow, LockStore
-from .store.events import EventLog
+from .store.base import AcquireRequest, EventFor, LockRow, LockStore
+from .store.events import EventLog, NewEvent
 from .tokens import TokenKey, derive_token, new_secret, tokens_equal
 
 log = logging.getLogger("flask_locking")
@@ -76,6 +76,9 @@ class LockEngine:
         #: Where acquired/refreshed/released/stolen/expired events are recorded for other
         #: processes (``None``: signals only).
         self.events = events
+        #: The store writes each event in its operation's own transaction (one commit, and
+        #: an event exists iff its change committed); otherwise the engine appends it after.
+        self.events_in_store = events is not None and store.record_events(events)
         self._listening = listening
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
@@ -129,8 +132,13 @@ class LockEngine:
             locked_at_ms=0,  # the store's clock sets these
             version=0,
         ))
+
+        def event(row: LockRow) -> NewEvent:
+            kind = "acquired" if row.secret == request.row.secret else "refreshed"
+            return new_event(kind, self.to_lock(row), None)
+
         try:
-            result = self.store.acquire(request)
+            result = self.store.acquire(request, **self._recording(event))
         except HeldElsewhere as held:
             holder = self.to_lock(held.row) if held.row is not None else None
             if holder is not None:
@@ -189,7 +197,8 @@ class LockEngine:
             holder = self.to_lock(row)
             raise LockConflict(_held_message(key, holder), holder)
         refreshed = self.store.refresh(
-            row, timeout_ms if timeout_ms is not None else row.timeout_ms
+            row, timeout_ms if timeout_ms is not None else row.timeout_ms,
+            **self._recording(self._refreshed_event),
         )
         if refreshed is None:
             raise LockNotHeld(f"The lock on {key} ended before it could be refreshed.")
@@ -209,7 +218,7 @@ class LockEngine:
         return None if extended is None else self.to_lock(extended)
 
     def _extend(self, row: LockRow) -> LockRow | None:
-        extended = self.store.extend(row)
+        extended = self.store.extend(row, **self._recording(self._refreshed_event))
         if extended is not None:
             self._emit("refreshed", self.to_lock(extended))
         return extended
@@ -293,9 +302,10 @@ class LockEngine:
                         key,
                     )
                 stolen = True
-            if self.store.release(row):
-                by = Owner.coerce(owner) if owner is not UNSET else None
-                self._emit("stolen" if stolen else "released", lock, by)
+            by = Owner.coerce(owner) if owner is not UNSET else None
+            kind = "stolen" if stolen else "released"
+            if self.store.release(row, **self._recording(_ended_event(kind, lock, by))):
+                self._emit(kind, lock, by)
                 return lock
         return None
 
@@ -341,7 +351,7 @@ class LockEngine:
             self._listening is None or self._listening("expired")
         )
         if wanted or self.events is not None:
-            rows = self.store.purge_expired_rows()
+            rows = self.store.purge_expired_rows(**self._recording(self._expired_event))
             if rows is not None:
                 for row in rows:
                     self._emit("expired", self.to_lock(row))
@@ -375,8 +385,21 @@ class LockEngine:
             )
         return max(1, round(timeout * 1000))
 
+    def _recording(self, event: EventFor) -> dict[str, EventFor]:
+        """``event=`` for a store that writes events in its operations' transactions;
+        nothing for any other store (called exactly as before the capability existed)."""
+        return {"event": event} if self.events_in_store else {}
+
+    def _refreshed_event(self, row: LockRow) -> NewEvent:
+        return new_event("refreshed", self.to_lock(row), None)
+
+    def _expired_event(self, row: LockRow) -> NewEvent:
+        return new_event("expired", self.to_lock(row), None)
+
     def _emit(self, event: str, lock: Lock, by: Owner | None = None) -> None:
-        if self.events is not None and event in EVENTS:
+        """After the operation committed: record the event (unless the store wrote it in
+        the operation's transaction), then send the signal."""
+        if self.events is not None and not self.events_in_store and event in EVENTS:
             try:
                 self.events.append(new_event(event, lock, by))
             except Exception:
@@ -385,6 +408,12 @@ class LockEngine:
                 log.exception("flask-locking: could not record a %s event", event)
         if self._notify is not None:
             self._notify(event, lock)
+
+
+def _ended_event(kind: str, lock: Lock, by: Owner | None) -> EventFor:
+    """The event of a release or steal: about the lock that ended (the row the store ends
+    is that grant), and who ended it."""
+    return lambda _row: new_event(kind, lock, by)
 
 
 def _lookup_keys(key: str) -> tuple[str, ...]:

@@ -362,6 +362,44 @@ class StoreContract:
         assert sorted(got) == list(range(1, THREADS * 10 + 1))
         assert [r.id for r in events.after(0, limit=1000)] == sorted(got)
 
+    def test_events_recorded_with_their_operation(self, store: LockStore) -> None:
+        """A store that writes events in its operations' transactions
+        (:meth:`~flask_locking.store.LockStore.record_events`) writes exactly the event
+        made of the row each changing operation produced, and none for one that changed
+        nothing."""
+        events = store.event_log(retention=3600)
+        if events is None or not store.record_events(events):
+            pytest.skip(f"{type(store).__name__} does not record events in its operations")
+        events.create_schema()
+        made: list[LockRow] = []
+
+        def event(kind: str) -> Callable[[LockRow], NewEvent]:
+            def build(row: LockRow) -> NewEvent:
+                made.append(row)
+                return NewEvent(kind, row._replace(secret="", owner_key=""), "by", None)
+            return build
+
+        won = store.acquire(make_request("/ev", "ann"), event=event("acquired")).row
+        with pytest.raises(HeldElsewhere):
+            store.acquire(make_request("/ev", "bob"), event=event("acquired"))
+        refreshed = store.refresh(won, 5_000, event=event("refreshed"))
+        assert refreshed is not None
+        assert store.extend(refreshed, event=event("refreshed")) is not None
+        assert store.release(won, event=event("released"))
+        assert not store.release(won, event=event("released"))  # ended already: no event
+        short = store.acquire(make_request("/ev2", "ann", 1), event=event("acquired")).row
+        wait_expired(store, short)
+        assert store.purge_expired_rows(event=event("expired")) in ([short], None)
+        rows = events.after(0)
+        assert [(r.event, r.lock.resource, r.lock.version) for r in rows][:5] == [
+            ("acquired", "/ev", 1), ("refreshed", "/ev", 1), ("refreshed", "/ev", 1),
+            ("released", "/ev", 1), ("acquired", "/ev2", 1),
+        ]
+        assert [r.event for r in rows[5:]] in (["expired"], [])
+        assert made[0] == won and made[1].timeout_ms == 5_000 and made[3] == won
+        assert all(r.by_id == "by" and r.lock.secret == "" for r in rows)
+        assert events.appended.is_set()
+
     # -- races between threads of this process --------------------------------------------
 
     def test_thread_herd_has_one_winner_per_round(self, store: LockStore) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..errors import HeldElsewhere
-from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .memory import MemoryStore
 from .mysql import MySQLStore
@@ -24,6 +24,7 @@ __all__ = [
     "AcquireRequest",
     "AcquireResult",
     "ChangeListener",
+    "EventFor",
     "EventLog",
     "EventRow",
     "HeldElsewhere",

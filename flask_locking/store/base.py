@@ -6,15 +6,16 @@ atomic, not in what they promise.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..resources import ancestors
 
 if TYPE_CHECKING:
-    from .eventlog import EventLog
+    from .eventlog import EventLog, NewEvent
 
 
 class LockRow(NamedTuple):
@@ -75,6 +76,17 @@ class AcquireRequest(NamedTuple):
         return self.row.owner_key
 
 
+#: What the engine hands a store that records events itself (see
+#: :meth:`LockStore.record_events`): called with the row the operation produced (the grant
+#: won or refreshed, or the grant that ended), inside the operation's transaction, it
+#: returns the event to write there. Its content depends on the outcome (acquired or
+#: refreshed, the row's version), so only the store can call it.
+EventFor = Callable[[LockRow], "NewEvent"]
+
+#: The write operations that take ``event=`` in a store that records events itself.
+RECORDING_OPERATIONS = ("acquire", "refresh", "extend", "release", "purge_expired_rows")
+
+
 class AcquireResult(NamedTuple):
     """The row after a successful acquisition. ``granted`` is False when the caller already
     held the lock and the acquisition refreshed it (same secret, same version)."""
@@ -125,13 +137,35 @@ class LockStore(ABC):
     def create_schema(self) -> None:
         """Create the lock tables if they are missing (safe when processes race)."""
 
+    def record_events(self, log: EventLog) -> bool:
+        """Optional capability: from now on, write the events of the write operations into
+        ``log`` (a log this store made with :meth:`event_log`) inside each operation's own
+        transaction; return whether the store will.
+
+        When it answers ``True``, the engine passes ``event=`` (an :data:`EventFor`) to
+        :meth:`acquire`, :meth:`refresh`, :meth:`extend`, :meth:`release` and
+        :meth:`purge_expired_rows`, and the store writes ``event(row)`` in the same
+        transaction as the lock change it describes: one commit, and an event exists iff its
+        change committed. Default ``False``: the engine never passes ``event=`` and appends
+        each event to the log after the operation, in a transaction of its own.
+        """
+        return False
+
+    def takes_events(self) -> bool:
+        """Whether every write operation of this store's class accepts ``event=`` (a
+        subclass that overrides one of them with the older signature does not)."""
+        return all(
+            "event" in inspect.signature(getattr(self, name)).parameters
+            for name in RECORDING_OPERATIONS
+        )
+
     @abstractmethod
-    def acquire(self, request: AcquireRequest) -> AcquireResult:
+    def acquire(self, request: AcquireRequest, *, event: EventFor | None = None) -> AcquireResult:
         """Atomically grant (or, for the same owner, refresh) a lock.
 
         Raises :class:`HeldElsewhere` with the overlapping live row when another owner
         holds the resource, an infinite-depth ancestor, or (for an infinite request) a
-        descendant.
+        descendant. ``event``: see :meth:`record_events` (the won or refreshed row).
         """
 
     @abstractmethod
@@ -143,17 +177,23 @@ class LockStore(ABC):
         """The live rows on any of ``resources``, in one indexed query (the guard's lookup)."""
 
     @abstractmethod
-    def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
-        """Restart the timeout of exactly this grant; ``None`` when it is no longer live."""
+    def refresh(
+        self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
+    ) -> LockRow | None:
+        """Restart the timeout of exactly this grant; ``None`` when it is no longer live.
+        ``event``: see :meth:`record_events` (the refreshed row)."""
 
-    def extend(self, row: LockRow) -> LockRow | None:
+    def extend(self, row: LockRow, *, event: EventFor | None = None) -> LockRow | None:
         """Restart the lease of exactly this grant with its own timeout, if it is still live
         (``LOCKING_REFRESH_ON_WRITE``). Stores that can do it in one statement override this."""
-        return self.refresh(row, row.timeout_ms)
+        if event is None:
+            return self.refresh(row, row.timeout_ms)
+        return self.refresh(row, row.timeout_ms, event=event)
 
     @abstractmethod
-    def release(self, row: LockRow) -> bool:
-        """End exactly this grant; False when it had already ended (expired, released, stolen)."""
+    def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
+        """End exactly this grant; False when it had already ended (expired, released,
+        stolen). ``event``: see :meth:`record_events` (the grant that ended: ``row``)."""
 
     @abstractmethod
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
@@ -166,9 +206,10 @@ class LockStore(ABC):
         The row itself stays as a tombstone so that ``version`` never goes back.
         """
 
-    def purge_expired_rows(self) -> list[LockRow] | None:
+    def purge_expired_rows(self, *, event: EventFor | None = None) -> list[LockRow] | None:
         """Like :meth:`purge_expired`, but return the rows (as they were before the wipe) of
-        exactly the grants this call wiped; ``None`` when the store cannot tell."""
+        exactly the grants this call wiped; ``None`` when the store cannot tell. ``event``:
+        see :meth:`record_events` (each wiped row, as it was, with its own wipe)."""
         return None
 
     def live_page(

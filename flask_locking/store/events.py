@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .base import LockRow
-from .driver import Session
+from .driver import Session, first
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
 
@@ -106,15 +107,20 @@ class SQLEventLog(EventLog):
         connection as the store's hot operations do."""
         store = self.store
         with store._translated(), store.operation(write=True) as conn:
-            new_id = self._next_id(conn)
-            conn.run(self._insert, {"new_id": new_id, **_columns(event)})
-            self.announce(conn, new_id)
-            if new_id % PRUNE_EVERY == 0:
-                conn.run(self._prune, {"keep_ms": self.retention_ms})
-        return self._appended(new_id)
-
-    def _appended(self, new_id: int) -> int:
+            new_id = self.write(conn, event)
         self.appended.set()
+        return new_id
+
+    def write(self, conn: Session, event: NewEvent) -> int:
+        """Write ``event`` as the last step of ``conn``'s write transaction (a store
+        operation's, see :meth:`~flask_locking.store.LockStore.record_events`); return its
+        id. The caller commits (or rolls back, and the event was never written), then sets
+        :attr:`appended`."""
+        new_id = self._next_id(conn)
+        conn.run(self._insert, {"new_id": new_id, **_columns(event)})
+        self.announce(conn, new_id)
+        if new_id % PRUNE_EVERY == 0:
+            conn.run(self._prune, {"keep_ms": self.retention_ms})
         return new_id
 
     def _next_id(self, conn: Session) -> int:
@@ -190,12 +196,17 @@ class PostgreSQLEventLog(SQLEventLog):
         super().__init__(store, retention=retention)
         self.channel = channel_name(store.table.name)
         self._notify = sa.text("SELECT pg_notify(:channel, :payload)")
-        # The whole append as one autocommitted statement (one round trip): the counter
-        # bumped in a CTE (its row lock, held to the commit, orders the ids), the event
-        # inserted with the new id, NOTIFY sent from RETURNING (delivered at the commit).
+        # The whole append as one statement: the counter bumped in a CTE (its row lock, held
+        # to the commit, orders the ids; an upsert, so a head row never seeded is seeded
+        # from the events kept), the event inserted with the new id, NOTIFY sent from
+        # RETURNING (delivered at the commit, and only then).
         t, h = self.table, self.head_table
+        seed = sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0) + 1).scalar_subquery()
+        upsert = pg_insert(h).values(name=_HEAD, last_id=seed)
         head = (
-            sa.update(h).where(h.c.name == _HEAD).values(last_id=h.c.last_id + 1)
+            upsert.on_conflict_do_update(
+                index_elements=[h.c.name], set_={"last_id": h.c.last_id + 1}
+            )
             .returning(h.c.last_id).cte("head")
         )
         binds = [bindparam(c, type_=t.c[c].type) for c in self._columns]
@@ -206,16 +217,24 @@ class PostgreSQLEventLog(SQLEventLog):
             .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
         )
 
-    def append(self, event: NewEvent) -> int:
-        store = self.store
-        with store._translated(), store.operation() as conn:
-            found = conn.first(self._append_at_once, _columns(event))
-        if found is None:  # the counter row was never seeded: the general path seeds it
-            return super().append(event)
-        new_id = int(found[0])
+    def write(self, conn: Session, event: NewEvent) -> int:
+        """Send the event's one statement and the transaction's ``COMMIT`` together (one
+        round trip): ``conn``'s transaction is committed when this returns. A failed insert
+        skips the ``COMMIT`` (the pipeline stops at the error) and the caller rolls back."""
+        cursor = conn.connection.cursor()
+        try:
+            with conn.pipeline():
+                conn.run(self._append_at_once, _columns(event), cursor=cursor)
+                conn.execute("COMMIT")
+            new_id = int(first(cursor)[0])
+        finally:
+            cursor.close()
         if new_id % PRUNE_EVERY == 0:
-            self.prune()
-        return self._appended(new_id)
+            try:
+                self.prune()
+            except Exception:  # the event has committed: the next prune catches up
+                log.exception("flask-locking: could not prune lock events")
+        return new_id
 
     def announce(self, conn: Session, event_id: int) -> None:
         # Delivered at commit, and only then: a listener never wakes for an event it

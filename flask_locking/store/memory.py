@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from ..errors import HeldElsewhere
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
 from .eventlog import EventLog, EventRow, NewEvent
 
 log = logging.getLogger("flask_locking")
@@ -53,6 +53,8 @@ class MemoryStore(LockStore):
         self._rows: dict[str, LockRow] = {}
         self._meta: dict[str, str] = {}
         self._last_ms = 0
+        #: Where the operations record their events (:meth:`record_events`).
+        self._events: MemoryEventLog | None = None
         _STORES.add(self)
 
     @classmethod
@@ -73,7 +75,23 @@ class MemoryStore(LockStore):
     def create_schema(self) -> None:
         pass  # nothing to create
 
-    def acquire(self, request: AcquireRequest) -> AcquireResult:
+    def record_events(self, log: EventLog) -> bool:
+        """Record the events in ``log`` (when it is this store's) under the same lock as
+        the change each one describes."""
+        if not (isinstance(log, MemoryEventLog) and log.store is self and self.takes_events()):
+            return False
+        self._events = log
+        return True
+
+    def _put(self, row: LockRow, stored: LockRow, event: EventFor | None) -> None:
+        """Store ``stored`` (for ``row``'s resource) and the event ``event`` makes of
+        ``row``, as one step (the caller holds the lock)."""
+        log = self._events
+        if event is not None and log is not None:
+            log.append(event(row))  # first: an event that cannot be written changes nothing
+        self._rows[row.resource] = stored
+
+    def acquire(self, request: AcquireRequest, *, event: EventFor | None = None) -> AcquireResult:
         with self._lock:
             now = self.now_ms()
             held = self._live_row(request.resource, now)
@@ -94,7 +112,7 @@ class MemoryStore(LockStore):
                     stealable=held.stealable and request.row.stealable,
                     infinite=held.infinite or request.infinite,
                 )
-            self._rows[row.resource] = row
+            self._put(row, row, event)
             return AcquireResult(row, granted=held is None)
 
     def _overlapping(self, request: AcquireRequest, now: int) -> LockRow | None:
@@ -121,20 +139,22 @@ class MemoryStore(LockStore):
             found = (self._live_row(key, now) for key in dict.fromkeys(resources))
             return [row for row in found if row is not None]
 
-    def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
+    def refresh(
+        self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
+    ) -> LockRow | None:
         with self._lock:
             now = self.now_ms()
             if not self._is_live_grant(row, now):
                 return None
             current = self._rows[row.resource]._replace(locked_at_ms=now, timeout_ms=timeout_ms)
-            self._rows[row.resource] = current
+            self._put(current, current, event)
             return current
 
-    def release(self, row: LockRow) -> bool:
+    def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
         with self._lock:
             if not self._is_live_grant(row, self.now_ms()):
                 return False
-            self._rows[row.resource] = _tombstone(self._rows[row.resource])
+            self._put(row, _tombstone(self._rows[row.resource]), event)
             return True
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
@@ -147,14 +167,14 @@ class MemoryStore(LockStore):
         return sorted(rows, key=lambda row: row.resource)
 
     def purge_expired(self) -> int:
-        return len(self.purge_expired_rows())
+        return len(self.purge_expired_rows())  # (no events: the engine asks for the rows)
 
-    def purge_expired_rows(self) -> list[LockRow]:
+    def purge_expired_rows(self, *, event: EventFor | None = None) -> list[LockRow]:
         with self._lock:
             now = self.now_ms()
             wiped = [row for row in self._rows.values() if row.secret and not _live(row, now)]
             for row in wiped:
-                self._rows[row.resource] = _tombstone(row)
+                self._put(row, _tombstone(row), event)
             return wiped
 
     def shared_secret(self, candidate: str) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from .base import AcquireRequest, LockRow
+from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first
 from .events import EventLog, PostgreSQLEventLog
 from .sql import SQLStore, _row
@@ -61,7 +61,9 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     acquires_at_once = True
 
-    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+    def acquire_at_once(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None = None
+    ) -> LockRow | None:
         # One round trip (pipeline mode), then the COMMIT: our own BEGIN (the connection is
         # in autocommit mode, so psycopg adds no BEGIN round trip of its own), the advisory
         # locks, the upsert that proposes its row only when no overlap is live (its
@@ -70,6 +72,8 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         # any wait for the row, as start_lease() does. The row is ours if the upsert
         # returned it: the stamp's "owner_key = ours" then names exactly that grant, under
         # the row lock we hold. Last, the row as it is then, for a loser to name its holder.
+        # A winner's event goes with the COMMIT, in one more pipeline (record()): the event
+        # is made from the row won, so it cannot be in the first one.
         upsert, stamp, holder = (conn.connection.cursor() for _ in range(3))
         with conn.pipeline():
             conn.execute("BEGIN")
@@ -79,12 +83,28 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
                                          "grant_owner": request.owner_key}, cursor=stamp)
             conn.run(self._select_holder, {"resource": request.resource}, cursor=holder)
         won = first(upsert) is not None
-        # (no row: the stamp may have touched a lock of ours that an overlap blocks)
-        conn.execute("COMMIT" if won else "ROLLBACK")
-        if won:
-            return _row(first(stamp))
-        self.refused_by(first(holder), request)
-        return None
+        if not won:
+            # (no row: the stamp may have touched a lock of ours that an overlap blocks)
+            conn.execute("ROLLBACK")
+            self.refused_by(first(holder), request)
+            return None
+        row = _row(first(stamp))
+        if row is not None and self.records(event):
+            self.record(conn, event, row)  # and COMMIT, in the same round trip
+        else:
+            conn.execute("COMMIT")
+        return row
+
+    def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
+        # Autocommit, and our own BEGIN in batch(): psycopg's implicit BEGIN would be a
+        # round trip of its own, even in pipeline mode.
+        return self.operation()
+
+    @contextlib.contextmanager
+    def batch(self, conn: Session) -> Iterator[None]:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            yield
 
     def serialize_hierarchy(self, conn: Session, request: AcquireRequest) -> None:
         keys = list(request.ancestors)

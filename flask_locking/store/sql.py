@@ -22,7 +22,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
-from .base import AcquireRequest, AcquireResult, LockRow, LockStore, StoreOptions
+from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
 from .driver import Compiled, Session
 from .events import EventLog, SQLEventLog
 from .keeper import ConnectionKeeper
@@ -58,6 +58,8 @@ class SQLStore(LockStore):
         self._compiled: dict[int, tuple[sa.Executable, Compiled]] = {}
         #: Idle connections kept between hot operations (see :mod:`.keeper`).
         self.keeper = ConnectionKeeper(engine, self.connection_is_idle)
+        #: Where the write operations record their events (:meth:`record_events`).
+        self._events: SQLEventLog | None = None
         self.table = lock_table(metadata, table_name)
         self.meta = meta_table(metadata, table_name)
         self._build_statements()
@@ -121,12 +123,27 @@ class SQLStore(LockStore):
     #: Whether the store has :meth:`acquire_at_once`.
     acquires_at_once: ClassVar[bool] = False
 
-    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+    def acquire_at_once(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None = None
+    ) -> LockRow | None:
         """The common acquisition in one statement or one round trip: the won row; or
         :class:`HeldElsewhere` when another owner's live grant holds the row itself (see
         :meth:`refused_by`); or ``None`` (an overlap, or anything unusual), which sends the
-        acquisition down the general path. Losing leaves nothing behind (rolled back)."""
+        acquisition down the general path. Losing leaves nothing behind (rolled back).
+        A won row's ``event`` is written in the same transaction (:meth:`record`)."""
         return None
+
+    def at_once_operation(self, recording: bool) -> contextlib.AbstractContextManager[Session]:
+        """The operation :meth:`acquire_at_once` runs in (``recording``: it writes an event
+        too): one autocommitted statement, or :meth:`recording_operation`."""
+        return self.recording_operation() if recording else self.operation()
+
+    def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
+        """The operation of a write that is one autocommitted statement alone (an
+        acquisition at once, a release, a purge's wipe) when its event is written with
+        it: a write transaction. PostgreSQL: autocommit, and :meth:`batch` sends ``BEGIN``
+        with the first statement."""
+        return self.operation(write=True)
 
     def refused_by(self, found: Any, request: AcquireRequest) -> None:
         """Raise :class:`HeldElsewhere` when ``found`` (a row of ``_select_holder``, read
@@ -230,6 +247,38 @@ class SQLStore(LockStore):
         """Deadlocks and serialisation failures that a retry resolves."""
         return False
 
+    def record_events(self, log: EventLog) -> bool:
+        """Write the events into ``log`` in each operation's own transaction, when ``log``
+        is this store's (:meth:`event_log`) and no subclass overrode an operation with the
+        signature that has no ``event`` (see :meth:`LockStore.record_events`)."""
+        if not (isinstance(log, SQLEventLog) and log.store is self and self.takes_events()):
+            return False
+        self._events = log
+        return True
+
+    def batch(self, conn: Session) -> contextlib.AbstractContextManager[Any]:
+        """The first statements of a :meth:`recording_operation`, run in this block and
+        read after it: PostgreSQL sends them with the transaction's ``BEGIN``, in one
+        pipelined round trip. Default: each is sent when run."""
+        return contextlib.nullcontext()
+
+    def records(self, event: EventFor | None) -> bool:
+        """Whether an operation given ``event`` writes an event (the store has a log)."""
+        return event is not None and self._events is not None
+
+    def record(self, conn: Session, event: EventFor | None, row: LockRow) -> None:
+        """Write the event ``event`` builds from ``row`` as the last step of ``conn``'s
+        write transaction (PostgreSQL commits it then, in the same round trip); nothing
+        when there is no event to write."""
+        if event is not None and self._events is not None:
+            self._events.write(conn, event(row))
+
+    def recorded(self, event: EventFor | None) -> None:
+        """After the commit: wake this process's readers of the event log (signals,
+        NOTIFY and wakeups only ever follow the commit)."""
+        if event is not None and self._events is not None:
+            self._events.appended.set()
+
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """``INSERT`` that does nothing when the key exists."""
         raise NotImplementedError
@@ -315,14 +364,15 @@ class SQLStore(LockStore):
                 if not exists:
                     raise self._unavailable(error) from error
 
-    def acquire(self, request: AcquireRequest) -> AcquireResult:
+    def acquire(self, request: AcquireRequest, *, event: EventFor | None = None) -> AcquireResult:
         if self.acquires_at_once:
             try:
-                with self._translated(), self.operation() as conn:
-                    won = self.acquire_at_once(conn, request)
+                with self._translated(), self.at_once_operation(self.records(event)) as conn:
+                    won = self.acquire_at_once(conn, request, event)
             except _Retry:
                 won = None  # (a deadlock: the general path retries)
             if won is not None:
+                self.recorded(event)
                 return AcquireResult(won, granted=won.secret == request.secret)
         params = request.proposed()
         deadline = time.monotonic() + self.retry_budget
@@ -345,7 +395,9 @@ class SQLStore(LockStore):
                         row = self.start_lease(conn, row)  # after any wait of that read
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
-                    return AcquireResult(row, granted=row.secret == request.secret)
+                    self.record(conn, event, row)
+                self.recorded(event)
+                return AcquireResult(row, granted=row.secret == request.secret)
             except _Retry:
                 if time.monotonic() >= deadline:
                     break
@@ -405,7 +457,9 @@ class SQLStore(LockStore):
         with self._translated(), self.operation() as conn:
             return [_one(r) for r in conn.run(stmt, params, once=not kept).fetchall()]
 
-    def refresh(self, row: LockRow, timeout_ms: int) -> LockRow | None:
+    def refresh(
+        self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
+    ) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
         with self._translated(), self.operation(write=True) as conn:
             # Any wait for the row happens here, before the UPDATE reads the clock: a lease
@@ -414,10 +468,16 @@ class SQLStore(LockStore):
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; MariaDB's read-back runs under the write lock just taken.
             if self._update_returns:
-                return _row(conn.first(self._refresh, params))
-            if conn.run(self._refresh, params).rowcount == 0:
-                return None
-            return _row(conn.first(self._select_row, {"resource": row.resource}))
+                refreshed = _row(conn.first(self._refresh, params))
+            elif conn.run(self._refresh, params).rowcount == 0:
+                refreshed = None
+            else:
+                refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
+            if refreshed is not None:
+                self.record(conn, event, refreshed)
+        if refreshed is not None:
+            self.recorded(event)
+        return refreshed
 
     # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
     # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
@@ -441,11 +501,21 @@ class SQLStore(LockStore):
             .with_for_update(read=True)
         )
 
-    def release(self, row: LockRow) -> bool:
+    def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
         params = _grant(row)
-        with self._translated(), self.operation() as conn:
-            # (rowcount: see _matched)
-            return int(conn.run(self._release, params).rowcount) > 0
+        # One autocommitted UPDATE; a transaction only when an event is written with it.
+        recording = self.records(event)
+        with self._translated(), (
+            self.recording_operation() if recording else self.operation()
+        ) as conn:
+            with self.batch(conn) if recording else contextlib.nullcontext():
+                cursor = conn.run(self._release, params)
+            released = int(cursor.rowcount) > 0  # (see _matched)
+            if released:
+                self.record(conn, event, row)
+        if released:
+            self.recorded(event)
+        return released
 
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
@@ -463,14 +533,23 @@ class SQLStore(LockStore):
         with self._translated(), self.single_statement() as conn:
             return _matched(conn.execute(self._purge))
 
-    def purge_expired_rows(self) -> list[LockRow]:
+    def purge_expired_rows(self, *, event: EventFor | None = None) -> list[LockRow]:
         with self._translated(), self.single_statement() as conn:
             candidates = [LockRow(*r) for r in conn.execute(self._select_expired)]
         wiped: list[LockRow] = []
+        recording = self.records(event)
         for row in candidates:
-            with self._translated(), self.single_statement() as conn:
-                if _matched(conn.execute(self._wipe, _grant(row))) > 0:
+            # Each wipe commits alone (with its event, when one is written).
+            with self._translated(), (
+                self.recording_operation() if recording else self.operation()
+            ) as session:
+                with self.batch(session) if recording else contextlib.nullcontext():
+                    cursor = session.run(self._wipe, _grant(row))
+                if int(cursor.rowcount) > 0:  # (see _matched)
                     wiped.append(row)
+                    self.record(session, event, row)
+        if wiped:
+            self.recorded(event)
         return wiped
 
     def shared_secret(self, candidate: str) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from .base import AcquireRequest, LockRow
+from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first
 from .sql import SQLStore, _row
 from .upsert import OnConflictUpsert, proposed_values
@@ -80,13 +80,17 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             .returning(*t.c)
         )
 
-    def acquire_at_once(self, conn: Session, request: AcquireRequest) -> LockRow | None:
+    def acquire_at_once(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None = None
+    ) -> LockRow | None:
         # The statement's clock is read under the write lock: the grant's instant, after
         # every wait, and the overlap check sees what is live at that same instant.
         won = _row(first(self.upsert_unless_overlap(conn, request)))
         if won is None:
             self.refused_by(conn.first(self._select_holder, {"resource": request.resource}),
                             request)
+        else:
+            self.record(conn, event, won)
         return won
 
     def turns(self) -> contextlib.AbstractContextManager[Any]:

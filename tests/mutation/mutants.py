@@ -330,8 +330,8 @@ MUTANTS: list[Mutant] = [
     M(
         "engine-release-unchecked",
         ENGINE,
-        "if self.store.release(row):",
-        "if self.store.release(row) or True:",
+        "if self.store.release(row, **self._recording(_ended_event(kind, lock, by))):",
+        "if self.store.release(row, **self._recording(_ended_event(kind, lock, by))) or True:",
         "release reports a lock it did not end",
     ),
     M(
@@ -768,9 +768,9 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-purge-rows-reported",
         SQL,
-        "                if _matched(conn.execute(self._wipe, _grant(row))) > 0:\n"
+        "                if int(cursor.rowcount) > 0:  # (see _matched)\n"
         "                    wiped.append(row)",
-        "                conn.execute(self._wipe, _grant(row))\n                wiped.append(row)",
+        "                if int(cursor.rowcount) >= 0:\n                    wiped.append(row)",
         "purge reports grants it did not wipe (re-acquired in between)",
     ),
     M(
@@ -831,17 +831,19 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-refresh-cas",
         SQL,
-        "            if conn.run(self._refresh, params).rowcount == 0:\n"
-        "                return None\n",
-        "            conn.run(self._refresh, params)\n",
+        "            elif conn.run(self._refresh, params).rowcount == 0:\n"
+        "                refreshed = None\n"
+        "            else:\n",
+        "            else:\n"
+        "                conn.run(self._refresh, params)\n",
         "refresh of an ended grant returns the row now there",
         needs="MariaDB",
     ),  # the one backend without UPDATE ... RETURNING (read-back path)
     M(
         "sql-release-cas",
         SQL,
-        "return int(conn.run(self._release, params).rowcount) > 0",
-        "return int(conn.run(self._release, params).rowcount) >= 0",
+        "released = int(cursor.rowcount) > 0",
+        "released = int(cursor.rowcount) >= 0",
         "release reports success when nothing matched",
     ),
     M(
