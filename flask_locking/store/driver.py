@@ -87,7 +87,8 @@ class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
     __slots__ = (
-        "checkin", "compile", "connection", "cursor", "dialect", "engine", "observed", "proxy"
+        "checkin", "compile", "connection", "cursor", "dbapi", "dialect", "engine", "observed",
+        "proxy",
     )
 
     def __init__(
@@ -111,7 +112,10 @@ class Session:
         except self.dialect.loaded_dbapi.Error as error:
             raise self.wrap(error, invalidated=True) from error
         try:
-            self.cursor: Any = self.connection.cursor()
+            #: The driver's own connection (commit and rollback skip the pool proxy's
+            #: attribute forwarding, which every operation would pay).
+            self.dbapi: Any = cast(Any, self.connection.dbapi_connection)
+            self.cursor: Any = self.dbapi.cursor()
         except BaseException:
             self.connection.close()
             raise
@@ -202,7 +206,7 @@ class Session:
 
     def commit(self) -> None:
         try:
-            self.connection.commit()
+            self.dbapi.commit()
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
 

@@ -35,6 +35,9 @@ TOMBSTONE: dict[str, Any] = {
     "secret": "", "owner_id": None, "owner_name": None, "owner_url": None, "timeout_ms": 0
 }
 
+#: :meth:`SQLStore.turns` of a store whose operations need not take turns (reusable).
+_NO_TURNS: contextlib.nullcontext[None] = contextlib.nullcontext()
+
 #: Errors that mean "the database is not there or did not answer".
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)
 
@@ -198,30 +201,15 @@ class SQLStore(LockStore):
             yield conn
             conn.commit()
 
-    @contextlib.contextmanager
-    def operation(self, *, write: bool = False) -> Iterator[Session]:
+    def operation(self, *, write: bool = False) -> contextlib.AbstractContextManager[Session]:
         """A hot operation on a pooled driver connection, committed at the end: a write
         transaction when ``write`` (:meth:`begin_operation`), else single statements."""
-        with self.turns():
-            keeper = self.keeper
-            session = Session(self.engine, self.driver, keeper.checkout, keeper.checkin)
-            try:
-                self.begin_operation(session, write)
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.abort()
-                    raise
-                finally:
-                    self.end_operation(session, write)
-            finally:
-                session.close()
+        return _Operation(self, write)
 
     def turns(self) -> contextlib.AbstractContextManager[Any]:
         """What operations of this process take turns on (SQLite in memory: its one
         connection); default: nothing."""
-        return contextlib.nullcontext()
+        return _NO_TURNS
 
     def connection_is_idle(self, dbapi_connection: Any) -> bool:
         """Whether ``dbapi_connection`` has no transaction open, so that it may be kept for
@@ -579,19 +567,9 @@ class SQLStore(LockStore):
 
     # -- errors ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
         """Turn driver errors into :class:`StoreUnavailable` (or a retry signal)."""
-        try:
-            yield
-        except exc.DBAPIError as error:
-            if self.is_retryable(error):
-                raise _Retry() from error
-            if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
-                raise self._unavailable(error) from error
-            raise
-        except exc.TimeoutError as error:  # pool exhausted
-            raise self._unavailable(error) from error
+        return _Translated(self)
 
     @staticmethod
     def _unavailable(error: BaseException) -> StoreUnavailable:
@@ -690,3 +668,81 @@ def _matched(result: sa.CursorResult[Any]) -> int:
     # (MySQL drivers set CLIENT.FOUND_ROWS). Every UPDATE above puts the whole condition in
     # its WHERE, so a match is the decision itself, not a hint from an earlier read.
     return int(result.rowcount)
+
+
+class _Operation:
+    """:meth:`SQLStore.operation`: a class rather than a generator, because every lock
+    operation and every guarded request enters one (a generator-based context manager
+    costs a frame and a generator object more)."""
+
+    __slots__ = ("session", "store", "turns", "write")
+
+    def __init__(self, store: SQLStore, write: bool) -> None:
+        self.store = store
+        self.write = write
+
+    def __enter__(self) -> Session:
+        store = self.store
+        self.turns = turns = store.turns()
+        turns.__enter__()
+        try:
+            keeper = store.keeper
+            self.session = session = Session(
+                store.engine, store.driver, keeper.checkout, keeper.checkin
+            )
+            try:
+                store.begin_operation(session, self.write)
+            except BaseException:
+                try:
+                    session.abort()
+                    store.end_operation(session, self.write)
+                finally:
+                    session.close()
+                raise
+        except BaseException:
+            turns.__exit__(None, None, None)
+            raise
+        return session
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        session, store = self.session, self.store
+        try:
+            try:
+                if kind is None:
+                    session.commit()
+                else:
+                    session.abort()
+            except BaseException:
+                session.abort()
+                raise
+            finally:
+                store.end_operation(session, self.write)
+        finally:
+            try:
+                session.close()
+            finally:
+                self.turns.__exit__(None, None, None)
+
+
+class _Translated:
+    """:meth:`SQLStore._translated` (a class, for the reason :class:`_Operation` is)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None:
+            return
+        store = self.store
+        if isinstance(error, exc.DBAPIError):
+            if store.is_retryable(error):
+                raise _Retry() from error
+            if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
+                raise store._unavailable(error) from error
+        elif isinstance(error, exc.TimeoutError):  # pool exhausted
+            raise store._unavailable(error) from error
