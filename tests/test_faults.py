@@ -121,12 +121,23 @@ class RowBlocker:
         self.engine.dispose()
 
 
-def wait_until_blocked(database_url: str, table: str) -> None:
-    """Wait until a statement on ``table`` is waiting for a row lock on the server."""
+def wait_until_blocked(
+    database_url: str, table: str, box: dict[str, Any] | None = None
+) -> None:
+    """Wait until a statement on ``table`` is waiting for a row lock on the server.
+
+    ``box``: where the request in flight puts its ``response`` when it ends; a request that
+    ended without waiting fails the test at once, with what it answered. When no wait is
+    seen, the failure shows what the server's sessions were doing (a flake must say why).
+    """
     engine = sa.create_engine(database_url)
     if engine.dialect.name == "postgresql":
         probe = sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+        )
+        sessions = sa.text(
+            "SELECT pid, state, wait_event_type, wait_event, left(query, 200)"
+            " FROM pg_stat_activity WHERE datname = current_database()"
         )
     else:
         # Any transaction in LOCK WAIT whose statement names the table, or whose statement
@@ -135,6 +146,11 @@ def wait_until_blocked(database_url: str, table: str) -> None:
             "SELECT count(*) FROM information_schema.innodb_trx"
             " WHERE trx_state = 'LOCK WAIT' AND (trx_query LIKE :q OR trx_query IS NULL)"
         )
+        sessions = sa.text(
+            "SELECT id, command, time, state, left(info, 200) FROM information_schema.processlist"
+            " WHERE db = database()"
+        )
+    seen: list[Any] = []
     try:
         with engine.connect() as conn:
             # A generous deadline: on a loaded machine the request can take seconds to
@@ -144,10 +160,17 @@ def wait_until_blocked(database_url: str, table: str) -> None:
                 if conn.execute(probe, {"q": f"%{table}%"}).scalar():
                     return
                 conn.rollback()
+                if box is not None and "response" in box:
+                    response = box["response"]
+                    raise AssertionError(
+                        "the request ended without waiting for the row: "
+                        f"{response.status_code} {response.get_data(as_text=True)[:300]}"
+                    )
                 time.sleep(0.02)
+            seen = [tuple(row) for row in conn.execute(sessions)]
     finally:
         engine.dispose()
-    raise AssertionError("the request never reached the database's lock wait")
+    raise AssertionError(f"the request never reached the database's lock wait; sessions: {seen}")
 
 
 def in_flight(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:

@@ -62,7 +62,7 @@ def behind_held_row(
     try:
         thread = threading.Thread(target=lambda: box.update(response=send()), daemon=True)
         thread.start()
-        wait_until_blocked(database_url, table_name)
+        wait_until_blocked(database_url, table_name, box)
         time.sleep(HELD_FOR)
         if until_lapsed:
             hold_until_lapsed(store, held.expires_at)
@@ -112,7 +112,7 @@ def test_lease_starts_after_the_wait(
     box: dict[str, Any] = {}
     try:
         thread = _acquire_in_background(client, "/docs/1", box)
-        wait_until_blocked(database_url, table_name)
+        wait_until_blocked(database_url, table_name, box)
         time.sleep(HELD_FOR)  # longer than the requested lease, while the acquirer waits
         let_go_ms = store.now_ms()
     finally:
@@ -145,7 +145,7 @@ def test_holder_whose_lease_ended_during_the_wait_loses(
     box: dict[str, Any] = {}
     try:
         thread = _acquire_in_background(client, "/docs/1", box)
-        wait_until_blocked(database_url, table_name)
+        wait_until_blocked(database_url, table_name, box)
         time.sleep(HELD_FOR)  # ann's 1 s lease runs out while bob waits
     finally:
         blocker.release()
@@ -248,7 +248,7 @@ def test_overlap_is_decided_after_the_wait(
     box: dict[str, Any] = {}
     try:
         thread = _acquire_in_background(client, "/docs/1", box)
-        wait_until_blocked(database_url, table_name)
+        wait_until_blocked(database_url, table_name, box)
         time.sleep(HELD_FOR)  # ann's 1 s lease on /docs runs out while bob waits
         let_go_ms = store.now_ms()
     finally:
