@@ -16,6 +16,7 @@ parameters are the ones run. A statement that fails fires no ``handle_error`` ev
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -46,7 +47,7 @@ class ListenerContext:
 class Compiled:
     """One statement compiled for one dialect: its SQL and how to bind a parameter dict."""
 
-    __slots__ = ("constants", "order", "processors", "sql")
+    __slots__ = ("constants", "order", "pick", "processors", "sql")
 
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(  # type: ignore[attr-defined]
@@ -54,25 +55,44 @@ class Compiled:
         )
         self.sql: str = compiled.string
         binds = compiled.binds
-        #: Values fixed in the statement itself (literals, ``values(x=1)``).
+        processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        #: Values fixed in the statement itself (literals, ``values(x=1)``), processed for
+        #: the driver once, here.
         self.constants = {
-            name: bind.effective_value for name, bind in binds.items() if not bind.required
+            name: (processors[name](bind.effective_value) if name in processors
+                   else bind.effective_value)
+            for name, bind in binds.items() if not bind.required
         }
-        self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        #: The type processors a caller's value goes through (by bind name).
+        self.processors = tuple(processors.items())
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
         )
+        #: Builds the positional tuple from the bound values (C-speed ``itemgetter``).
+        self.pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
+        order = self.order
+        if order is not None:
+            if len(order) > 1:
+                self.pick = operator.itemgetter(*order)
+            else:
+                self.pick = lambda values: tuple(values[name] for name in order)
 
     def bind(self, params: Mapping[str, Any]) -> Any:
         """The driver's parameters (a tuple for positional paramstyles, else a dict)."""
-        values = {**self.constants, **params} if self.constants else params
+        values: Mapping[str, Any] = params
         if self.processors:
-            values = {
-                key: (self.processors[key](value) if key in self.processors else value)
-                for key, value in values.items()
-            }
-        if self.order is not None:
-            return tuple(values[name] for name in self.order)
+            processed = None
+            for name, process in self.processors:
+                if name in params:
+                    if processed is None:
+                        processed = dict(params)
+                    processed[name] = process(params[name])
+            if processed is not None:
+                values = processed
+        if self.constants:
+            values = {**self.constants, **values}
+        if self.pick is not None:
+            return self.pick(values)
         return values
 
 
