@@ -146,6 +146,15 @@ class LockingState:
                 store.create_schema()
                 if events is not None:
                     events.create_schema()
+            elif events is not None and not events.exists():
+                # Each lock operation writes its event in its own transaction: without the
+                # tables every one would fail. The locks go on; the streams answer 404.
+                log.error(
+                    "flask-locking: LOCKING_EVENTS_ENABLED is on but the lock event tables are "
+                    "missing (LOCKING_CREATE_TABLE = False: add them to your migrations, or "
+                    "set LOCKING_EVENTS_ENABLED = False); lock events are off."
+                )
+                events = None
             engine = LockEngine(
                 store,
                 secret_key=self.config.secret_key,

@@ -185,6 +185,14 @@ class OldSignatureStore(SQLiteStore):
         return super().release(row)
 
 
+class OldAtOnceStore(SQLiteStore):
+    """A host's subclass overriding the one-statement acquisition with its signature from
+    before ``event`` (found by review: every acquire raised TypeError, a 500)."""
+
+    def acquire_at_once(self, conn: Any, request: Any) -> Any:  # type: ignore[override]
+        return super().acquire_at_once(conn, request)
+
+
 class NoCapabilityStore(MemoryStore):
     def record_events(self, log: Any) -> bool:
         return False
@@ -195,9 +203,13 @@ def test_a_store_without_the_capability_gets_its_events_appended(tmp_path: Any) 
     sqlite = OldSignatureStore(
         sa.create_engine(f"sqlite:///{tmp_path}/old.sqlite3"), sa.MetaData(), "locks"
     )
+    at_once = OldAtOnceStore(
+        sa.create_engine(f"sqlite:///{tmp_path}/at_once.sqlite3"), sa.MetaData(), "locks"
+    )
     sqlite.create_schema()
+    at_once.create_schema()
     try:
-        for store in (memory, sqlite):
+        for store in (memory, sqlite, at_once):
             log = store.event_log()
             assert log is not None
             log.create_schema()
@@ -209,6 +221,7 @@ def test_a_store_without_the_capability_gets_its_events_appended(tmp_path: Any) 
             assert kinds(engine) == ["acquired", "refreshed", "released"]
     finally:
         sqlite.dispose()
+        at_once.dispose()
 
 
 def test_a_store_records_only_into_its_own_log(tmp_path: Any) -> None:
@@ -217,3 +230,25 @@ def test_a_store_records_only_into_its_own_log(tmp_path: Any) -> None:
     assert isinstance(one.event_log(), MemoryEventLog)
     request = AcquireRequest.of(LockRow("/a", "s", "o", None, None, None, True, False, 1000, 0, 0))
     assert one.acquire(request).granted  # no log attached: nothing to write, no error
+
+
+def test_missing_event_tables_turn_events_off_not_the_locks(
+    make_app: AppFactory, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that creates the tables itself (LOCKING_CREATE_TABLE = False) and left the
+    event tables out of its migrations: every lock operation would fail (its event is part
+    of its transaction), so the events are turned off with an error in the log, and the
+    locks work (found by review: a 503 on SQLite, a 500 on PostgreSQL)."""
+    make_app(database_url=database_url, LOCKING_EVENTS_ENABLED=False).test_client().post(
+        "/docs/1/@lock"
+    )  # the lock table only
+    app = make_app(database_url=database_url, LOCKING_CREATE_TABLE=False)
+    client = app.test_client()
+    with caplog.at_level("ERROR", logger="flask_locking"):
+        locked = client.post("/docs/2/@lock", headers={"X-User": "ann"})
+    assert locked.status_code == 200, locked.get_data(as_text=True)
+    assert "lock event tables are missing" in caplog.text
+    token = locked.get_json()["token"]
+    assert client.patch("/docs/2").status_code == 403
+    assert client.patch("/docs/2", headers={"Lock-Token": token}).status_code == 200
+    assert client.delete("/docs/2/@lock", headers={"X-User": "ann"}).status_code == 200

@@ -91,3 +91,28 @@ def test_json_bodies_are_read(app: Flask, content_type: str) -> None:
 def test_an_empty_body_needs_no_content_type(app: Flask) -> None:
     assert send(app, "POST", "/docs/1/@lock", "", None).status_code == 200
     assert send(app, "DELETE", "/docs/1/@lock", "", None).status_code == 200
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_a_body_without_a_length_is_read_as_werkzeug_reads_it(app: Flask, terminated: bool) -> None:
+    """No Content-Length (``curl -X POST``, a chunked upload): a server that terminates the
+    input (``wsgi.input_terminated``: gunicorn, Werkzeug's server for chunked bodies) has the
+    body read, and refused when it is a form; without it Werkzeug sees no body at all, and
+    neither does the lock endpoint (an empty body still needs a JSON type or none)."""
+    import io
+
+    def post(body: bytes, content_type: str | None) -> Any:
+        environ: dict[str, Any] = {"wsgi.input": io.BytesIO(body)}
+        if terminated:
+            environ["wsgi.input_terminated"] = True
+        headers = {"Content-Type": content_type} if content_type else {}
+        return app.test_client().post(
+            "/docs/1/@lock", environ_overrides=environ, headers={"X-User": "ann", **headers}
+        )
+
+    sized = post(b'{"timeout": 77}', "application/json")
+    assert sized.status_code == 200, sized.get_data(as_text=True)
+    assert sized.get_json()["timeout"] == (77 if terminated else 600)
+    assert post(b"", "application/x-www-form-urlencoded").status_code == 415
+    if terminated:
+        assert post(ATTACK.encode(), "text/plain").status_code == 415

@@ -200,3 +200,63 @@ def test_a_forked_child_leaves_the_parents_connections_alone(
     assert store.keeper._idle[-1][0] is parked
     _cycle(store, "/docs/2")
     assert store.keeper._idle[-1][0] is parked
+
+
+def test_a_parked_connection_older_than_pool_recycle_is_replaced(make_store: Any) -> None:
+    # (found by review: a kept connection skipped the pool's checkout, where pool_recycle
+    # applies; with pre-ping off, one dropped by the server's idle timeout answered 503)
+    store = make_store(pool_recycle=1, pool_pre_ping=False)
+    _cycle(store, "/docs/1")
+    old = store.keeper._idle[-1][0].dbapi_connection
+    time.sleep(1.3)
+    _cycle(store, "/docs/2")
+    assert store.keeper._idle[-1][0].dbapi_connection is not old
+
+
+def test_a_disposed_engine_gets_no_connection_of_its_old_pool(make_store: Any) -> None:
+    # (found by review: after engine.dispose() the parked connection of the old pool was
+    # used on, uncounted by the new pool, so the store exceeded its pool size)
+    store = make_store()
+    _cycle(store, "/docs/1")
+    old = store.keeper._idle[-1][0]
+    store.engine.dispose()
+    _cycle(store, "/docs/2")
+    kept = store.keeper._idle[-1][0]
+    assert kept is not old and kept._pool is store.engine.pool
+    assert store.engine.pool.checkedout() == store.keeper.parked == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_the_event_prune_needs_no_second_connection(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The PostgreSQL event log prunes after the commit on a hot-path connection: pruned
+    with a SQLAlchemy checkout while the operation held its own, it waited out the pool
+    (the other connection busy, the operation's own kept idle) and failed (found by review)."""
+    import flask_locking.store.events as events
+    from flask_locking.engine import LockEngine
+
+    monkeypatch.setattr(events, "PRUNE_EVERY", 1)  # (every 256th event otherwise)
+    store = make_store(pool_size=2, max_overflow=0, pool_timeout=1)
+    log = store.event_log()
+    log.create_schema()
+    engine = LockEngine(store, secret_key="k", events=log)
+    inside, done = threading.Event(), threading.Event()
+
+    def busy() -> None:  # another request's operation holds the pool's other connection
+        with store.operation() as session:
+            session.first(sa.text("SELECT 1"), once=True)
+            inside.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        with caplog.at_level("ERROR", logger="flask_locking"):
+            lock = engine.acquire("/docs/1", "ann")
+            engine.release("/docs/1", token=lock.token)
+    finally:
+        done.set()
+        thread.join()
+    assert not [r for r in caplog.records if "prune" in r.getMessage()], caplog.text

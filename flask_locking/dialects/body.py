@@ -22,9 +22,13 @@ def json_object(max_bytes: int) -> dict[str, Any]:
     """
     current = request._get_current_object()  # type: ignore[attr-defined]
     length = current.content_length
-    if length == 0:
+    if length == 0 or (length is None and "wsgi.input_terminated" not in current.environ):
+        # The common case (POST/DELETE without a body): no stream to build. Without a
+        # length (no Content-Length, as curl -X POST and Werkzeug's test client send it,
+        # or chunked) a server that does not terminate the input gives Werkzeug no body to
+        # read either (its request.stream is then empty).
         _require_json_or_nothing()
-        return {}  # the common case (POST/DELETE without a body): no stream to build
+        return {}
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"The request body is {length} bytes; at most {max_bytes} are accepted.")
     raw = current.stream.read(max_bytes + 1) if length is None else current.get_data(cache=True)

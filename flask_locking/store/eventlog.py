@@ -51,6 +51,11 @@ class EventLog(ABC):
         """Create what the log needs, if missing (safe when processes race). Default:
         nothing."""
 
+    def exists(self) -> bool:
+        """Whether the log's storage is there (a SQL log: its tables). Asked when the host
+        creates the tables itself (``LOCKING_CREATE_TABLE = False``); default: yes."""
+        return True
+
     @abstractmethod
     def append(self, event: NewEvent) -> int:
         """Write ``event`` with the next id and the store's clock; return its id. Set

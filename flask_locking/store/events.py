@@ -87,6 +87,10 @@ class SQLEventLog(EventLog):
         keep_ms = bindparam("keep_ms", type_=sa.BigInteger)
         self._prune = sa.delete(t).where(t.c.time_ms < now - keep_ms)
 
+    def exists(self) -> bool:
+        inspector = sa.inspect(self.store.engine)
+        return all(inspector.has_table(table.name) for table in (self.table, self.head_table))
+
     def create_schema(self) -> None:
         """Create the event tables (if missing) and the counter row."""
         for table in (self.table, self.head_table):
@@ -108,14 +112,31 @@ class SQLEventLog(EventLog):
         store = self.store
         with store._translated(), store.operation(write=True) as conn:
             new_id = self.write(conn, event)
-        self.appended.set()
+        self.committed()
         return new_id
+
+    #: A prune that :meth:`write` left for after the commit (PostgreSQL).
+    _prune_due = False
+
+    def committed(self) -> None:
+        """After the commit of a transaction that wrote events, its connection handed back:
+        wake this process's readers (:attr:`appended`) and run a prune left for then."""
+        self.appended.set()
+        if self._prune_due:
+            self._prune_due = False
+            try:
+                # On a hot-path connection (the one just handed back is kept idle for it):
+                # a SQLAlchemy checkout could wait for the pool while connections are kept.
+                with self.store._translated(), self.store.operation() as conn:
+                    conn.run(self._prune, {"keep_ms": self.retention_ms})
+            except Exception:  # the event has committed: the next prune catches up
+                log.exception("flask-locking: could not prune lock events")
 
     def write(self, conn: Session, event: NewEvent) -> int:
         """Write ``event`` as the last step of ``conn``'s write transaction (a store
         operation's, see :meth:`~flask_locking.store.LockStore.record_events`); return its
-        id. The caller commits (or rolls back, and the event was never written), then sets
-        :attr:`appended`."""
+        id. The caller commits (or rolls back, and the event was never written), then calls
+        :meth:`committed`."""
         new_id = self._next_id(conn)
         conn.run(self._insert, {"new_id": new_id, **_columns(event)})
         self.announce(conn, new_id)
@@ -230,10 +251,9 @@ class PostgreSQLEventLog(SQLEventLog):
         finally:
             cursor.close()
         if new_id % PRUNE_EVERY == 0:
-            try:
-                self.prune()
-            except Exception:  # the event has committed: the next prune catches up
-                log.exception("flask-locking: could not prune lock events")
+            # After the operation, when its connection is back (see committed()): a prune
+            # here would take a second connection while this one is held.
+            self._prune_due = True
         return new_id
 
     def announce(self, conn: Session, event_id: int) -> None:

@@ -16,6 +16,9 @@ open) in a short LIFO list, and the next operation of **any** thread takes it fr
   as a checked-out connection is trusted between statements; one that broke meanwhile
   fails its operation (the store answers "unavailable"), is invalidated and never parked
   again.
+* What the pool checks at checkout applies to a parked connection too: one older than
+  ``pool_recycle``, older than a disconnect the pool saw (SQLAlchemy then invalidates every
+  older connection), or from before the engine was disposed goes back to its pool instead.
 * Pools that are not a :class:`~sqlalchemy.pool.QueuePool` (``NullPool``: the user asked
   for no pooling, e.g. behind PgBouncer; ``StaticPool``: SQLite in memory) keep nothing.
 * A forked child never touches the parent's parked connections (their sockets are the
@@ -75,16 +78,40 @@ class ConnectionKeeper:
                 if not self._idle:
                     break
                 connection, since = self._idle.pop()
+            if self._stale(connection):
+                _discard(connection)
+                continue
             if not self._ping or time.monotonic() - since < self.ping_after:
                 return connection
             if self._alive(connection):
                 return connection
         return self.engine.raw_connection()
 
+    def _stale(self, connection: Any) -> bool:
+        """Whether the pool would not hand ``connection`` out again as it is: the engine
+        was disposed since (a new pool, which does not count this connection), the
+        connection is older than ``pool_recycle``, or the pool invalidated every connection
+        older than a disconnect it saw. (SQLAlchemy applies these at checkout, which a
+        parked connection skips; the attributes read are the pool's own.)"""
+        pool = self.engine.pool
+        if getattr(connection, "_pool", pool) is not pool:
+            return True
+        record = getattr(connection, "_connection_record", None)
+        if record is None:
+            return False
+        started = record.starttime
+        recycle = getattr(pool, "_recycle", -1)
+        if recycle > -1 and time.time() - started > recycle:
+            return True
+        return bool(getattr(pool, "_invalidate_time", 0) > started)
+
     def checkin(self, connection: Any) -> None:
         """Park ``connection`` after its operation, or return it to the pool when it is
         broken, inside a transaction, from before a fork, or not wanted (list full)."""
         if self.limit and connection.is_valid and self._pid == os.getpid():
+            if self._stale(connection):
+                _discard(connection)
+                return
             try:
                 idle = self.is_idle(connection.dbapi_connection)
             except Exception:  # noqa: BLE001 - a connection in doubt goes back to the pool
@@ -132,3 +159,10 @@ class ConnectionKeeper:
         self._idle = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+
+
+def _discard(connection: Any) -> None:
+    """Close a connection that must not be used again (too old, or of a disposed pool,
+    which would otherwise keep it open until garbage collection) and hand it back."""
+    connection.invalidate()
+    connection.close()

@@ -10,6 +10,7 @@ connection (:mod:`flask_locking.store.driver`); the cold ones go through SQLAlch
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -250,6 +251,14 @@ class SQLStore(LockStore):
         pipelined round trip. Default: each is sent when run."""
         return contextlib.nullcontext()
 
+    def takes_events(self) -> bool:
+        # The one-statement acquisition records the event too: an override of it written
+        # before ``event`` existed would drop it (the engine then appends after the call).
+        return super().takes_events() and (
+            not self.acquires_at_once
+            or "event" in inspect.signature(self.acquire_at_once).parameters
+        )
+
     def records(self, event: EventFor | None) -> bool:
         """Whether an operation given ``event`` writes an event (the store has a log)."""
         return event is not None and self._events is not None
@@ -265,7 +274,7 @@ class SQLStore(LockStore):
         """After the commit: wake this process's readers of the event log (signals,
         NOTIFY and wakeups only ever follow the commit)."""
         if event is not None and self._events is not None:
-            self._events.appended.set()
+            self._events.committed()
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """``INSERT`` that does nothing when the key exists."""
@@ -356,7 +365,9 @@ class SQLStore(LockStore):
         if self.acquires_at_once:
             try:
                 with self._translated(), self.at_once_operation(self.records(event)) as conn:
-                    won = self.acquire_at_once(conn, request, event)
+                    # (a host's override may predate ``event``: it only gets one to record)
+                    won = (self.acquire_at_once(conn, request, event)
+                           if self.records(event) else self.acquire_at_once(conn, request))
             except _Retry:
                 won = None  # (a deadlock: the general path retries)
             if won is not None:
