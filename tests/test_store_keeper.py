@@ -260,3 +260,31 @@ def test_the_event_prune_needs_no_second_connection(
         done.set()
         thread.join()
     assert not [r for r in caplog.records if "prune" in r.getMessage()], caplog.text
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_one_dead_connection_retires_every_older_kept_one(make_store: Any) -> None:
+    """After a server restart every kept connection is dead: the first operation to find
+    one fails, and the pool's invalidation (as SQLAlchemy does on a disconnect) retires the
+    other kept ones too, so the next operation works (it failed once per kept connection)."""
+    store = make_store()
+    store.keeper.ping_after = 3600.0  # trusted: a dead one is found only by using it
+    barrier = threading.Barrier(3)
+
+    def hold(n: int) -> None:
+        with store.operation() as session:
+            session.first(store._select_live_one, {"resource": f"/docs/{n}"})
+            barrier.wait(timeout=10)
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.keeper.parked == 3
+    for connection, _since in list(store.keeper._idle):
+        _kill(store, connection)
+    with pytest.raises(StoreUnavailable):
+        store.live("/docs/1")
+    assert store.live("/docs/1") is None  # a fresh connection, not the next dead one
+    _cycle(store, "/docs/2")

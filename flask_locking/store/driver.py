@@ -210,12 +210,15 @@ class Session:
         return first(self.run(statement, params, once=once))
 
     def fail(self, error: Exception) -> exc.DBAPIError:
-        """``error`` as SQLAlchemy raises it; a connection it broke leaves the pool."""
+        """``error`` as SQLAlchemy raises it. A connection it broke leaves the pool, and, as
+        SQLAlchemy does on a disconnect, every connection of the pool opened before it is
+        recycled at its next checkout (the store's kept ones included: a restarted server
+        costs one failed operation, not one per kept connection)."""
         broken = self.dialect.is_disconnect(
             cast(Any, error), self.connection.dbapi_connection, self.cursor
         )
         if broken:
-            self.connection.invalidate(error)
+            self.engine.pool._invalidate(self.connection, error)
         return self.wrap(error, invalidated=broken)
 
     def wrap(self, error: Exception, *, invalidated: bool) -> exc.DBAPIError:
