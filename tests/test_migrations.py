@@ -147,8 +147,13 @@ def test_store_ddl_matches_the_metadata(tmp_path: Path, backend: str) -> None:
             added = {diff[1].name for diff in missing if diff[0] == "add_table"}
             assert {table, f"{table}_meta", f"{table}_events", f"{table}_event_head"} <= added
 
-            state.engine.store.create_schema()  # what LOCKING_CREATE_TABLE does
-            state.engine.events.create_schema()  # (and the lock events' tables)
+            store = state.engine.store
+            store.create_schema()  # what LOCKING_CREATE_TABLE does
+            # (and the lock events' tables; the engine, built before they existed, runs
+            # without events: see test_missing_event_tables_turn_events_off_not_the_locks)
+            events = store.event_log()
+            assert events is not None
+            events.create_schema()
             db.metadata.tables[f"{table}_notes"].create(engine)
             with engine.connect() as conn:
                 context = MigrationContext.configure(
