@@ -133,6 +133,13 @@ def build_race(
         TESTING=True,
         SECRET_KEY="race",
         SQLALCHEMY_DATABASE_URI=host_url,
+        # A SQLite host's writers wait for its one write lock, held by a paused writer A
+        # while the test thread waits for A's lease to end on the lock store's clock: a
+        # stall of that store (a checkpoint) must not time the host's waiters out (5 s by
+        # default; seen once in a full run). Outcomes are asserted, never durations.
+        SQLALCHEMY_ENGINE_OPTIONS=(
+            {"connect_args": {"timeout": 60}} if host_url.startswith("sqlite") else {}
+        ),
         LOCKING_DATABASE_URI=lock_url,
         LOCKING_TABLE_NAME="lk_race_" + suffix,
         **config,
