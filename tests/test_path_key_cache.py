@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask, g, jsonify
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -145,27 +146,24 @@ def test_mounts_never_share_a_cached_key(tmp_path_factory: Any, calls: Any) -> N
     _answers_match(mounted_app(tmp_path_factory.mktemp("m")), calls, host=False)
 
 
-def test_a_lock_in_one_subdomain_leaves_the_other_unlocked(tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    ("build", "here", "there", "key"),
+    [
+        (subdomain_app, "http://acme.example.com/", "http://globex.example.com/",
+         "[globex.example.com]/docs/1"),
+        (mounted_app, "http://localhost/a/", "http://localhost/b/", "[/b]/docs/1"),
+    ],
+    ids=["subdomain", "mount"],
+)
+def test_a_lock_in_one_tenant_leaves_the_other_unlocked(
+    tmp_path: Any, build: Any, here: str, there: str, key: str
+) -> None:
     """Through HTTP: the cache filled by one tenant's ``@lock`` does not key another's."""
-    app = subdomain_app(tmp_path)
-    client = app.test_client()
-    acme, globex = "http://acme.example.com/", "http://globex.example.com/"
-    assert client.get("/docs/1/@lock", base_url=acme).get_json()["locked"] is False
-    held = client.post("/docs/1/@lock", base_url=globex)
+    client = build(tmp_path).test_client()
+    assert client.get("/docs/1/@lock", base_url=here).get_json()["locked"] is False
+    held = client.post("/docs/1/@lock", base_url=there)
     assert held.status_code == 200, held.get_json()
-    assert held.get_json()["resource"] == "[globex.example.com]/docs/1"
-    assert client.get("/docs/1/@lock", base_url=acme).get_json()["locked"] is False
-    assert client.patch("/docs/1", base_url=acme).status_code == 200
-    assert client.patch("/docs/1", base_url=globex).status_code == 403
-
-
-def test_a_lock_under_one_mount_leaves_the_other_unlocked(tmp_path: Any) -> None:
-    app = mounted_app(tmp_path)
-    client = app.test_client()
-    a, b = "http://localhost/a/", "http://localhost/b/"
-    assert client.get("/docs/1/@lock", base_url=a).get_json()["locked"] is False
-    held = client.post("/docs/1/@lock", base_url=b)
-    assert held.status_code == 200, held.get_json()
-    assert held.get_json()["resource"] == "[/b]/docs/1"
-    assert client.get("/docs/1/@lock", base_url=a).get_json()["locked"] is False
-    assert client.patch("/docs/1", base_url=b).status_code == 403
+    assert held.get_json()["resource"] == key
+    assert client.get("/docs/1/@lock", base_url=here).get_json()["locked"] is False
+    assert client.patch("/docs/1", base_url=here).status_code == 200
+    assert client.patch("/docs/1", base_url=there).status_code == 403
