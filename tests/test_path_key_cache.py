@@ -26,14 +26,16 @@ MOUNTS = ["", "/a", "/b", "/a/b"]
 PATHS = ["/docs/1", "/docs/01", "/docs/1/", "/docs/x", "/other/1", "/", "/docs//1"]
 
 
+def pop_tenant(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # Flask's documented tenant pattern: the view arguments no longer tell tenants apart
+    g.tenant = (values or {}).pop("tenant", None)
+
+
 def subdomain_app(tmp_path: Any) -> Flask:
     app = Flask(__name__, instance_path=str(tmp_path / "instance"), subdomain_matching=True)
     app.config.update(TESTING=True, SECRET_KEY="s", SERVER_NAME="example.com")
 
-    @app.url_value_preprocessor
-    def pop_tenant(_endpoint: str | None, values: dict[str, Any] | None) -> None:
-        # Flask's documented tenant pattern: the view arguments no longer tell tenants apart
-        g.tenant = (values or {}).pop("tenant", None)
+    app.url_value_preprocessor(pop_tenant)
 
     @app.route("/docs/<int:doc_id>", methods=["GET", "PATCH"], subdomain="<tenant>")
     def document(doc_id: int) -> Any:
@@ -54,9 +56,7 @@ def host_app(tmp_path: Any) -> Flask:
     )
     app.config.update(TESTING=True, SECRET_KEY="s")
 
-    @app.url_value_preprocessor
-    def pop_tenant(_endpoint: str | None, values: dict[str, Any] | None) -> None:
-        g.tenant = (values or {}).pop("tenant", None)
+    app.url_value_preprocessor(pop_tenant)
 
     @app.route("/docs/<int:doc_id>", methods=["GET", "PATCH"], host="<tenant>.test")
     def document(doc_id: int) -> Any:

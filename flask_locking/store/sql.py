@@ -138,8 +138,9 @@ class SQLStore(LockStore):
         return None
 
     def at_once_operation(self, recording: bool) -> contextlib.AbstractContextManager[Session]:
-        """The operation :meth:`acquire_at_once` runs in (``recording``: it writes an event
-        too): one autocommitted statement, or :meth:`recording_operation`."""
+        """The operation of a write that is one statement alone (:meth:`acquire_at_once`, a
+        release, a purge's wipe; ``recording``: it writes an event too): one autocommitted
+        statement, or :meth:`recording_operation`."""
         return self.recording_operation() if recording else self.operation()
 
     def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
@@ -504,9 +505,7 @@ class SQLStore(LockStore):
         params = _grant(row)
         # One autocommitted UPDATE; a transaction only when an event is written with it.
         recording = self.records(event)
-        with self._translated(), (
-            self.recording_operation() if recording else self.operation()
-        ) as conn:
+        with self._translated(), self.at_once_operation(recording) as conn:
             with self.batch(conn) if recording else contextlib.nullcontext():
                 cursor = conn.run(self._release, params)
             released = int(cursor.rowcount) > 0  # (see _matched)
@@ -539,9 +538,7 @@ class SQLStore(LockStore):
         recording = self.records(event)
         for row in candidates:
             # Each wipe commits alone (with its event, when one is written).
-            with self._translated(), (
-                self.recording_operation() if recording else self.operation()
-            ) as session:
+            with self._translated(), self.at_once_operation(recording) as session:
                 with self.batch(session) if recording else contextlib.nullcontext():
                     cursor = session.run(self._wipe, _grant(row))
                 if int(cursor.rowcount) > 0:  # (see _matched)
