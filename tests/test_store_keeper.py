@@ -288,3 +288,37 @@ def test_one_dead_connection_retires_every_older_kept_one(make_store: Any) -> No
         store.live("/docs/1")
     assert store.live("/docs/1") is None  # a fresh connection, not the next dead one
     _cycle(store, "/docs/2")
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["alone", "as-operation"])
+def test_a_read_on_a_dead_kept_connection_fails_once_then_works(
+    make_store: Any, watched: bool
+) -> None:
+    # SQLite reads run straight on a kept connection's cursor (SQLStore.read_rows) unless
+    # a listener watches statements; either way a connection that broke answers
+    # "unavailable" once, is never kept again, and the next read gets a new one.
+    store = make_store()
+    if watched:
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *args: None)
+    row = store.acquire(_request("/docs/1")).row
+    assert store.live("/docs/1") == row
+    kept = store.keeper._idle[-1][0]
+    kept.dbapi_connection.close()  # SQLite: "Cannot operate on a closed database."
+    with pytest.raises(StoreUnavailable):
+        store.live_among(["/docs/1", "/docs"])
+    assert all(c is not kept for c, _ in store.keeper._idle)
+    assert store.live("/docs/1") == row
+    assert store.engine.pool.checkedout() == store.keeper.parked
+
+
+def test_reads_alone_leave_no_transaction_and_see_other_writers(make_store: Any) -> None:
+    # Two stores on one database (two processes, say): a read on a kept connection never
+    # keeps a snapshot, so each read sees what the other store committed just before.
+    first, second = make_store(), make_store()
+    for n in range(3):
+        assert first.live_among([f"/docs/{n}", "/docs"]) == []
+        row = second.acquire(_request(f"/docs/{n}")).row
+        assert first.live_among([f"/docs/{n}", "/docs"]) == [row]
+        assert second.release(row)
+        assert first.live(f"/docs/{n}") is None
+    assert first.engine.pool.checkedout() == first.keeper.parked

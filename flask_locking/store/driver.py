@@ -136,6 +136,14 @@ class Session:
             #: attribute forwarding, which every operation would pay).
             self.dbapi: Any = cast(Any, self.connection.dbapi_connection)
             self.cursor: Any = self.dbapi.cursor()
+        except self.dialect.loaded_dbapi.Error as error:
+            # A connection that cannot even give a cursor (closed under us) is of no use:
+            # it leaves the pool, and the error is SQLAlchemy's, as any other failure.
+            failure = driver_failure(engine, self.connection, None, error)
+            if self.connection.is_valid:
+                self.connection.invalidate(error)
+            self.connection.close()
+            raise failure from error
         except BaseException:
             self.connection.close()
             raise
@@ -210,22 +218,11 @@ class Session:
         return first(self.run(statement, params, once=once))
 
     def fail(self, error: Exception) -> exc.DBAPIError:
-        """``error`` as SQLAlchemy raises it. A connection it broke leaves the pool, and, as
-        SQLAlchemy does on a disconnect, every connection of the pool opened before it is
-        recycled at its next checkout (the store's kept ones included: a restarted server
-        costs one failed operation, not one per kept connection)."""
-        broken = self.dialect.is_disconnect(
-            cast(Any, error), self.connection.dbapi_connection, self.cursor
-        )
-        if broken:
-            self.engine.pool._invalidate(self.connection, error)
-        return self.wrap(error, invalidated=broken)
+        """``error`` as SQLAlchemy raises it (see :func:`driver_failure`)."""
+        return driver_failure(self.engine, self.connection, self.cursor, error)
 
     def wrap(self, error: Exception, *, invalidated: bool) -> exc.DBAPIError:
-        return exc.DBAPIError.instance(  # type: ignore[return-value]
-            None, None, error, self.dialect.loaded_dbapi.Error,
-            connection_invalidated=invalidated, dialect=self.dialect,
-        )
+        return wrap_driver_error(self.dialect, error, invalidated=invalidated)
 
     def commit(self) -> None:
         try:
@@ -251,3 +248,26 @@ class Session:
                 self.connection.close()
             else:
                 self.checkin(self.connection)
+
+
+def driver_failure(
+    engine: sa.Engine, connection: Any, cursor: Any, error: Exception
+) -> exc.DBAPIError:
+    """A driver ``error`` raised on pool-proxied ``connection`` as SQLAlchemy raises it. A
+    connection it broke leaves the pool, and, as SQLAlchemy does on a disconnect, every
+    connection of the pool opened before it is recycled at its next checkout (the store's
+    kept ones included: a restarted server costs one failed operation, not one per kept
+    connection)."""
+    dialect = engine.dialect
+    broken = dialect.is_disconnect(cast(Any, error), connection.dbapi_connection, cursor)
+    if broken:
+        engine.pool._invalidate(connection, error)
+    return wrap_driver_error(dialect, error, invalidated=broken)
+
+
+def wrap_driver_error(dialect: Dialect, error: Exception, *, invalidated: bool) -> exc.DBAPIError:
+    """``error`` wrapped in SQLAlchemy's matching :class:`~sqlalchemy.exc.DBAPIError`."""
+    return exc.DBAPIError.instance(  # type: ignore[return-value]
+        None, None, error, dialect.loaded_dbapi.Error,
+        connection_invalidated=invalidated, dialect=dialect,
+    )

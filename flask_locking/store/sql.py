@@ -13,7 +13,7 @@ import contextlib
 import inspect
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
-from .driver import Compiled, Session
+from .driver import Compiled, Session, driver_failure, wrap_driver_error
 from .events import EventLog, SQLEventLog
 from .keeper import ConnectionKeeper
 from .schema import event_head_table, event_table, lock_table, meta_table
@@ -53,6 +53,10 @@ class SQLStore(LockStore):
     #: Seconds an acquisition keeps retrying (``LOCKING_STORE_TIMEOUT``): each attempt may
     #: itself wait up to the lock timeout, so without a budget the retries would multiply it.
     retry_budget: float = 5.0
+    #: Whether a lone read may run straight on a kept connection's cursor, without the
+    #: operation around it (:meth:`read_rows`): only where a read needs nothing from
+    #: :meth:`begin_operation` / :meth:`end_operation` and leaves no transaction open.
+    reads_alone: bool = False
 
     def __init__(
         self, engine: Engine, metadata: sa.MetaData, table_name: str, *, timeout: float = 5.0
@@ -440,8 +444,8 @@ class SQLStore(LockStore):
         return self.lock_overlap_check(sa.select(t).where(where).limit(1))
 
     def live(self, resource: str) -> LockRow | None:
-        with self._translated(), self.operation() as conn:
-            return _row(conn.first(self._select_live_one, {"resource": resource}))
+        rows = self.read_rows(self._select_live_one, {"resource": resource})
+        return _one(rows[0]) if rows else None
 
     def live_among(self, resources: Sequence[str]) -> list[LockRow]:
         # One statement per number of keys, with plain binds (this is the guard's
@@ -454,8 +458,45 @@ class SQLStore(LockStore):
             t.c.resource.in_([bindparam(f"k{i}") for i in range(count)]), self._live
         ))
         params = {f"k{i}": key for i, key in enumerate(resources)}
-        with self._translated(), self.operation() as conn:
-            return [_one(r) for r in conn.run(stmt, params, once=not kept).fetchall()]
+        return [_one(r) for r in self.read_rows(stmt, params, once=not kept)]
+
+    def read_rows(
+        self, statement: sa.Executable, params: Mapping[str, Any], *, once: bool = False
+    ) -> list[Any]:
+        """Every row of one read-only ``statement`` (driver tuples), run outside any
+        transaction: the guard's lookup and every lock read.
+
+        Where the store allows it (:attr:`reads_alone`) and no engine listener watches
+        statements, straight on a kept connection's cursor: a lone read in autocommit mode
+        leaves nothing to commit, so the operation's session, hooks and commit would be
+        pure cost, paid by every guarded request. Else as an :meth:`operation`.
+        """
+        dispatch = self.engine.dispatch
+        if not self.reads_alone or dispatch.before_cursor_execute or (
+            dispatch.after_cursor_execute
+        ):
+            with self._translated(), self.operation() as conn:
+                return list(conn.run(statement, params, once=once).fetchall())
+        compiled = Compiled(statement, self.engine.dialect) if once else self.driver(statement)
+        keeper = self.keeper
+        with self._translated():
+            try:
+                connection = keeper.checkout()
+            except self.engine.dialect.loaded_dbapi.Error as error:
+                raise wrap_driver_error(self.engine.dialect, error, invalidated=True) from error
+            cursor = None
+            try:
+                cursor = connection.dbapi_connection.cursor()
+                cursor.execute(compiled.sql, compiled.bind(params))
+                return list(cursor.fetchall())
+            except self.engine.dialect.loaded_dbapi.Error as error:
+                raise driver_failure(self.engine, connection, cursor, error) from error
+            finally:
+                try:
+                    if cursor is not None:
+                        cursor.close()
+                finally:
+                    keeper.checkin(connection)  # back to the pool if a transaction is open
 
     def refresh(
         self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None

@@ -43,9 +43,14 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         configure_sqlite_engine(engine, busy_ms=int(busy * 1000))
         # An in-memory database lives in its one connection, which every thread shares
         # (see sql_engine.memory_engine_options): its transactions must take turns here.
+        in_memory = isinstance(engine.pool, StaticPool)
         self._turns: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
+            threading.Lock() if in_memory else contextlib.nullcontext()
         )
+        # A lone SELECT on the driver (in autocommit mode) opens no transaction and needs no
+        # BEGIN: reads run straight on a kept connection (SQLStore.read_rows), except in
+        # memory, where every operation takes its turn on the one connection.
+        self.reads_alone = not in_memory
         self._at_once_by_shape = {}
         super().__init__(engine, metadata, table_name, timeout=timeout)
 
