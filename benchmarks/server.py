@@ -59,8 +59,12 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(database_uri: str, table: str, worker_class: str, workers: int = 2,
-             threads: int = 4) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A gunicorn serving :func:`benchmarks.apps.server_app` on a free loopback port."""
+             threads: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A gunicorn serving :func:`benchmarks.apps.server_app` on a free loopback port: one
+    thread per worker for ``sync`` (with more, gunicorn would quietly run ``gthread``
+    instead), else ``threads`` (default 4)."""
+    if threads is None:
+        threads = 1 if worker_class == "sync" else 4
     port = free_port()
     env = dict(os.environ, BENCH_DATABASE_URI=database_uri, LOCKING_TABLE_NAME=table,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
