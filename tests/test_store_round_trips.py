@@ -65,9 +65,9 @@ def test_an_acquisition_with_its_event_takes_three_round_trips(
     assert round_trips[-1].rstrip().endswith(b"COMMIT")
     round_trips.clear()
     assert engine.store.refresh(engine.store.live("/docs/a"), 90_000) is not None  # type: ignore[attr-defined]
-    # The read of the live row and its COMMIT, then the row lock, the UPDATE, the read-back
-    # and the COMMIT together (no event to write: the store is called directly).
-    assert len(round_trips) == 3, round_trips
+    # The read of the live row with its COMMIT; the row lock, the UPDATE, the read-back and
+    # the COMMIT (no event to write: the store is called directly).
+    assert len(round_trips) == 2, round_trips
     engine.release("/docs/a", token=lock.token)
     assert kinds(engine) == ["acquired", "acquired", "released"]
 
@@ -144,3 +144,29 @@ def test_an_event_head_never_seeded_is_seeded_by_the_first_write(
         (1, "acquired"), (2, "released"), (3, "acquired")
     ]
     assert engine.get("/docs/b") is not None
+
+
+def test_only_the_stores_own_engine_takes_several_statements_at_once(
+    mysql_url: str, table_name: str, tmp_path: Any
+) -> None:
+    """With Flask-SQLAlchemy the store reaches the host's database on an engine of its own:
+    that one is opened with MULTI_STATEMENTS, the host's engine is left as the host made it."""
+    from pymysql.constants import CLIENT
+
+    from tests.test_flask_sqlalchemy import build_host
+
+    hosts = build_host(mysql_url, table_name, tmp_path)
+    host = next(hosts)
+    try:
+        with host.app.app_context():
+            host.locking.acquire("/items/1", "alice")
+            store_engine = host.app.extensions["locking"].engine.store.engine
+            assert store_engine is not host.db.engine
+            with host.db.engine.connect() as conn:
+                host_flags = conn.connection.dbapi_connection.client_flag
+            with store_engine.connect() as conn:
+                store_flags = conn.connection.dbapi_connection.client_flag
+        assert not host_flags & CLIENT.MULTI_STATEMENTS
+        assert store_flags & CLIENT.MULTI_STATEMENTS and store_flags & CLIENT.FOUND_ROWS
+    finally:
+        hosts.close()

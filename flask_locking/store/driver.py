@@ -214,11 +214,12 @@ class Session:
         so a ``COMMIT`` sent with a failed batch never runs (the caller rolls back); a
         driver error is raised as :meth:`run` raises it (:meth:`fail`).
 
-        The cursor-execute listeners see each statement as itself (and the ``COMMIT`` sent
-        with them as a statement of its own): ``before_cursor_execute`` for all of them
-        before anything is sent (a listener that raises sends nothing; a ``retval=True``
-        listener's statement and parameters are the ones bound), ``after_cursor_execute``
-        once every result is read.
+        The cursor-execute listeners see each statement as itself, as if run alone:
+        ``before_cursor_execute`` for all of them before anything is sent (a listener that
+        raises sends nothing; a ``retval=True`` listener's statement and parameters are the
+        ones bound), ``after_cursor_execute`` once every result is read. The ``COMMIT`` is
+        not shown to them, as the driver's own ``commit()`` never was: statement counts are
+        the same with and without ``MULTI_STATEMENTS``.
         """
         compiled = [
             (step if isinstance(step, Compiled) else self.compile(step), params)
@@ -233,12 +234,12 @@ class Session:
                 self.committed = True
             return outcomes
         statements: list[tuple[str, Any]] = [(c.sql, c.bind(params)) for c, params in compiled]
-        if commit:
-            statements.append(("COMMIT", None))
         contexts: list[ListenerContext] = []
         cursor = self.cursor
         if self.observed:
             statements, contexts = self._before_together(statements, cursor)
+        if commit:
+            statements.append(("COMMIT", None))
         try:
             # (each statement ends on its own line: a listener's trailing "-- comment"
             # must not swallow the separator)

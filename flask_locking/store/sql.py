@@ -459,7 +459,9 @@ class SQLStore(LockStore):
 
     def live(self, resource: str) -> LockRow | None:
         with self._translated(), self.operation() as conn:
-            return _row(conn.first(self._select_live_one, {"resource": resource}))
+            # (MariaDB: the read's COMMIT in the same round trip)
+            read = conn.run_together([(self._select_live_one, {"resource": resource})], commit=True)
+            return _row(first(read[0]))
 
     def live_among(self, resources: Sequence[str]) -> list[LockRow]:
         # One statement per number of keys, with plain binds (this is the guard's
@@ -472,8 +474,11 @@ class SQLStore(LockStore):
             t.c.resource.in_([bindparam(f"k{i}") for i in range(count)]), self._live
         ))
         params = {f"k{i}": key for i, key in enumerate(resources)}
+        step = self.driver(stmt) if kept else Compiled(stmt, self.engine.dialect)
         with self._translated(), self.operation() as conn:
-            return [_one(r) for r in conn.run(stmt, params, once=not kept).fetchall()]
+            # (MariaDB: the read's COMMIT in the same round trip)
+            read = conn.run_together([(step, params)], commit=True)
+            return [_one(r) for r in read[0].fetchall()]
 
     def refresh(
         self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
