@@ -236,7 +236,7 @@ class MySQLEventLog(SQLEventLog):
                 commit=True,
             )
         except exc.IntegrityError as error:
-            if getattr(error.orig, "args", (None,))[0] != _MYSQL_NULL:
+            if tuple(getattr(error.orig, "args", ()))[:1] != (_MYSQL_NULL,):
                 raise
             # The head row was never seeded (tables made by a migration): the failed
             # INSERT undid only itself, so the transaction goes on the general way.

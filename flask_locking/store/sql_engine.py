@@ -14,6 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from .driver import MULTI_STATEMENTS
+
+#: The MySQL protocol's ``CLIENT.FOUND_ROWS`` flag (PyMySQL's ``constants.CLIENT``).
+_FOUND_ROWS = 2
+
 #: Every engine built here, so that a forked worker drops the connections it inherited
 #: (they belong to the parent; sharing a socket between two processes corrupts both).
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -126,9 +131,7 @@ def _pymysql_client_flag() -> int:
     (:meth:`~flask_locking.store.driver.Session.run_together`; every value in them is bound
     by the driver). A ``client_flag`` the user gives replaces both: statements then go one
     per round trip, as on any other connection."""
-    from pymysql.constants import CLIENT
-
-    return int(CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS)
+    return _FOUND_ROWS | MULTI_STATEMENTS
 
 
 def _first(value: Any) -> str | None:
