@@ -11,13 +11,16 @@ listeners (SQL logging, tracing, the tests' statement counters) still see every 
 each gets a :class:`ListenerContext` as its ``context`` (tracers such as Sentry's and
 OpenTelemetry's keep their span on it), and a ``retval=True`` listener's statement and
 parameters are the ones run. A statement that fails fires no ``handle_error`` event.
+
+:meth:`Session.run_together` sends several statements in one round trip where the driver
+can (PyMySQL opened with ``CLIENT.MULTI_STATEMENTS``, as the store's own engine is).
 """
 
 from __future__ import annotations
 
 import contextlib
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -25,6 +28,9 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
 _NONE: Mapping[str, Any] = {}
+
+#: The MySQL protocol's ``CLIENT.MULTI_STATEMENTS`` flag (PyMySQL's ``constants.CLIENT``).
+MULTI_STATEMENTS = 1 << 16
 
 
 class ListenerContext:
@@ -103,12 +109,32 @@ def first(cursor: Any) -> Any:
     return rows[0] if rows else None
 
 
+class Outcome:
+    """What one statement of :meth:`Session.run_together` left, read as from its cursor:
+    ``rowcount``, and the rows through :meth:`fetchall` (so :func:`first` takes it)."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchall(self) -> Sequence[Any]:
+        return self.rows
+
+
+def _outcome(cursor: Any) -> Outcome:
+    """A cursor's result as an :class:`Outcome` (a statement without rows has none)."""
+    rows = cursor.fetchall() if cursor.description is not None else ()
+    return Outcome(rows, cursor.rowcount)
+
+
 class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
     __slots__ = (
-        "checkin", "compile", "connection", "cursor", "dbapi", "dialect", "engine", "observed",
-        "proxy",
+        "checkin", "compile", "committed", "connection", "cursor", "dbapi", "dialect", "engine",
+        "observed", "proxy",
     )
 
     def __init__(
@@ -127,6 +153,8 @@ class Session:
         self.proxy: sa.Connection | None = None
         #: Where the connection goes back after the operation (default: the pool).
         self.checkin = checkin
+        #: :meth:`run_together` sent the COMMIT: :meth:`commit` has nothing left to do.
+        self.committed = False
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
@@ -165,6 +193,7 @@ class Session:
     def execute(self, sql: str, params: Any = None, *, cursor: Any = None) -> Any:
         """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor."""
         cursor = self.cursor if cursor is None else cursor
+        self.committed = False  # (a statement after a COMMIT sent by run_together)
         if self.observed:
             return self._observed(sql, params, cursor)
         try:
@@ -175,6 +204,92 @@ class Session:
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
         return cursor
+
+    def run_together(
+        self,
+        steps: Sequence[tuple[sa.Executable | Compiled, Mapping[str, Any]]],
+        *,
+        commit: bool = False,
+    ) -> list[Outcome]:
+        """Run ``steps`` (statements, compiled once per store or given compiled, with their
+        parameters; none may depend on another's result) and return what each left.
+
+        Where the connection can (PyMySQL opened with ``CLIENT.MULTI_STATEMENTS``), they
+        go in one round trip: bound by the driver itself (``cursor.mogrify``, its own
+        escaping) and sent as one multi-statement string; elsewhere one after the other.
+        ``commit``: the transaction's ``COMMIT`` goes with them, and the operation's end
+        has nothing left to commit. The server stops at the first statement that fails,
+        so a ``COMMIT`` sent with a failed batch never runs (the caller rolls back); a
+        driver error is raised as :meth:`run` raises it (:meth:`fail`).
+
+        The cursor-execute listeners see each statement as itself, as if run alone:
+        ``before_cursor_execute`` for all of them before anything is sent (a listener that
+        raises sends nothing; a ``retval=True`` listener's statement and parameters are the
+        ones bound), ``after_cursor_execute`` once every result is read. The ``COMMIT`` is
+        not shown to them, as the driver's own ``commit()`` never was: statement counts are
+        the same with and without ``MULTI_STATEMENTS``.
+        """
+        compiled = [
+            (step if isinstance(step, Compiled) else self.compile(step), params)
+            for step, params in steps
+        ]
+        if not self._sends_together():
+            outcomes = [
+                _outcome(self.execute(c.sql, c.bind(params))) for c, params in compiled
+            ]
+            if commit:
+                self.commit()
+                self.committed = True
+            return outcomes
+        statements: list[tuple[str, Any]] = [(c.sql, c.bind(params)) for c, params in compiled]
+        contexts: list[ListenerContext] = []
+        cursor = self.cursor
+        if self.observed:
+            statements, contexts = self._before_together(statements, cursor)
+        if commit:
+            statements.append(("COMMIT", None))
+        try:
+            # (each statement ends on its own line: a listener's trailing "-- comment"
+            # must not swallow the separator)
+            cursor.execute("\n;\n".join(cursor.mogrify(sql, params) for sql, params in statements))
+            outcomes = [Outcome(cursor.fetchall(), cursor.rowcount)]
+            for _ in range(len(statements) - 1):
+                cursor.nextset()
+                outcomes.append(Outcome(cursor.fetchall(), cursor.rowcount))
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.fail(error) from error
+        self.committed = commit
+        if commit:
+            del outcomes[-1]
+        for context in contexts:
+            self.engine.dispatch.after_cursor_execute(
+                self.proxy, cursor, context.statement, context.parameters, context, False
+            )
+        return outcomes
+
+    def _sends_together(self) -> bool:
+        """Whether the connection takes several statements in one round trip."""
+        return self.dialect.driver == "pymysql" and bool(
+            getattr(self.dbapi, "client_flag", 0) & MULTI_STATEMENTS
+        )
+
+    def _before_together(
+        self, statements: list[tuple[str, Any]], cursor: Any
+    ) -> tuple[list[tuple[str, Any]], list[ListenerContext]]:
+        """The ``before_cursor_execute`` listeners on each statement of :meth:`run_together`
+        (as :meth:`_observed` runs them); the statements to run and their contexts."""
+        if self.proxy is None:
+            self.proxy = sa.Connection(self.engine, self.connection)
+        ran: list[tuple[str, Any]] = []
+        contexts: list[ListenerContext] = []
+        for sql, params in statements:
+            context = ListenerContext(self, cursor, sql, params)
+            for listener in self.engine.dispatch.before_cursor_execute:
+                sql, params = listener(self.proxy, cursor, sql, params, context, False)
+            context.statement, context.parameters = sql, params
+            ran.append((sql, params))
+            contexts.append(context)
+        return ran, contexts
 
     @contextlib.contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -225,6 +340,8 @@ class Session:
         return wrap_driver_error(self.dialect, error, invalidated=invalidated)
 
     def commit(self) -> None:
+        if self.committed:  # (run_together sent it)
+            return
         try:
             self.dbapi.commit()
         except self.dialect.loaded_dbapi.Error as error:

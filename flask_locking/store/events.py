@@ -45,8 +45,12 @@ PRUNE_EVERY = 256
 
 
 __all__ = [
-    "ChangeListener", "EventLog", "EventRow", "NewEvent", "PostgreSQLEventLog", "SQLEventLog",
+    "ChangeListener", "EventLog", "EventRow", "MySQLEventLog", "NewEvent", "PostgreSQLEventLog",
+    "SQLEventLog",
 ]
+
+#: MySQL's ER_BAD_NULL_ERROR ("Column ... cannot be null").
+_MYSQL_NULL = 1048
 
 
 class SQLEventLog(EventLog):
@@ -203,6 +207,44 @@ def _event_row(
         int(event_id), int(time_ms), event, LockRow(secret="", owner_key="", **values),
         by_id, by_name,
     )
+
+
+class MySQLEventLog(SQLEventLog):
+    """MySQL / MariaDB: the counter's bump, the event and the transaction's ``COMMIT`` in
+    one round trip (:meth:`~flask_locking.store.driver.Session.run_together`)."""
+
+    def __init__(self, store: SQLStore, *, retention: float = 3600.0) -> None:
+        super().__init__(store, retention=retention)
+        t, h = self.table, self.head_table
+        # The id read from the counter row in the INSERT itself (the transaction's own
+        # bump, under its row lock), so that nothing waits on a result in between. A head
+        # row never seeded reads NULL, which a single-row INSERT refuses in any SQL mode:
+        # then nothing after it runs, the COMMIT included.
+        head = sa.select(h.c.last_id).where(h.c.name == _HEAD).scalar_subquery()
+        self._insert_next = sa.insert(t).values(
+            id=head, time_ms=store.now_expression(),
+            **{c: bindparam(c) for c in self._columns},
+        )
+
+    def write(self, conn: Session, event: NewEvent) -> int:
+        """Bump the counter, insert the event with the new id, read the id, and ``COMMIT``:
+        ``conn``'s transaction is committed when this returns. A failed statement skips the
+        ``COMMIT`` (the server stops at it) and the caller rolls back."""
+        try:
+            *_, read = conn.run_together(
+                [(self._bump, {}), (self._insert_next, _columns(event)), (self._read_head, {})],
+                commit=True,
+            )
+        except exc.IntegrityError as error:
+            if tuple(getattr(error.orig, "args", ()))[:1] != (_MYSQL_NULL,):
+                raise
+            # The head row was never seeded (tables made by a migration): the failed
+            # INSERT undid only itself, so the transaction goes on the general way.
+            return super().write(conn, event)
+        new_id = int(first(read)[0])
+        if new_id % PRUNE_EVERY == 0:
+            self._prune_due = True  # after the operation (see committed())
+        return new_id
 
 
 def channel_name(table_name: str) -> str:

@@ -10,6 +10,12 @@ FOUND_ROWS, which makes losers look like winners).
 Overlaps with locks on other rows (infinite depth) are found by a locking read, which waits
 for any transaction still writing one of those rows; InnoDB breaks the rare deadlock of two
 such acquirers, and the loser is retried.
+
+Statements that need no result of another are sent together, in one round trip
+(:meth:`~flask_locking.store.driver.Session.run_together`): the upsert with its read-back;
+the overlap check with the lease stamp and its read-back; a refresh's row lock, UPDATE and
+read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
+The server runs them in order, so each still waits where it waited alone.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from sqlalchemy import exc
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
-from .base import LockRow
-from .driver import Session
-from .sql import SQLStore, _row, ended_at
+from .base import AcquireRequest, LockRow
+from .driver import Session, first
+from .events import EventLog, MySQLEventLog
+from .sql import SQLStore, _grant, _one, _row, ended_at
 from .upsert import PROPOSED_COLUMNS, proposed_values
 
 #: SERVER_STATUS_IN_TRANS: the server's reply says a transaction is open.
@@ -88,10 +95,47 @@ class MySQLStore(SQLStore):
         )
 
     def run_upsert(self, conn: Session, params: dict[str, Any]) -> LockRow | None:
-        conn.run(self._upsert, params)
-        # The upsert holds the row's lock until commit, so this read sees its outcome.
-        row = _row(conn.first(self._select_row, {"resource": params["resource"]}))
+        # The upsert holds the row's lock until commit, so the read after it (sent with it)
+        # sees its outcome.
+        _, read = conn.run_together(
+            [(self._upsert, params), (self._select_row, {"resource": params["resource"]})]
+        )
+        row = _row(first(read))
         return row if row is not None and row.owner_key == params["owner_key"] else None
+
+    def overlap_then_lease(
+        self, conn: Session, request: AcquireRequest, row: LockRow
+    ) -> tuple[LockRow | None, LockRow]:
+        # One round trip: the locking read (it waits for the rows it reads), the lease
+        # stamp (its clock read after that wait) and the read-back, in that order.
+        steps: list[Any] = []
+        check = self._overlap_check(request, row.locked_at_ms)
+        if check is not None:
+            steps.append(check)
+        steps += [(self._start_lease, _grant(row)), (self._select_row, {"resource": row.resource})]
+        outcomes = conn.run_together(steps)
+        overlap = _row(first(outcomes[0])) if check is not None else None
+        return overlap, _one(first(outcomes[-1]))
+
+    def refresh_grant(
+        self, conn: Session, row: LockRow, params: dict[str, Any], *, commit: bool
+    ) -> LockRow | None:
+        # One round trip (with the COMMIT when no event follows): the row lock, waited for
+        # before the UPDATE reads the clock; the UPDATE, which names this grant; the
+        # read-back under that lock (read whatever the UPDATE matched: a row is only
+        # returned when it matched).
+        _, updated, read = conn.run_together(
+            [
+                (self._lock_row, {"grant_resource": row.resource}),
+                (self._refresh, params),
+                (self._select_row, {"resource": row.resource}),
+            ],
+            commit=commit,
+        )
+        return _row(first(read)) if updated.rowcount else None
+
+    def event_log(self, *, retention: float = 3600.0) -> EventLog:
+        return MySQLEventLog(self, retention=retention)
 
     def connection_is_idle(self, dbapi_connection: Any) -> bool:
         # PyMySQL keeps the server's status flags of the last reply.

@@ -24,7 +24,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
-from .driver import Compiled, Session, driver_failure, wrap_driver_error
+from .driver import Compiled, Session, driver_failure, first, wrap_driver_error
 from .events import EventLog, SQLEventLog
 from .keeper import ConnectionKeeper
 from .schema import event_head_table, event_table, lock_table, meta_table
@@ -388,15 +388,13 @@ class SQLStore(LockStore):
                     if row is None:
                         row = self._decide_again(conn, params)
                     # MySQL: the locking read waits for, then locks, the rows it reads.
-                    overlap = self._overlapping(conn, request, row.locked_at_ms)
-                    row = self.start_lease(conn, row)
+                    overlap, row = self.overlap_then_lease(conn, request, row)
                     # That check used the upsert's clock, from before any wait: a lock above
                     # found live then may have ended by the grant's instant. Look again at
                     # it. Each round drops a lock for good (it is over, and its row is held:
                     # MySQL's share lock, PostgreSQL's advisory lock), so the rounds end.
                     while overlap is not None and overlap.expires_ms <= row.locked_at_ms:
-                        overlap = self._overlapping(conn, request, row.locked_at_ms)
-                        row = self.start_lease(conn, row)  # after any wait of that read
+                        overlap, row = self.overlap_then_lease(conn, request, row)
                     if overlap is not None:
                         raise HeldElsewhere(overlap)  # rolls the upsert back
                     self.record(conn, event, row)
@@ -427,15 +425,35 @@ class SQLStore(LockStore):
             holder = _row(conn.first(self._select_row, {"resource": params["resource"]}))
         raise HeldElsewhere(holder)
 
+    def overlap_then_lease(
+        self, conn: Session, request: AcquireRequest, row: LockRow
+    ) -> tuple[LockRow | None, LockRow]:
+        """The first lock overlapping ``request`` that is live at ``row.locked_at_ms`` (MySQL:
+        a locking read, which waits for the rows it reads), then the grant ``row`` with its
+        lease started after any wait of that read (:meth:`start_lease`)."""
+        overlap = self._overlapping(conn, request, row.locked_at_ms)
+        return overlap, self.start_lease(conn, row)
+
     def _overlapping(self, conn: Session, request: AcquireRequest, now: int) -> LockRow | None:
+        check = self._overlap_check(request, now)
+        if check is None:
+            return None
+        compiled, params = check
+        return _row(first(conn.execute(compiled.sql, compiled.bind(params))))
+
+    def _overlap_check(
+        self, request: AcquireRequest, now: int
+    ) -> tuple[Compiled, dict[str, Any]] | None:
+        """The overlap query of ``request`` at ``now`` with its parameters, or ``None`` when
+        nothing can overlap (no ancestor, and nothing below counts)."""
         # As in live_among: one statement per number of ancestors, with plain binds.
         ancestors = list(request.ancestors)
         if not ancestors and not request.infinite:
-            return None  # nothing above, and nothing below counts
+            return None
         stmt, kept = _shaped(self._overlap_by_shape, (len(ancestors), request.infinite),
                              lambda: self._overlap_statement(len(ancestors), request.infinite))
         params = {"now": now, **overlap_params(request)}
-        return _row(conn.first(stmt, params, once=not kept))
+        return (self.driver(stmt) if kept else Compiled(stmt, self.engine.dialect)), params
 
     def _overlap_statement(self, count: int, infinite: bool) -> sa.Select[Any]:
         """The first overlap (see :func:`overlap_at`) live at the bind ``now``."""
@@ -471,13 +489,15 @@ class SQLStore(LockStore):
         leaves nothing to commit, so the operation's session, hooks and commit would be
         pure cost, paid by every guarded request. Else as an :meth:`operation`.
         """
+        compiled = Compiled(statement, self.engine.dialect) if once else self.driver(statement)
         dispatch = self.engine.dispatch
         if not self.reads_alone or dispatch.before_cursor_execute or (
             dispatch.after_cursor_execute
         ):
             with self._translated(), self.operation() as conn:
-                return list(conn.run(statement, params, once=once).fetchall())
-        compiled = Compiled(statement, self.engine.dialect) if once else self.driver(statement)
+                # (MariaDB: the read's COMMIT in the same round trip)
+                read = conn.run_together([(compiled, params)], commit=True)
+                return list(read[0].fetchall())
         keeper = self.keeper
         with self._translated():
             try:
@@ -502,23 +522,32 @@ class SQLStore(LockStore):
         self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
     ) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
+        recording = self.records(event)
         with self._translated(), self.operation(write=True) as conn:
-            # Any wait for the row happens here, before the UPDATE reads the clock: a lease
-            # that ran out meanwhile is not revived, and a refreshed one starts after it.
-            self.wait_for_row(conn, row.resource)
-            # The UPDATE compares this grant's secret and version, so it can never touch a
-            # later holder's lock; MariaDB's read-back runs under the write lock just taken.
-            if self._update_returns:
-                refreshed = _row(conn.first(self._refresh, params))
-            elif conn.run(self._refresh, params).rowcount == 0:
-                refreshed = None
-            else:
-                refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
+            refreshed = self.refresh_grant(conn, row, params, commit=not recording)
             if refreshed is not None:
                 self.record(conn, event, refreshed)
         if refreshed is not None:
             self.recorded(event)
         return refreshed
+
+    def refresh_grant(
+        self, conn: Session, row: LockRow, params: dict[str, Any], *, commit: bool
+    ) -> LockRow | None:
+        """Restart the lease of the grant ``row`` (``params``: its identity and the new
+        timeout); return the refreshed row, or ``None`` when that grant is not live.
+        ``commit``: nothing follows in the transaction, so its ``COMMIT`` may go with the
+        last statement (a refresh that matched nothing changed nothing)."""
+        # Any wait for the row happens here, before the UPDATE reads the clock: a lease
+        # that ran out meanwhile is not revived, and a refreshed one starts after it.
+        self.wait_for_row(conn, row.resource)
+        # The UPDATE compares this grant's secret and version, so it can never touch a
+        # later holder's lock; MariaDB's read-back runs under the write lock just taken.
+        if self._update_returns:
+            return _row(conn.first(self._refresh, params))
+        if conn.run(self._refresh, params).rowcount == 0:
+            return None
+        return _row(conn.first(self._select_row, {"resource": row.resource}))
 
     # extend() is LockStore's: refresh() with the grant's own timeout. Not one autocommit
     # UPDATE: one that waited for a row that was only locked (hold()'s FOR SHARE) would have
@@ -547,8 +576,11 @@ class SQLStore(LockStore):
         # One autocommitted UPDATE; a transaction only when an event is written with it.
         recording = self.records(event)
         with self._translated(), self.at_once_operation(recording) as conn:
-            with self.batch(conn) if recording else contextlib.nullcontext():
-                cursor = conn.run(self._release, params)
+            if recording:
+                with self.batch(conn):
+                    cursor = conn.run(self._release, params)
+            else:  # (MariaDB: its COMMIT in the same round trip)
+                cursor = conn.run_together([(self._release, params)], commit=True)[0]
             released = int(cursor.rowcount) > 0  # (see _matched)
             if released:
                 self.record(conn, event, row)

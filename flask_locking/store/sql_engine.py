@@ -14,6 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from .driver import MULTI_STATEMENTS
+
+#: The MySQL protocol's ``CLIENT.FOUND_ROWS`` flag (PyMySQL's ``constants.CLIENT``).
+_FOUND_ROWS = 2
+
 #: Every engine built here, so that a forked worker drops the connections it inherited
 #: (they belong to the parent; sharing a socket between two processes corrupts both).
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -106,6 +111,8 @@ def _merge_connect_args(
 ) -> dict[str, Any]:
     """Our driver arguments under the user's (URL query, then ``connect_args``)."""
     ours: dict[str, Any] = dict(_CONNECT_ARGS[backend](timeout))
+    if backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+        ours["client_flag"] = _pymysql_client_flag()
     merged = dict(user_args)
     for name, value in ours.items():
         user_value = user_args.get(name, _first(url.query.get(name)))
@@ -115,6 +122,16 @@ def _merge_connect_args(
         elif user_value is None:
             merged[name] = value
     return merged
+
+
+def _pymysql_client_flag() -> int:
+    """PyMySQL's client flags for the store's engine: FOUND_ROWS, as SQLAlchemy sets it (the
+    stores' UPDATEs count matched rows), and MULTI_STATEMENTS, so that a store operation
+    sends statements that do not wait on each other's results in one round trip
+    (:meth:`~flask_locking.store.driver.Session.run_together`; every value in them is bound
+    by the driver). A ``client_flag`` the user gives replaces both: statements then go one
+    per round trip, as on any other connection."""
+    return _FOUND_ROWS | MULTI_STATEMENTS
 
 
 def _first(value: Any) -> str | None:

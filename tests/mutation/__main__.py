@@ -112,6 +112,7 @@ TESTS: dict[str, list[str]] = {
         *NEW_TESTS,
     ],
     "flask_locking/store/sql.py": _STORE_TESTS,
+    "flask_locking/store/mysql.py": _STORE_TESTS,
     "flask_locking/store/sqlite.py": _STORE_TESTS,
     "flask_locking/store/upsert.py": _STORE_TESTS,
 }

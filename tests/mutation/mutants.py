@@ -800,10 +800,8 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-overlap-app-clock",
         SQL,
-        "overlap = self._overlapping(conn, request, row.locked_at_ms)\n"
-        "                    row = self.start_lease(conn, row)\n                    # That",
-        "overlap = self._overlapping(conn, request, int(time.time() * 1000))\n"
-        "                    row = self.start_lease(conn, row)\n                    # That",
+        'params = {"now": now, **overlap_params(request)}',
+        'params = {"now": int(time.time() * 1000), **overlap_params(request)}',
         "the overlap check reads the app's clock",
     ),
     M(
@@ -830,12 +828,9 @@ MUTANTS: list[Mutant] = [
     ),
     M(
         "sql-refresh-cas",
-        SQL,
-        "            elif conn.run(self._refresh, params).rowcount == 0:\n"
-        "                refreshed = None\n"
-        "            else:\n",
-        "            else:\n"
-        "                conn.run(self._refresh, params)\n",
+        "flask_locking/store/mysql.py",
+        "return _row(first(read)) if updated.rowcount else None",
+        "return _row(first(read))",
         "refresh of an ended grant returns the row now there",
         needs="MariaDB",
     ),  # the one backend without UPDATE ... RETURNING (read-back path)
