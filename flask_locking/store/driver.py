@@ -11,6 +11,11 @@ listeners (SQL logging, tracing, the tests' statement counters) still see every 
 each gets a :class:`ListenerContext` as its ``context`` (tracers such as Sentry's and
 OpenTelemetry's keep their span on it), and a ``retval=True`` listener's statement and
 parameters are the ones run. A statement that fails fires no ``handle_error`` event.
+
+:meth:`Session.together` sends several statements in one driver call (psycopg: one
+simple-query string, bound client-side by psycopg's own literal adaptation). The listeners
+still see each statement on its own: every ``before_cursor_execute`` fires (in order) before
+the call, every ``after_cursor_execute`` after it; a failed call fires no ``after``.
 """
 
 from __future__ import annotations
@@ -96,6 +101,28 @@ class Compiled:
         return values
 
 
+class Batched:
+    """What a statement run in :meth:`Session.together` gives back: its rows and rowcount,
+    read from the driver once the block has sent the batch (a cursor's ``fetchall`` and
+    ``rowcount``, for :func:`first` and the callers of :meth:`Session.run`)."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[Any] | None = None
+        self.rowcount = -1
+
+    def fetchall(self) -> list[Any]:
+        if self.rows is None:
+            raise RuntimeError("a batched statement's rows are read after its block")
+        return self.rows
+
+    def take(self, cursor: Any) -> None:
+        """Keep the current result of ``cursor``."""
+        self.rows = cursor.fetchall() if cursor.description is not None else []
+        self.rowcount = cursor.rowcount
+
+
 def first(cursor: Any) -> Any:
     """The first row of what ``cursor`` ran, or ``None``. Every row is read: SQLite keeps a
     ``RETURNING`` statement (and its write) open until its last row."""
@@ -107,8 +134,8 @@ class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
     __slots__ = (
-        "checkin", "compile", "connection", "cursor", "dbapi", "dialect", "engine", "observed",
-        "proxy",
+        "checkin", "client", "compile", "connection", "cursor", "dbapi", "dialect", "engine",
+        "observed", "proxy", "queue",
     )
 
     def __init__(
@@ -127,6 +154,10 @@ class Session:
         self.proxy: sa.Connection | None = None
         #: Where the connection goes back after the operation (default: the pool).
         self.checkin = checkin
+        #: The statements of an open :meth:`together` block (else ``None``).
+        self.queue: list[tuple[str, Any, Batched]] | None = None
+        #: The client-side binding cursor of :meth:`together` (psycopg), made on first use.
+        self.client: Any = None
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
@@ -155,7 +186,12 @@ class Session:
         return self.execute(compiled.sql, compiled.bind(params), cursor=cursor)
 
     def execute(self, sql: str, params: Any = None, *, cursor: Any = None) -> Any:
-        """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor."""
+        """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor (in a
+        :meth:`together` block: queue it, and return its :class:`Batched`)."""
+        if self.queue is not None:
+            batched = Batched()
+            self.queue.append((sql, params, batched))
+            return batched
         cursor = self.cursor if cursor is None else cursor
         if self.observed:
             return self._observed(sql, params, cursor)
@@ -169,14 +205,62 @@ class Session:
         return cursor
 
     @contextlib.contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """psycopg's pipeline mode: the statements run in the block are sent together and
-        their results read at its end, in one round trip (results on separate cursors)."""
+    def together(self) -> Iterator[None]:
+        """Send the statements run in this block (:meth:`run`, :meth:`execute`, each
+        returning a :class:`Batched`) at its end, in order, in one driver call: one round
+        trip. The server runs them one after the other, as if sent one by one, and stops at
+        the first that fails (the rest are skipped; the caller's transaction is then to be
+        rolled back, as after any failed statement). On psycopg they are bound client-side,
+        by psycopg's own adaptation of each value to a literal, and sent as one simple-query
+        string; on other drivers they are run one by one. A block left by an exception
+        sends nothing."""
+        if self.queue is not None:
+            raise RuntimeError("Session.together() blocks do not nest")
+        self.queue = queue = []
         try:
-            with self.connection.driver_connection.pipeline():
-                yield
+            yield
+        finally:
+            self.queue = None
+        if queue:
+            self._send(queue)
+
+    def _send(self, queue: list[tuple[str, Any, Batched]]) -> None:
+        if self.dialect.driver != "psycopg":
+            for sql, params, batched in queue:
+                batched.take(self.execute(sql, params))
+            return
+        if self.client is None:
+            import psycopg  # the dialect's driver: loaded already
+
+            self.client = psycopg.ClientCursor(self.connection.driver_connection)
+        cursor = self.client
+        contexts: list[ListenerContext] = []
+        if self.observed:
+            if self.proxy is None:
+                self.proxy = sa.Connection(self.engine, self.connection)
+            listeners = self.engine.dispatch.before_cursor_execute
+            for index, (sql, params, batched) in enumerate(queue):
+                context = ListenerContext(self, cursor, sql, params)
+                for listener in listeners:
+                    sql, params = listener(self.proxy, cursor, sql, params, context, False)
+                context.statement, context.parameters = sql, params
+                contexts.append(context)
+                queue[index] = (sql, params, batched)
+        try:
+            # (each on lines of its own: a statement may end in a "--" comment, e.g. a SQL
+            # commenter's)
+            cursor.execute("\n;\n".join(
+                sql if params is None else cursor.mogrify(sql, params)
+                for sql, params, _batched in queue
+            ))
+            for _sql, _params, batched in queue:
+                batched.take(cursor)
+                cursor.nextset()
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
+        after = self.engine.dispatch.after_cursor_execute
+        for context in contexts:
+            after(self.proxy, cursor, context.statement, context.parameters, context, False)
 
     def rollback(self) -> None:
         try:
@@ -246,6 +330,8 @@ class Session:
         try:
             with contextlib.suppress(Exception):  # a cursor of a broken connection
                 self.cursor.close()
+                if self.client is not None:
+                    self.client.close()
         finally:
             if self.checkin is None:
                 self.connection.close()

@@ -24,7 +24,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import HeldElsewhere, StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
-from .driver import Compiled, Session
+from .driver import Compiled, Session, first
 from .events import EventLog, SQLEventLog
 from .keeper import ConnectionKeeper
 from .schema import event_head_table, event_table, lock_table, meta_table
@@ -144,10 +144,10 @@ class SQLStore(LockStore):
         return self.recording_operation() if recording else self.operation()
 
     def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
-        """The operation of a write that is one autocommitted statement alone (an
-        acquisition at once, a release, a purge's wipe) when its event is written with
-        it: a write transaction. PostgreSQL: autocommit, and :meth:`batch` sends ``BEGIN``
-        with the first statement."""
+        """A write transaction whose first statements run in :meth:`batch`: a refresh, or
+        a write that is one autocommitted statement alone (an acquisition at once, a
+        release, a purge's wipe) when its event is written with it. PostgreSQL:
+        autocommit, and :meth:`batch` sends ``BEGIN`` with the first statements."""
         return self.operation(write=True)
 
     def refused_by(self, found: Any, request: AcquireRequest) -> None:
@@ -184,7 +184,8 @@ class SQLStore(LockStore):
         """Take the row's lock before a statement that reads the clock, so that its reading
         (and the decision made with it) comes after any wait for the row. SQLite waited in
         ``BEGIN IMMEDIATE`` already."""
-        conn.first(self._lock_row, {"grant_resource": resource})
+        # (run, not read: in a batch() block its rows come later; nobody needs them)
+        conn.run(self._lock_row, {"grant_resource": resource})
 
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
@@ -249,7 +250,8 @@ class SQLStore(LockStore):
     def batch(self, conn: Session) -> contextlib.AbstractContextManager[Any]:
         """The first statements of a :meth:`recording_operation`, run in this block and
         read after it: PostgreSQL sends them with the transaction's ``BEGIN``, in one
-        pipelined round trip. Default: each is sent when run."""
+        driver call (:meth:`~flask_locking.store.driver.Session.together`). Default: each
+        is sent when run."""
         return contextlib.nullcontext()
 
     def takes_events(self) -> bool:
@@ -461,18 +463,25 @@ class SQLStore(LockStore):
         self, row: LockRow, timeout_ms: int, *, event: EventFor | None = None
     ) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
-        with self._translated(), self.operation(write=True) as conn:
-            # Any wait for the row happens here, before the UPDATE reads the clock: a lease
-            # that ran out meanwhile is not revived, and a refreshed one starts after it.
-            self.wait_for_row(conn, row.resource)
+        # A write transaction (PostgreSQL: its BEGIN sent with the first two statements,
+        # in one round trip, see batch()).
+        with self._translated(), self.recording_operation() as conn:
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; MariaDB's read-back runs under the write lock just taken.
             if self._update_returns:
-                refreshed = _row(conn.first(self._refresh, params))
-            elif conn.run(self._refresh, params).rowcount == 0:
-                refreshed = None
+                with self.batch(conn):
+                    # Any wait for the row happens here, before the UPDATE reads the clock:
+                    # a lease that ran out meanwhile is not revived, and a refreshed one
+                    # starts after it.
+                    self.wait_for_row(conn, row.resource)
+                    updated = conn.run(self._refresh, params)
+                refreshed = _row(first(updated))
             else:
-                refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
+                self.wait_for_row(conn, row.resource)  # (as above)
+                if conn.run(self._refresh, params).rowcount == 0:
+                    refreshed = None
+                else:
+                    refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
             if refreshed is not None:
                 self.record(conn, event, refreshed)
         if refreshed is not None:
