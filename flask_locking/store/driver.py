@@ -119,7 +119,7 @@ class Batched:
 
     def take(self, cursor: Any) -> None:
         """Keep the current result of ``cursor``."""
-        self.rows = cursor.fetchall() if cursor.description is not None else []
+        self.rows = list(cursor.fetchall()) if cursor.description is not None else []
         self.rowcount = cursor.rowcount
 
 
@@ -216,7 +216,8 @@ class Session:
         sends nothing."""
         if self.queue is not None:
             raise RuntimeError("Session.together() blocks do not nest")
-        self.queue = queue = []
+        queue: list[tuple[str, Any, Batched]] = []
+        self.queue = queue
         try:
             yield
         finally:
