@@ -95,3 +95,19 @@ def test_a_connection_dropped_mid_batch_is_invalidated(store: SQLStore) -> None:
     assert isinstance(cause, exc.DBAPIError) and cause.connection_invalidated
     assert store.keeper.parked == 0  # the dead connection was not kept
     assert store.live("/docs/1") is None  # the next operation gets a working one
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_prepared_statements_that_went_away_cost_one_failed_batch(store: SQLStore) -> None:
+    """The batch prepares its statements once per connection; if they are dropped behind
+    its back (``DEALLOCATE ALL``, a pooler), one batch fails and the connection is then
+    sent plain statements."""
+    with store.operation() as session:
+        with session.together():
+            before = session.run(store._select_now)
+        session.execute("DEALLOCATE ALL")
+        with pytest.raises(exc.DBAPIError, match="does not exist"), session.together():
+            session.run(store._select_now)
+        with session.together():
+            after = session.run(store._select_now)
+    assert after.fetchall()[0][0] >= before.fetchall()[0][0]

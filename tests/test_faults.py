@@ -132,8 +132,13 @@ def wait_until_blocked(
     """
     engine = sa.create_engine(database_url)
     if engine.dialect.name == "postgresql":
+        # A session waiting for a lock that holds a lock on the table (every statement on
+        # it does, from its start): the store's batched statements show as EXECUTE of a
+        # prepared statement, which does not name the table.
         probe = sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+            "SELECT count(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock'"
+            " AND (a.query LIKE :q OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
+            " AND l.granted AND l.relation = to_regclass(:table)))"
         )
         sessions = sa.text(
             "SELECT pid, state, wait_event_type, wait_event, left(query, 200)"
@@ -157,7 +162,7 @@ def wait_until_blocked(
             # reach the server (this waits for an event, it does not time anything).
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                if conn.execute(probe, {"q": f"%{table}%"}).scalar():
+                if conn.execute(probe, {"q": f"%{table}%", "table": table}).scalar():
                     return
                 conn.rollback()
                 if box is not None and "response" in box:

@@ -13,7 +13,8 @@ OpenTelemetry's keep their span on it), and a ``retval=True`` listener's stateme
 parameters are the ones run. A statement that fails fires no ``handle_error`` event.
 
 :meth:`Session.together` sends several statements in one driver call (psycopg: one
-simple-query string, bound client-side by psycopg's own literal adaptation). The listeners
+simple-query string, bound client-side by psycopg's own literal adaptation, each statement
+prepared once per connection, as psycopg prepares those it runs often). The listeners
 still see each statement on its own: every ``before_cursor_execute`` fires (in order) before
 the call, every ``after_cursor_execute`` after it; a failed call fires no ``after``.
 """
@@ -21,7 +22,10 @@ the call, every ``after_cursor_execute`` after it; a failed call fires no ``afte
 from __future__ import annotations
 
 import contextlib
+import itertools
 import operator
+import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -30,6 +34,18 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
 _NONE: Mapping[str, Any] = {}
+#: psycopg's ExecStatus.TUPLES_OK: a result that has rows (possibly none).
+_TUPLES_OK = 2
+#: psycopg: the statements :meth:`Session.together` prepared on each connection (by name);
+#: ``None``: that connection is sent plain statements (its ``prepare_threshold`` is
+#: ``None``, e.g. behind PgBouncer, or its prepared statements went away).
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str] | None] = weakref.WeakKeyDictionary()
+#: psycopg: for a driver SQL, its prepared statement's name, ``PREPARE``, its ``EXECUTE``
+#: template and the order of its binds (see :func:`_plan`).
+_PLANS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
+_NAMES = itertools.count()
+#: A pyformat bind (``%(name)s``) or an escaped ``%`` in SQL compiled for psycopg.
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
 
 
 class ListenerContext:
@@ -121,6 +137,33 @@ class Batched:
         """Keep the current result of ``cursor``."""
         self.rows = list(cursor.fetchall()) if cursor.description is not None else []
         self.rowcount = cursor.rowcount
+
+
+def _plan(sql: str) -> tuple[str, str, str, tuple[str, ...]] | None:
+    """The prepared statement of ``sql`` (psycopg's pyformat): its name, its ``PREPARE``
+    (binds numbered in order of first use), the ``EXECUTE`` template that passes the binds
+    (as psycopg's literals) and their order. ``None`` past 512 statements: the rest are
+    sent as plain statements (a store has a few dozen)."""
+    plan = _PLANS.get(sql)
+    if plan is None:
+        if len(_PLANS) >= 512:
+            return None
+        order: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            bind = match.group(1)
+            if bind is None:
+                return "%"
+            if bind not in order:
+                order.append(bind)
+            return f"${order.index(bind) + 1}"
+
+        body = _PLACEHOLDER.sub(number, sql)
+        name = f"flask_locking_{next(_NAMES)}"
+        args = ", ".join(["%s"] * len(order))
+        execute = f"EXECUTE {name}({args})" if order else f"EXECUTE {name}"
+        plan = _PLANS.setdefault(sql, (name, f"PREPARE {name} AS {body}", execute, tuple(order)))
+    return plan
 
 
 def first(cursor: Any) -> Any:
@@ -247,17 +290,50 @@ class Session:
                 context.statement, context.parameters = sql, params
                 contexts.append(context)
                 queue[index] = (sql, params, batched)
+        driver = self.connection.driver_connection
+        if driver in _PREPARED:
+            prepared = _PREPARED[driver]
+        else:
+            prepared = _PREPARED[driver] = None if driver.prepare_threshold is None else set()
         try:
+            # Each statement the store runs often is prepared on the server once per
+            # connection, as psycopg prepares it otherwise: planning it on every call
+            # would cost the server more than the batch saves here.
+            text: list[str] = []
+            preparing: dict[str, str] = {}
+            for sql, params, _batched in queue:
+                if params is None:
+                    text.append(sql)
+                elif (prepared is None or not isinstance(params, Mapping)
+                      or (plan := _plan(sql)) is None):
+                    text.append(cursor.mogrify(sql, params))
+                else:
+                    name, prepare, execute, order = plan
+                    if name not in prepared:
+                        preparing[name] = prepare
+                    text.append(cursor.mogrify(execute, [params[b] for b in order]))
+            if preparing and prepared is not None:
+                try:
+                    cursor.execute("\n;\n".join(preparing.values()))
+                except BaseException:
+                    _PREPARED[driver] = None  # which ones exist is unknown now
+                    raise
+                prepared.update(preparing)
             # (each on lines of its own: a statement may end in a "--" comment, e.g. a SQL
             # commenter's)
-            cursor.execute("\n;\n".join(
-                sql if params is None else cursor.mogrify(sql, params)
-                for sql, params, _batched in queue
-            ))
+            cursor.execute("\n;\n".join(text))
             for _sql, _params, batched in queue:
-                batched.take(cursor)
+                # (the result's status, not cursor.description: that builds every column's
+                # description on each read)
+                if cursor.pgresult.status == _TUPLES_OK:
+                    batched.rows = cursor.fetchall()
+                else:
+                    batched.rows = []
+                batched.rowcount = cursor.rowcount
                 cursor.nextset()
         except self.dialect.loaded_dbapi.Error as error:
+            if getattr(error, "sqlstate", None) == "26000":  # prepared statement gone
+                _PREPARED[driver] = None
             raise self.fail(error) from error
         after = self.engine.dispatch.after_cursor_execute
         for context in contexts:
