@@ -98,16 +98,26 @@ def test_a_connection_dropped_mid_batch_is_invalidated(store: SQLStore) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_prepared_statements_that_went_away_cost_one_failed_batch(store: SQLStore) -> None:
-    """The batch prepares its statements once per connection; if they are dropped behind
-    its back (``DEALLOCATE ALL``, a pooler), one batch fails and the connection is then
-    sent plain statements."""
+def test_prepared_statements_that_went_away_are_prepared_again(store: SQLStore) -> None:
+    """The batch prepares its statements once per connection. psycopg deallocates every
+    prepared statement after a rollback (when it has prepared some of its own): a batch that
+    opens its own transaction then prepares them again and is sent again; one inside a
+    transaction sends plain statements."""
+    ours = sa.text("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'flask_locking_%'")
     with store.operation() as session:
         with session.together():
             before = session.run(store._select_now)
+        assert session.first(ours, once=True)[0] >= 1
         session.execute("DEALLOCATE ALL")
-        with pytest.raises(exc.DBAPIError, match="does not exist"), session.together():
-            session.run(store._select_now)
+        assert session.first(ours, once=True)[0] == 0
         with session.together():
-            after = session.run(store._select_now)
-    assert after.fetchall()[0][0] >= before.fetchall()[0][0]
+            session.execute("BEGIN")
+            again = session.run(store._select_now)
+            session.execute("COMMIT")
+        assert session.first(ours, once=True)[0] >= 1
+        session.execute("DEALLOCATE ALL")
+        session.execute("BEGIN")
+        with session.together():
+            inside = session.run(store._select_now)
+        session.execute("COMMIT")
+    assert before.fetchall()[0][0] <= again.fetchall()[0][0] <= inside.fetchall()[0][0]

@@ -36,6 +36,8 @@ from sqlalchemy.engine import Dialect
 _NONE: Mapping[str, Any] = {}
 #: psycopg's ExecStatus.TUPLES_OK: a result that has rows (possibly none).
 _TUPLES_OK = 2
+#: psycopg's TransactionStatus.IDLE: no transaction open.
+_IDLE = 0
 #: psycopg: the statements :meth:`Session.together` prepared on each connection (by name);
 #: ``None``: that connection is sent plain statements (its ``prepare_threshold`` is
 #: ``None``, e.g. behind PgBouncer, or its prepared statements went away).
@@ -178,7 +180,7 @@ class Session:
 
     __slots__ = (
         "checkin", "client", "compile", "connection", "cursor", "dbapi", "dialect", "engine",
-        "observed", "proxy", "queue",
+        "observed", "proxy", "queue", "verified",
     )
 
     def __init__(
@@ -201,6 +203,9 @@ class Session:
         self.queue: list[tuple[str, Any, Batched]] | None = None
         #: The client-side binding cursor of :meth:`together` (psycopg), made on first use.
         self.client: Any = None
+        #: The last statement run was a :meth:`together` batch that found its prepared
+        #: statements there (so they still are: nothing ran since).
+        self.verified = False
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
@@ -235,6 +240,7 @@ class Session:
             batched = Batched()
             self.queue.append((sql, params, batched))
             return batched
+        self.verified = False
         cursor = self.cursor if cursor is None else cursor
         if self.observed:
             return self._observed(sql, params, cursor)
@@ -295,49 +301,72 @@ class Session:
             prepared = _PREPARED[driver]
         else:
             prepared = _PREPARED[driver] = None if driver.prepare_threshold is None else set()
+        # Prepared statements vanish when psycopg deallocates its own (DEALLOCATE ALL, after
+        # a rollback): a batch that finds one gone is sent again if it opened no transaction
+        # of its own before (its statements all rolled back); one inside a transaction
+        # uses them only after this operation's previous batch found them there.
+        fresh = driver.pgconn.transaction_status == _IDLE
+        if not (fresh or self.verified):
+            prepared = None
         try:
-            # Each statement the store runs often is prepared on the server once per
-            # connection, as psycopg prepares it otherwise: planning it on every call
-            # would cost the server more than the batch saves here.
-            text: list[str] = []
-            preparing: dict[str, str] = {}
-            for sql, params, _batched in queue:
-                if params is None:
-                    text.append(sql)
-                elif (prepared is None or not isinstance(params, Mapping)
-                      or (plan := _plan(sql)) is None):
-                    text.append(cursor.mogrify(sql, params))
-                else:
-                    name, prepare, execute, order = plan
-                    if name not in prepared:
-                        preparing[name] = prepare
-                    text.append(cursor.mogrify(execute, [params[b] for b in order]))
-            if preparing and prepared is not None:
-                try:
-                    cursor.execute("\n;\n".join(preparing.values()))
-                except BaseException:
-                    _PREPARED[driver] = None  # which ones exist is unknown now
+            try:
+                self._run(cursor, queue, prepared)
+            except self.dialect.loaded_dbapi.Error as error:
+                if prepared is None or getattr(error, "sqlstate", None) != "26000":
                     raise
-                prepared.update(preparing)
-            # (each on lines of its own: a statement may end in a "--" comment, e.g. a SQL
-            # commenter's)
-            cursor.execute("\n;\n".join(text))
-            for _sql, _params, batched in queue:
-                # (the result's status, not cursor.description: that builds every column's
-                # description on each read)
-                if cursor.pgresult.status == _TUPLES_OK:
-                    batched.rows = cursor.fetchall()
-                else:
-                    batched.rows = []
-                batched.rowcount = cursor.rowcount
-                cursor.nextset()
+                prepared.clear()
+                if not fresh:
+                    raise
+                if driver.pgconn.transaction_status != _IDLE:
+                    cursor.execute("ROLLBACK")  # (the batch's own BEGIN)
+                self._run(cursor, queue, prepared)
         except self.dialect.loaded_dbapi.Error as error:
-            if getattr(error, "sqlstate", None) == "26000":  # prepared statement gone
-                _PREPARED[driver] = None
             raise self.fail(error) from error
+        self.verified = prepared is not None
         after = self.engine.dispatch.after_cursor_execute
         for context in contexts:
             after(self.proxy, cursor, context.statement, context.parameters, context, False)
+
+    def _run(self, cursor: Any, queue: list[tuple[str, Any, Batched]],
+             prepared: set[str] | None) -> None:
+        """Send ``queue`` on psycopg's client-side ``cursor``: each statement with binds as
+        ``EXECUTE`` of its prepared statement (prepared first, once per connection, as
+        psycopg prepares the statements it runs often: planned on every call, they would
+        cost the server more than the batch saves here), or, without ``prepared``, as
+        itself; then read each one's result."""
+        text: list[str] = []
+        preparing: dict[str, str] = {}
+        for sql, params, _batched in queue:
+            if params is None:
+                text.append(sql)
+            elif (prepared is None or not isinstance(params, Mapping)
+                  or (plan := _plan(sql)) is None):
+                text.append(cursor.mogrify(sql, params))
+            else:
+                name, prepare, execute, order = plan
+                if name not in prepared:
+                    preparing[name] = prepare
+                text.append(cursor.mogrify(execute, [params[b] for b in order]))
+        if preparing and prepared is not None:
+            try:
+                cursor.execute("\n;\n".join(preparing.values()))
+            except BaseException:
+                # Which ones exist is unknown now: this connection gets plain statements.
+                _PREPARED[self.connection.driver_connection] = None
+                raise
+            prepared.update(preparing)
+        # (each on lines of its own: a statement may end in a "--" comment, e.g. a SQL
+        # commenter's)
+        cursor.execute("\n;\n".join(text))
+        for _sql, _params, batched in queue:
+            # (the result's status, not cursor.description: that builds every column's
+            # description on each read)
+            if cursor.pgresult.status == _TUPLES_OK:
+                batched.rows = cursor.fetchall()
+            else:
+                batched.rows = []
+            batched.rowcount = cursor.rowcount
+            cursor.nextset()
 
     def rollback(self) -> None:
         try:
