@@ -121,3 +121,30 @@ def test_prepared_statements_that_went_away_are_prepared_again(store: SQLStore) 
             inside = session.run(store._select_now)
         session.execute("COMMIT")
     assert before.fetchall()[0][0] <= again.fetchall()[0][0] <= inside.fetchall()[0][0]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_connection_that_keeps_no_prepared_statement_gets_plain_ones(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a pooler that does not keep SQL-level prepared statements (PgBouncer's
+    transaction pooling: each PREPARE may land on another server connection), the batch is
+    sent again, then as plain statements, and that connection stays plain."""
+    import flask_locking.store.driver as driver
+
+    real = driver._plan
+
+    def forgetful(sql: str) -> Any:  # the PREPARE never reaches the connection that runs
+        plan = real(sql)
+        return None if plan is None else (plan[0], "SELECT 1", plan[2], plan[3])
+
+    monkeypatch.setattr(driver, "_plan", forgetful)
+    with store.operation() as session:
+        with session.together():
+            session.execute("BEGIN")
+            now = session.run(store._select_now)
+            session.execute("COMMIT")
+        assert driver._PREPARED[session.connection.driver_connection] is None
+        with session.together():
+            again = session.run(store._select_now)
+    assert now.fetchall()[0][0] <= again.fetchall()[0][0]

@@ -302,24 +302,29 @@ class Session:
         else:
             prepared = _PREPARED[driver] = None if driver.prepare_threshold is None else set()
         # Prepared statements vanish when psycopg deallocates its own (DEALLOCATE ALL, after
-        # a rollback): a batch that finds one gone is sent again if it opened no transaction
-        # of its own before (its statements all rolled back); one inside a transaction
-        # uses them only after this operation's previous batch found them there.
+        # a rollback), and a pooler may not keep them (PgBouncer's transaction pooling). A
+        # batch that opened no transaction before it (so its statements all rolled back)
+        # finding one gone is sent again, prepared again, then, if they went again, plain
+        # from then on; a batch inside a transaction uses them only after this operation's
+        # previous batch found them there.
         fresh = driver.pgconn.transaction_status == _IDLE
         if not (fresh or self.verified):
             prepared = None
         try:
-            try:
-                self._run(cursor, queue, prepared)
-            except self.dialect.loaded_dbapi.Error as error:
-                if prepared is None or getattr(error, "sqlstate", None) != "26000":
-                    raise
-                prepared.clear()
-                if not fresh:
-                    raise
-                if driver.pgconn.transaction_status != _IDLE:
-                    cursor.execute("ROLLBACK")  # (the batch's own BEGIN)
-                self._run(cursor, queue, prepared)
+            for attempt in range(3):
+                try:
+                    self._run(cursor, queue, prepared)
+                    break
+                except self.dialect.loaded_dbapi.Error as error:
+                    if prepared is None or getattr(error, "sqlstate", None) != "26000":
+                        raise
+                    prepared.clear()
+                    if not fresh:
+                        raise
+                    if driver.pgconn.transaction_status != _IDLE:
+                        cursor.execute("ROLLBACK")  # (the batch's own BEGIN)
+                    if attempt:
+                        prepared = _PREPARED[driver] = None
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
         self.verified = prepared is not None
