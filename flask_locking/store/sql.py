@@ -466,22 +466,20 @@ class SQLStore(LockStore):
         # A write transaction (PostgreSQL: its BEGIN sent with the first two statements,
         # in one round trip, see batch()).
         with self._translated(), self.recording_operation() as conn:
+            with self.batch(conn):
+                # Any wait for the row happens here, before the UPDATE reads the clock: a
+                # lease that ran out meanwhile is not revived, and a refreshed one starts
+                # after it.
+                self.wait_for_row(conn, row.resource)
+                updated = conn.run(self._refresh, params)
             # The UPDATE compares this grant's secret and version, so it can never touch a
             # later holder's lock; MariaDB's read-back runs under the write lock just taken.
             if self._update_returns:
-                with self.batch(conn):
-                    # Any wait for the row happens here, before the UPDATE reads the clock:
-                    # a lease that ran out meanwhile is not revived, and a refreshed one
-                    # starts after it.
-                    self.wait_for_row(conn, row.resource)
-                    updated = conn.run(self._refresh, params)
                 refreshed = _row(first(updated))
+            elif updated.rowcount == 0:
+                refreshed = None
             else:
-                self.wait_for_row(conn, row.resource)  # (as above)
-                if conn.run(self._refresh, params).rowcount == 0:
-                    refreshed = None
-                else:
-                    refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
+                refreshed = _row(conn.first(self._select_row, {"resource": row.resource}))
             if refreshed is not None:
                 self.record(conn, event, refreshed)
         if refreshed is not None:

@@ -831,11 +831,10 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-refresh-cas",
         SQL,
-        "            elif conn.run(self._refresh, params).rowcount == 0:\n"
+        "            elif updated.rowcount == 0:\n"
         "                refreshed = None\n"
         "            else:\n",
-        "            else:\n"
-        "                conn.run(self._refresh, params)\n",
+        "            else:\n",
         "refresh of an ended grant returns the row now there",
         needs="MariaDB",
     ),  # the one backend without UPDATE ... RETURNING (read-back path)
