@@ -132,9 +132,15 @@ def wait_until_blocked(
     """
     engine = sa.create_engine(database_url)
     if engine.dialect.name == "postgresql":
+        # A session waiting for a lock that holds a lock on the table (every statement on
+        # it does, from its start): the store's batched statements show as EXECUTE of a
+        # prepared statement, which does not name the table.
         probe = sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+            "SELECT count(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock'"
+            " AND (a.query LIKE :q OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
+            " AND l.granted AND l.relation = to_regclass(:table)))"
         )
+        params = {"q": f"%{table}%", "table": table}
         sessions = sa.text(
             "SELECT pid, state, wait_event_type, wait_event, left(query, 200)"
             " FROM pg_stat_activity WHERE datname = current_database()"
@@ -146,6 +152,7 @@ def wait_until_blocked(
             "SELECT count(*) FROM information_schema.innodb_trx"
             " WHERE trx_state = 'LOCK WAIT' AND (trx_query LIKE :q OR trx_query IS NULL)"
         )
+        params = {"q": f"%{table}%"}
         sessions = sa.text(
             "SELECT id, command, time, state, left(info, 200) FROM information_schema.processlist"
             " WHERE db = database()"
@@ -157,7 +164,7 @@ def wait_until_blocked(
             # reach the server (this waits for an event, it does not time anything).
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                if conn.execute(probe, {"q": f"%{table}%"}).scalar():
+                if conn.execute(probe, params).scalar():
                     return
                 conn.rollback()
                 if box is not None and "response" in box:

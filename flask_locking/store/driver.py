@@ -12,8 +12,12 @@ each gets a :class:`ListenerContext` as its ``context`` (tracers such as Sentry'
 OpenTelemetry's keep their span on it), and a ``retval=True`` listener's statement and
 parameters are the ones run. A statement that fails fires no ``handle_error`` event.
 
-:meth:`Session.run_together` sends several statements in one round trip where the driver
-can (PyMySQL opened with ``CLIENT.MULTI_STATEMENTS``, as the store's own engine is).
+:meth:`Session.together` sends several statements in one driver call, one round trip
+(:mod:`.batch`: psycopg and PyMySQL bind every value client-side with their own literal
+adaptation). The listeners still see each statement on its own: every
+``before_cursor_execute`` fires (in order) before the call, every ``after_cursor_execute``
+after it; a failed call fires no ``after``. A ``COMMIT`` sent with a batch is not shown to
+them, as the driver's own ``commit()`` never is.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
-_NONE: Mapping[str, Any] = {}
+from . import batch
+from .batch import Batched, Queued
 
-#: The MySQL protocol's ``CLIENT.MULTI_STATEMENTS`` flag (PyMySQL's ``constants.CLIENT``).
-MULTI_STATEMENTS = 1 << 16
+_NONE: Mapping[str, Any] = {}
 
 
 class ListenerContext:
@@ -109,32 +113,12 @@ def first(cursor: Any) -> Any:
     return rows[0] if rows else None
 
 
-class Outcome:
-    """What one statement of :meth:`Session.run_together` left, read as from its cursor:
-    ``rowcount``, and the rows through :meth:`fetchall` (so :func:`first` takes it)."""
-
-    __slots__ = ("rowcount", "rows")
-
-    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-
-    def fetchall(self) -> Sequence[Any]:
-        return self.rows
-
-
-def _outcome(cursor: Any) -> Outcome:
-    """A cursor's result as an :class:`Outcome` (a statement without rows has none)."""
-    rows = cursor.fetchall() if cursor.description is not None else ()
-    return Outcome(rows, cursor.rowcount)
-
-
 class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
     __slots__ = (
-        "checkin", "compile", "committed", "connection", "cursor", "dbapi", "dialect", "engine",
-        "observed", "proxy",
+        "checkin", "client", "commit_queued", "committed", "compile", "connection", "cursor",
+        "dbapi", "dialect", "engine", "observed", "proxy", "queue", "verified",
     )
 
     def __init__(
@@ -153,8 +137,17 @@ class Session:
         self.proxy: sa.Connection | None = None
         #: Where the connection goes back after the operation (default: the pool).
         self.checkin = checkin
-        #: :meth:`run_together` sent the COMMIT: :meth:`commit` has nothing left to do.
+        #: The statements of an open :meth:`together` block (else ``None``), and whether
+        #: the transaction's ``COMMIT`` goes with them.
+        self.queue: list[Queued] | None = None
+        self.commit_queued = False
+        #: A :meth:`together` batch sent the ``COMMIT``: :meth:`commit` has nothing to do.
         self.committed = False
+        #: psycopg's client-side binding cursor for :meth:`together`, made on first use.
+        self.client: Any = None
+        #: The last statement run was a :meth:`together` batch that found its prepared
+        #: statements there (so they still are: nothing ran since; see :mod:`.batch`).
+        self.verified = False
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
@@ -191,9 +184,18 @@ class Session:
         return self.execute(compiled.sql, compiled.bind(params), cursor=cursor)
 
     def execute(self, sql: str, params: Any = None, *, cursor: Any = None) -> Any:
-        """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor."""
+        """Run driver SQL as it is (``BEGIN IMMEDIATE``); return the cursor (in a
+        :meth:`together` block: queue it, and return its
+        :class:`~flask_locking.store.batch.Batched`)."""
+        if self.queue is not None:
+            if self.commit_queued:
+                raise RuntimeError("nothing may follow the COMMIT of a together() block")
+            batched = Batched()
+            self.queue.append((sql, params, batched))
+            return batched
+        self.verified = False
+        self.committed = False  # (a statement after a COMMIT sent with a batch)
         cursor = self.cursor if cursor is None else cursor
-        self.committed = False  # (a statement after a COMMIT sent by run_together)
         if self.observed:
             return self._observed(sql, params, cursor)
         try:
@@ -205,101 +207,85 @@ class Session:
             raise self.fail(error) from error
         return cursor
 
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """Send the statements run in this block (:meth:`run`, :meth:`execute`, each
+        returning a :class:`~flask_locking.store.batch.Batched`) at its end, in order, in
+        one driver call: one round trip where the driver allows it (:mod:`.batch`), else
+        one after the other. The server runs them as if sent one by one and stops at the
+        first that fails (the rest are skipped; the caller's transaction is then to be
+        rolled back, as after any failed statement). :meth:`commit` called last in the
+        block sends the ``COMMIT`` with them. A block left by an exception sends nothing.
+        Statements in the block may not depend on each other's results."""
+        if self.queue is not None:
+            raise RuntimeError("Session.together() blocks do not nest")
+        queue: list[Queued] = []
+        self.queue, self.commit_queued = queue, False
+        try:
+            yield
+        finally:
+            self.queue = None
+        if queue or self.commit_queued:
+            self._send(queue, self.commit_queued)
+
     def run_together(
         self,
         steps: Sequence[tuple[sa.Executable | Compiled, Mapping[str, Any]]],
         *,
         commit: bool = False,
-    ) -> list[Outcome]:
-        """Run ``steps`` (statements, compiled once per store or given compiled, with their
-        parameters; none may depend on another's result) and return what each left.
-
-        Where the connection can (PyMySQL opened with ``CLIENT.MULTI_STATEMENTS``), they
-        go in one round trip: bound by the driver itself (``cursor.mogrify``, its own
-        escaping) and sent as one multi-statement string; elsewhere one after the other.
-        ``commit``: the transaction's ``COMMIT`` goes with them, and the operation's end
-        has nothing left to commit. The server stops at the first statement that fails,
-        so a ``COMMIT`` sent with a failed batch never runs (the caller rolls back); a
-        driver error is raised as :meth:`run` raises it (:meth:`fail`).
-
-        The cursor-execute listeners see each statement as itself, as if run alone:
-        ``before_cursor_execute`` for all of them before anything is sent (a listener that
-        raises sends nothing; a ``retval=True`` listener's statement and parameters are the
-        ones bound), ``after_cursor_execute`` once every result is read. The ``COMMIT`` is
-        not shown to them, as the driver's own ``commit()`` never was: statement counts are
-        the same with and without ``MULTI_STATEMENTS``.
-        """
-        compiled = [
-            (step if isinstance(step, Compiled) else self.compile(step), params)
-            for step, params in steps
-        ]
-        if not self._sends_together():
-            outcomes = [
-                _outcome(self.execute(c.sql, c.bind(params))) for c, params in compiled
+    ) -> list[Batched]:
+        """:meth:`together` for ``steps`` (statements, compiled once per store or given
+        compiled, with their parameters); ``commit``: the ``COMMIT`` goes with them."""
+        with self.together():
+            ran = [
+                self.execute(c.sql, c.bind(params))
+                for c, params in (
+                    (step if isinstance(step, Compiled) else self.compile(step), params)
+                    for step, params in steps
+                )
             ]
             if commit:
                 self.commit()
-                self.committed = True
-            return outcomes
-        statements: list[tuple[str, Any]] = [(c.sql, c.bind(params)) for c, params in compiled]
-        contexts: list[ListenerContext] = []
-        cursor = self.cursor
-        if self.observed:
-            statements, contexts = self._before_together(statements, cursor)
-        if commit:
-            statements.append(("COMMIT", None))
+        return ran
+
+    def client_cursor(self) -> Any:
+        """psycopg's client-side binding cursor on this connection (made on first use)."""
+        if self.client is None:
+            import psycopg  # the dialect's driver: loaded already
+
+            self.client = psycopg.ClientCursor(self.connection.driver_connection)
+        return self.client
+
+    def _send(self, queue: list[Queued], commit: bool) -> None:
+        """A :meth:`together` batch, between the listeners' events."""
+        contexts = self._before_batch(queue) if self.observed else ()
         try:
-            # (each statement ends on its own line: a listener's trailing "-- comment"
-            # must not swallow the separator)
-            cursor.execute("\n;\n".join(cursor.mogrify(sql, params) for sql, params in statements))
-            outcomes = [Outcome(cursor.fetchall(), cursor.rowcount)]
-            for _ in range(len(statements) - 1):
-                cursor.nextset()
-                outcomes.append(Outcome(cursor.fetchall(), cursor.rowcount))
+            batch.send(self, queue, commit)
         except self.dialect.loaded_dbapi.Error as error:
             raise self.fail(error) from error
         self.committed = commit
-        if commit:
-            del outcomes[-1]
+        after = self.engine.dispatch.after_cursor_execute
         for context in contexts:
-            self.engine.dispatch.after_cursor_execute(
-                self.proxy, cursor, context.statement, context.parameters, context, False
-            )
-        return outcomes
+            after(self.proxy, context.cursor, context.statement, context.parameters, context,
+                  False)
 
-    def _sends_together(self) -> bool:
-        """Whether the connection takes several statements in one round trip."""
-        return self.dialect.driver == "pymysql" and bool(
-            getattr(self.dbapi, "client_flag", 0) & MULTI_STATEMENTS
-        )
-
-    def _before_together(
-        self, statements: list[tuple[str, Any]], cursor: Any
-    ) -> tuple[list[tuple[str, Any]], list[ListenerContext]]:
-        """The ``before_cursor_execute`` listeners on each statement of :meth:`run_together`
-        (as :meth:`_observed` runs them); the statements to run and their contexts."""
+    def _before_batch(self, queue: list[Queued]) -> list[ListenerContext]:
+        """The ``before_cursor_execute`` listeners on each statement of a batch, in order,
+        as :meth:`_observed` runs them (a ``retval=True`` listener's statement and
+        parameters replace the queued ones); their contexts."""
         if self.proxy is None:
             self.proxy = sa.Connection(self.engine, self.connection)
-        ran: list[tuple[str, Any]] = []
+        cursor = self.client_cursor() if self.dialect.driver == "psycopg" else self.cursor
+        listeners = self.engine.dispatch.before_cursor_execute
         contexts: list[ListenerContext] = []
-        for sql, params in statements:
+        for index, (sql, params, batched) in enumerate(queue):
             context = ListenerContext(self, cursor, sql, params)
-            for listener in self.engine.dispatch.before_cursor_execute:
+            for listener in listeners:
                 sql, params = listener(self.proxy, cursor, sql, params, context, False)
             context.statement, context.parameters = sql, params
-            ran.append((sql, params))
             contexts.append(context)
-        return ran, contexts
-
-    @contextlib.contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """psycopg's pipeline mode: the statements run in the block are sent together and
-        their results read at its end, in one round trip (results on separate cursors)."""
-        try:
-            with self.connection.driver_connection.pipeline():
-                yield
-        except self.dialect.loaded_dbapi.Error as error:
-            raise self.fail(error) from error
+            queue[index] = (sql, params, batched)
+        return contexts
 
     def rollback(self) -> None:
         try:
@@ -340,7 +326,12 @@ class Session:
         return wrap_driver_error(self.dialect, error, invalidated=invalidated)
 
     def commit(self) -> None:
-        if self.committed:  # (run_together sent it)
+        """Commit the operation's transaction (in a :meth:`together` block: with the batch;
+        after a batch that sent it: nothing left to do)."""
+        if self.queue is not None:
+            self.commit_queued = True
+            return
+        if self.committed:
             return
         try:
             self.dbapi.commit()
@@ -360,6 +351,8 @@ class Session:
         try:
             with contextlib.suppress(Exception):  # a cursor of a broken connection
                 self.cursor.close()
+                if self.client is not None:
+                    self.client.close()
         finally:
             if self.checkin is None:
                 self.connection.close()

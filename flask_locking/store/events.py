@@ -282,16 +282,13 @@ class PostgreSQLEventLog(SQLEventLog):
 
     def write(self, conn: Session, event: NewEvent) -> int:
         """Send the event's one statement and the transaction's ``COMMIT`` together (one
-        round trip): ``conn``'s transaction is committed when this returns. A failed insert
-        skips the ``COMMIT`` (the pipeline stops at the error) and the caller rolls back."""
-        cursor = conn.connection.cursor()
-        try:
-            with conn.pipeline():
-                conn.run(self._append_at_once, _columns(event), cursor=cursor)
-                conn.execute("COMMIT")
-            new_id = int(first(cursor)[0])
-        finally:
-            cursor.close()
+        driver call, one round trip): ``conn``'s transaction is committed when this returns.
+        A failed insert skips the ``COMMIT`` (the server stops at the error) and the caller
+        rolls back."""
+        with conn.together():
+            appended = conn.run(self._append_at_once, _columns(event))
+            conn.execute("COMMIT")
+        new_id = int(first(appended)[0])
         if new_id % PRUNE_EVERY == 0:
             # After the operation, when its connection is back (see committed()): a prune
             # here would take a second connection while this one is held.

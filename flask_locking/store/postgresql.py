@@ -64,24 +64,25 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
     def acquire_at_once(
         self, conn: Session, request: AcquireRequest, event: EventFor | None = None
     ) -> LockRow | None:
-        # One round trip (pipeline mode), then the COMMIT: our own BEGIN (the connection is
-        # in autocommit mode, so psycopg adds no BEGIN round trip of its own), the advisory
-        # locks, the upsert that proposes its row only when no overlap is live (its
-        # snapshot is taken after the advisory locks: every overlapping grant that could
-        # race has committed or waits for us), then the lease stamped at the clock after
-        # any wait for the row, as start_lease() does. The row is ours if the upsert
-        # returned it: the stamp's "owner_key = ours" then names exactly that grant, under
-        # the row lock we hold. Last, the row as it is then, for a loser to name its holder.
-        # A winner's event goes with the COMMIT, in one more pipeline (record()): the event
+        # One round trip (one driver call: Session.together), then the COMMIT: our own
+        # BEGIN (the connection is in autocommit mode, so psycopg adds no BEGIN round trip
+        # of its own), the advisory locks, the upsert that proposes its row only when no
+        # overlap is live (its snapshot is taken after the advisory locks: every
+        # overlapping grant that could race has committed or waits for us), then the lease
+        # stamped at the clock after any wait for the row, as start_lease() does. The row
+        # is ours if the upsert returned it: the stamp's "owner_key = ours" then names
+        # exactly that grant, under the row lock we hold. Last, the row as it is then, for
+        # a loser to name its holder. The server runs them in this order and stops at the
+        # first error (the transaction then rolls back, as the operation aborts).
+        # A winner's event goes with the COMMIT, in one more call (record()): the event
         # is made from the row won, so it cannot be in the first one.
-        upsert, stamp, holder = (conn.connection.cursor() for _ in range(3))
-        with conn.pipeline():
+        with conn.together():
             conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
-            self.upsert_unless_overlap(conn, request, cursor=upsert)
-            conn.run(self._stamp_owner, {"grant_resource": request.resource,
-                                         "grant_owner": request.owner_key}, cursor=stamp)
-            conn.run(self._select_holder, {"resource": request.resource}, cursor=holder)
+            upsert = self.upsert_unless_overlap(conn, request)
+            stamp = conn.run(self._stamp_owner, {"grant_resource": request.resource,
+                                                 "grant_owner": request.owner_key})
+            holder = conn.run(self._select_holder, {"resource": request.resource})
         won = first(upsert) is not None
         if not won:
             # (no row: the stamp may have touched a lock of ours that an overlap blocks)
@@ -97,12 +98,12 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
         # Autocommit, and our own BEGIN in batch(): psycopg's implicit BEGIN would be a
-        # round trip of its own, even in pipeline mode.
+        # round trip of its own.
         return self.operation()
 
     @contextlib.contextmanager
     def batch(self, conn: Session) -> Iterator[None]:
-        with conn.pipeline():
+        with conn.together():
             conn.execute("BEGIN")
             yield
 

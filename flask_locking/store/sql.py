@@ -148,10 +148,10 @@ class SQLStore(LockStore):
         return self.recording_operation() if recording else self.operation()
 
     def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
-        """The operation of a write that is one autocommitted statement alone (an
-        acquisition at once, a release, a purge's wipe) when its event is written with
-        it: a write transaction. PostgreSQL: autocommit, and :meth:`batch` sends ``BEGIN``
-        with the first statement."""
+        """A write transaction whose first statements run in :meth:`batch`: a refresh, or
+        a write that is one autocommitted statement alone (an acquisition at once, a
+        release, a purge's wipe) when its event is written with it. PostgreSQL:
+        autocommit, and :meth:`batch` sends ``BEGIN`` with the first statements."""
         return self.operation(write=True)
 
     def refused_by(self, found: Any, request: AcquireRequest) -> None:
@@ -188,7 +188,8 @@ class SQLStore(LockStore):
         """Take the row's lock before a statement that reads the clock, so that its reading
         (and the decision made with it) comes after any wait for the row. SQLite waited in
         ``BEGIN IMMEDIATE`` already."""
-        conn.first(self._lock_row, {"grant_resource": resource})
+        # (run, not read: in a batch() block its rows come later; nobody needs them)
+        conn.run(self._lock_row, {"grant_resource": resource})
 
     def lock_overlap_check(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Adjust the overlap query (MySQL makes it a locking read)."""
@@ -253,7 +254,8 @@ class SQLStore(LockStore):
     def batch(self, conn: Session) -> contextlib.AbstractContextManager[Any]:
         """The first statements of a :meth:`recording_operation`, run in this block and
         read after it: PostgreSQL sends them with the transaction's ``BEGIN``, in one
-        pipelined round trip. Default: each is sent when run."""
+        driver call (:meth:`~flask_locking.store.driver.Session.together`). Default: each
+        is sent when run."""
         return contextlib.nullcontext()
 
     def takes_events(self) -> bool:
@@ -523,7 +525,9 @@ class SQLStore(LockStore):
     ) -> LockRow | None:
         params = {**_grant(row), "new_timeout_ms": timeout_ms}
         recording = self.records(event)
-        with self._translated(), self.operation(write=True) as conn:
+        # A write transaction (PostgreSQL: its BEGIN sent with the first statements, in one
+        # round trip, see batch()).
+        with self._translated(), self.recording_operation() as conn:
             refreshed = self.refresh_grant(conn, row, params, commit=not recording)
             if refreshed is not None:
                 self.record(conn, event, refreshed)
@@ -538,14 +542,16 @@ class SQLStore(LockStore):
         timeout); return the refreshed row, or ``None`` when that grant is not live.
         ``commit``: nothing follows in the transaction, so its ``COMMIT`` may go with the
         last statement (a refresh that matched nothing changed nothing)."""
-        # Any wait for the row happens here, before the UPDATE reads the clock: a lease
-        # that ran out meanwhile is not revived, and a refreshed one starts after it.
-        self.wait_for_row(conn, row.resource)
+        with self.batch(conn):
+            # Any wait for the row happens here, before the UPDATE reads the clock: a lease
+            # that ran out meanwhile is not revived, and a refreshed one starts after it.
+            self.wait_for_row(conn, row.resource)
+            updated = conn.run(self._refresh, params)
         # The UPDATE compares this grant's secret and version, so it can never touch a
-        # later holder's lock; MariaDB's read-back runs under the write lock just taken.
+        # later holder's lock; a read-back runs under the write lock just taken.
         if self._update_returns:
-            return _row(conn.first(self._refresh, params))
-        if conn.run(self._refresh, params).rowcount == 0:
+            return _row(first(updated))
+        if updated.rowcount == 0:
             return None
         return _row(conn.first(self._select_row, {"resource": row.resource}))
 

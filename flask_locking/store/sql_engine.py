@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from .driver import MULTI_STATEMENTS
+from .batch import MULTI_STATEMENTS
 
 #: The MySQL protocol's ``CLIENT.FOUND_ROWS`` flag (PyMySQL's ``constants.CLIENT``).
 _FOUND_ROWS = 2

@@ -68,13 +68,12 @@ class OnConflictUpsert:
     def run_upsert(self, conn: Session, params: dict[str, Any]) -> LockRow | None:
         return _row(conn.first(self._upsert, params))
 
-    def upsert_unless_overlap(
-        self, conn: Session, request: AcquireRequest, cursor: Any = None
-    ) -> Any:
+    def upsert_unless_overlap(self, conn: Session, request: AcquireRequest) -> Any:
         """Run the upsert, proposing its row only when no overlapping lock (see
         :func:`~flask_locking.store.sql.overlap_at`) is live at the statement's clock (a
         whole acquisition in one statement, one statement per shape of request); return
-        the cursor, whose one row (if any) is the won grant."""
+        the cursor (or :class:`~flask_locking.store.driver.Batched`), whose one row (if any)
+        is the won grant."""
         count, infinite = len(request.ancestors), request.infinite
 
         def build() -> sa.Executable:
@@ -84,7 +83,7 @@ class OnConflictUpsert:
 
         stmt, kept = _shaped(self._at_once_by_shape, (count, infinite), build)
         params = {**request.proposed(), **overlap_params(request)}
-        return conn.run(stmt, params, once=not kept, cursor=cursor)
+        return conn.run(stmt, params, once=not kept)
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return self.insert(table).on_conflict_do_nothing()  # type: ignore[no-any-return]
