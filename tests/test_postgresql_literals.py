@@ -1,6 +1,7 @@
-"""PostgreSQL's hot writes send their statements bound client-side, as literals that psycopg
-adapts (:meth:`flask_locking.store.driver.Session.together`): any text must come back from
-the database exactly as it was given, through the lock row and its event."""
+"""PostgreSQL's hot writes send several statements in one driver call
+(:meth:`flask_locking.store.driver.Session.together`): any text must come back from the
+database exactly as it was given, through the lock row and its event, whatever the way
+the values travel (a pipeline today; client-side literals were tried)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.conftest import AppFactory, backend_url
 
 #: Text an owner field keeps as it is: up to 255 characters, no NUL and no lone surrogate
 #: (the engine drops those, as no backend stores them). Quotes, backslashes, ``%``, ``$1``,
-#: ``--``, ``;``, newlines and any other Unicode are what the adaptation must carry through.
+#: ``--``, ``;``, newlines and any other Unicode are what the binding must carry through.
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=255)
 #: A path segment: printable text without ``/`` (the key function validates the rest).
 SEGMENT = st.text(

@@ -13,8 +13,8 @@ OpenTelemetry's keep their span on it), and a ``retval=True`` listener's stateme
 parameters are the ones run. A statement that fails fires no ``handle_error`` event.
 
 :meth:`Session.together` sends several statements in one driver call, one round trip
-(:mod:`.batch`: psycopg and PyMySQL bind every value client-side with their own literal
-adaptation). The listeners still see each statement on its own: every
+(:mod:`.batch`: psycopg's pipeline mode; PyMySQL's multi-statements, every value bound by
+the driver). The listeners still see each statement on its own: every
 ``before_cursor_execute`` fires (in order) before the call, every ``after_cursor_execute``
 after it; a failed call fires no ``after``. A ``COMMIT`` sent with a batch is not shown to
 them, as the driver's own ``commit()`` never is.
@@ -117,8 +117,8 @@ class Session:
     """One store operation on one checked-out driver connection (see the module doc)."""
 
     __slots__ = (
-        "checkin", "client", "commit_queued", "committed", "compile", "connection", "cursor",
-        "dbapi", "dialect", "engine", "observed", "proxy", "queue", "verified",
+        "checkin", "commit_queued", "committed", "compile", "connection", "cursor", "dbapi",
+        "dialect", "engine", "observed", "proxy", "queue",
     )
 
     def __init__(
@@ -143,11 +143,6 @@ class Session:
         self.commit_queued = False
         #: A :meth:`together` batch sent the ``COMMIT``: :meth:`commit` has nothing to do.
         self.committed = False
-        #: psycopg's client-side binding cursor for :meth:`together`, made on first use.
-        self.client: Any = None
-        #: The last statement run was a :meth:`together` batch that found its prepared
-        #: statements there (so they still are: nothing ran since; see :mod:`.batch`).
-        self.verified = False
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
@@ -193,7 +188,6 @@ class Session:
             batched = Batched()
             self.queue.append((sql, params, batched))
             return batched
-        self.verified = False
         self.committed = False  # (a statement after a COMMIT sent with a batch)
         cursor = self.cursor if cursor is None else cursor
         if self.observed:
@@ -248,14 +242,6 @@ class Session:
                 self.commit()
         return ran
 
-    def client_cursor(self) -> Any:
-        """psycopg's client-side binding cursor on this connection (made on first use)."""
-        if self.client is None:
-            import psycopg  # the dialect's driver: loaded already
-
-            self.client = psycopg.ClientCursor(self.connection.driver_connection)
-        return self.client
-
     def _send(self, queue: list[Queued], commit: bool) -> None:
         """A :meth:`together` batch, between the listeners' events."""
         contexts = self._before_batch(queue) if self.observed else ()
@@ -275,7 +261,7 @@ class Session:
         parameters replace the queued ones); their contexts."""
         if self.proxy is None:
             self.proxy = sa.Connection(self.engine, self.connection)
-        cursor = self.client_cursor() if self.dialect.driver == "psycopg" else self.cursor
+        cursor = self.cursor
         listeners = self.engine.dispatch.before_cursor_execute
         contexts: list[ListenerContext] = []
         for index, (sql, params, batched) in enumerate(queue):
@@ -351,8 +337,6 @@ class Session:
         try:
             with contextlib.suppress(Exception):  # a cursor of a broken connection
                 self.cursor.close()
-                if self.client is not None:
-                    self.client.close()
         finally:
             if self.checkin is None:
                 self.connection.close()

@@ -148,6 +148,15 @@ class SQLEventLog(EventLog):
             conn.run(self._prune, {"keep_ms": self.retention_ms})
         return new_id
 
+    def _written_and_committed(self, new_id: int) -> int:
+        """``new_id``, written by a :meth:`write` that committed its transaction itself: a
+        prune it makes due runs after the operation, when its connection is back (see
+        :meth:`committed`; a prune here would take a second connection while this one is
+        held)."""
+        if new_id % PRUNE_EVERY == 0:
+            self._prune_due = True
+        return new_id
+
     def _next_id(self, conn: Session) -> int:
         """Bump the counter row (its row lock orders the writers) and return the new id."""
         if self._bump_returning is not None:
@@ -241,10 +250,7 @@ class MySQLEventLog(SQLEventLog):
             # The head row was never seeded (tables made by a migration): the failed
             # INSERT undid only itself, so the transaction goes on the general way.
             return super().write(conn, event)
-        new_id = int(first(read)[0])
-        if new_id % PRUNE_EVERY == 0:
-            self._prune_due = True  # after the operation (see committed())
-        return new_id
+        return self._written_and_committed(int(first(read)[0]))
 
 
 def channel_name(table_name: str) -> str:
@@ -288,12 +294,7 @@ class PostgreSQLEventLog(SQLEventLog):
         with conn.together():
             appended = conn.run(self._append_at_once, _columns(event))
             conn.execute("COMMIT")
-        new_id = int(first(appended)[0])
-        if new_id % PRUNE_EVERY == 0:
-            # After the operation, when its connection is back (see committed()): a prune
-            # here would take a second connection while this one is held.
-            self._prune_due = True
-        return new_id
+        return self._written_and_committed(int(first(appended)[0]))
 
     def announce(self, conn: Session, event_id: int) -> None:
         # Delivered at commit, and only then: a listener never wakes for an event it

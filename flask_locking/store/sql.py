@@ -483,8 +483,9 @@ class SQLStore(LockStore):
     def read_rows(
         self, statement: sa.Executable, params: Mapping[str, Any], *, once: bool = False
     ) -> list[Any]:
-        """Every row of one read-only ``statement`` (driver tuples), run outside any
-        transaction: the guard's lookup and every lock read.
+        """Every row of one read-only ``statement`` (driver tuples), in no transaction of its
+        caller's (MariaDB: its own, whose ``COMMIT`` goes with it): the guard's lookup and
+        every lock read.
 
         Where the store allows it (:attr:`reads_alone`) and no engine listener watches
         statements, straight on a kept connection's cursor: a lone read in autocommit mode
