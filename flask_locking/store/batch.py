@@ -58,12 +58,20 @@ class Batched:
 Queued = tuple[str, Any, Batched]
 
 
+def commits_together(session: Session) -> bool:
+    """Whether a ``COMMIT`` can travel with ``session``'s statements (PyMySQL with
+    ``MULTI_STATEMENTS``, whose ``commit()`` is a round trip of its own)."""
+    return session.dialect.driver == "pymysql" and bool(
+        getattr(session.dbapi, "client_flag", 0) & MULTI_STATEMENTS
+    )
+
+
 def send(session: Session, queue: list[Queued], commit: bool) -> None:
     """Run ``queue`` on ``session``'s connection (then ``COMMIT`` when ``commit``), filling
     each statement's :class:`Batched`. Driver errors are raised as the driver raised them.
     A lone statement is sent as itself (the driver's own binding and preparing)."""
     driver = session.dialect.driver
-    if driver == "pymysql" and getattr(session.dbapi, "client_flag", 0) & MULTI_STATEMENTS:
+    if commits_together(session):
         if len(queue) > 1 or commit:  # (PyMySQL's commit() is a round trip of its own)
             _send_multi_statements(session, queue, commit)
             return

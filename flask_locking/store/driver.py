@@ -227,9 +227,18 @@ class Session:
         steps: Sequence[tuple[sa.Executable | Compiled, Mapping[str, Any]]],
         *,
         commit: bool = False,
-    ) -> list[Batched]:
+    ) -> list[Any]:
         """:meth:`together` for ``steps`` (statements, compiled once per store or given
         compiled, with their parameters); ``commit``: the ``COMMIT`` goes with them."""
+        if len(steps) == 1 and not batch.commits_together(self):
+            # One statement, and a COMMIT that would not travel with it anyway (the guard's
+            # lookup on PostgreSQL): run as itself, without the batch's bookkeeping.
+            step, params = steps[0]
+            compiled = step if isinstance(step, Compiled) else self.compile(step)
+            ran: list[Any] = [self.execute(compiled.sql, compiled.bind(params))]
+            if commit:
+                self.commit()
+            return ran
         with self.together():
             ran = [
                 self.execute(c.sql, c.bind(params))
