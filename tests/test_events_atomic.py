@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 
 from flask_locking.engine import LockEngine
 from flask_locking.signals import lock_acquired
@@ -23,20 +22,11 @@ from flask_locking.store import AcquireRequest, LockRow, MemoryStore
 from flask_locking.store.memory import MemoryEventLog
 from flask_locking.store.sqlite import SQLiteStore
 from tests.conftest import AppFactory
+from tests.helpers.engine import engine_of, kinds
 
 
 class Crash(Exception):
     """What the process meets right before the event's INSERT (killed, disconnected)."""
-
-
-def engine_of(app: Flask) -> LockEngine:
-    engine: LockEngine = app.extensions["locking"].engine
-    return engine
-
-
-def kinds(engine: LockEngine) -> list[str]:
-    assert engine.events is not None
-    return [row.event for row in engine.events.after(0)]
 
 
 @pytest.fixture

@@ -18,21 +18,10 @@ from typing import Any
 import pymysql.connections
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 
-from flask_locking.engine import LockEngine
 from flask_locking.errors import LockingError
 from tests.conftest import AppFactory, backend_url
-
-
-def engine_of(app: Flask) -> LockEngine:
-    engine: LockEngine = app.extensions["locking"].engine
-    return engine
-
-
-def kinds(engine: LockEngine) -> list[str]:
-    assert engine.events is not None
-    return [row.event for row in engine.events.after(0)]
+from tests.helpers.engine import engine_of, kinds
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: The MySQL protocol's ``CLIENT.MULTI_STATEMENTS`` flag (PyMySQL's ``constants.CLIENT``).
 MULTI_STATEMENTS = 1 << 16
+#: psycopg's ExecStatus.TUPLES_OK: a result that has rows (possibly none).
+_TUPLES_OK = 2
 #: Between two statements of a batch.
 _SEPARATOR = "\n;\n"
 
@@ -120,7 +122,10 @@ def _send_psycopg(session: Session, queue: list[Queued]) -> None:
                 else:
                     cursor.execute(sql, params)
         for cursor, (_sql, _params, batched) in zip(cursors, queue, strict=True):
-            batched.take(cursor)
+            # (the result's status, not cursor.description: psycopg builds every column's
+            # description to answer that)
+            batched.rows = cursor.fetchall() if cursor.pgresult.status == _TUPLES_OK else []
+            batched.rowcount = cursor.rowcount
     finally:
         for cursor in cursors:
             cursor.close()
