@@ -230,23 +230,20 @@ class Session:
     ) -> list[Any]:
         """:meth:`together` for ``steps`` (statements, compiled once per store or given
         compiled, with their parameters); ``commit``: the ``COMMIT`` goes with them."""
-        if len(steps) == 1 and not batch.commits_together(self):
+        compiled = [
+            (step if isinstance(step, Compiled) else self.compile(step), params)
+            for step, params in steps
+        ]
+        if len(compiled) == 1 and not batch.commits_together(self):
             # One statement, and a COMMIT that would not travel with it anyway (the guard's
             # lookup on PostgreSQL): run as itself, without the batch's bookkeeping.
-            step, params = steps[0]
-            compiled = step if isinstance(step, Compiled) else self.compile(step)
-            ran: list[Any] = [self.execute(compiled.sql, compiled.bind(params))]
+            (only, params), = compiled
+            ran: list[Any] = [self.execute(only.sql, only.bind(params))]
             if commit:
                 self.commit()
             return ran
         with self.together():
-            ran = [
-                self.execute(c.sql, c.bind(params))
-                for c, params in (
-                    (step if isinstance(step, Compiled) else self.compile(step), params)
-                    for step, params in steps
-                )
-            ]
+            ran = [self.execute(c.sql, c.bind(params)) for c, params in compiled]
             if commit:
                 self.commit()
         return ran
