@@ -359,10 +359,21 @@ def driver_failure(
     kept ones included: a restarted server costs one failed operation, not one per kept
     connection)."""
     dialect = engine.dialect
-    broken = dialect.is_disconnect(cast(Any, error), connection.dbapi_connection, cursor)
+    broken = dialect.is_disconnect(
+        cast(Any, error), connection.dbapi_connection, cursor
+    ) or stale_prepared_plan(error)
     if broken:
         engine.pool._invalidate(connection, error)
     return wrap_driver_error(dialect, error, invalidated=broken)
+
+
+def stale_prepared_plan(error: BaseException) -> bool:
+    """Whether ``error`` is PostgreSQL refusing a statement it prepared before the table
+    changed shape ("cached plan must not change result type", SQLSTATE 0A000, after a
+    migration widened a column). Every connection that prepared it fails the same way until
+    the statement is deallocated, so such a connection counts as broken: it leaves the pool,
+    and every connection opened before it is renewed (as after a disconnect)."""
+    return getattr(error, "sqlstate", None) == "0A000" and "cached plan" in str(error)
 
 
 def wrap_driver_error(dialect: Dialect, error: Exception, *, invalidated: bool) -> exc.DBAPIError:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from .base import AcquireRequest, EventFor, LockRow
-from .driver import Session, first
+from .driver import Session, first, stale_prepared_plan
 from .events import EventLog, PostgreSQLEventLog
 from .sql import SQLStore, _row
 from .upsert import OnConflictUpsert, proposed_values
@@ -143,7 +143,10 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             yield conn
 
     def is_retryable(self, error: exc.DBAPIError) -> bool:
-        return getattr(error.orig, "sqlstate", None) in _RETRYABLE
+        # A plan prepared before a migration changed the table: the connection was renewed
+        # (see stale_prepared_plan), so the acquisition runs again on a fresh one.
+        return (getattr(error.orig, "sqlstate", None) in _RETRYABLE
+                or stale_prepared_plan(error.orig))
 
     def event_log(self, *, retention: float = 3600.0) -> EventLog:
         return PostgreSQLEventLog(self, retention=retention)
