@@ -7,7 +7,7 @@ while the owner can still be shown its token again on a later read.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -19,6 +19,9 @@ log = logging.getLogger("flask_locking")
 
 #: Bytes of randomness in a per-lock secret (256 bits; docs/locks.rst: at least 128).
 SECRET_BYTES = 32
+
+#: Standard base64 to its URL-safe alphabet (what ``base64.urlsafe_b64encode`` does).
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class TokenKey:
@@ -66,8 +69,10 @@ def new_secret() -> str:
 def derive_token(key: bytes, resource: str, version: int, secret: str) -> str:
     """The token for one grant of one resource. URL- and header-safe, 43 characters."""
     message = f"{resource}\x00{version}\x00{secret}".encode()
-    digest = hmac.new(key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    # hmac.digest: OpenSSL's one-shot HMAC, without the hmac.HMAC object around it.
+    digest = hmac.digest(key, message, "sha256")
+    return binascii.b2a_base64(digest, newline=False).rstrip(b"=").translate(
+        _URLSAFE).decode("ascii")
 
 
 def tokens_equal(presented: str, expected: str) -> bool:
