@@ -69,3 +69,63 @@ def test_every_tenant_is_keyed_on_its_own(
     for tenant in writes:
         expected = 403 if tenant == locked else 200
         assert client.patch(f"/{tenant}/docs/1").status_code == expected, tenant
+
+
+def _many_routes_app(tmp_path: Any, routes: int) -> Flask:
+    app = Flask(__name__, instance_path=str(tmp_path / "many"))
+    app.config.update(TESTING=True, SECRET_KEY="s")
+    for index in range(routes):
+        app.add_url_rule(f"/r{index}/<item>", f"r{index}", lambda item: {"item": item},
+                         methods=["GET", "PATCH"])
+    Locking(app)
+    return app
+
+
+def test_a_guarded_request_never_lists_every_rule(tmp_path: Any, monkeypatch: Any) -> None:
+    """The caches' validity check costs the same with 300 routes as with 3: the guard must
+    not build the list of every rule per request (it did: ``len(url_map._rules)``)."""
+    from werkzeug.routing import Map
+
+    app = _many_routes_app(tmp_path, 300)
+    client = app.test_client()
+    assert client.patch("/r7/a").status_code == 200  # the caches are filled
+    assert client.post("/r7/b/@lock").status_code == 200
+
+    def every_rule(self: Map) -> Any:
+        raise AssertionError("the guard listed every rule of the app")
+
+    monkeypatch.setattr(Map, "_rules", property(every_rule))
+    for _ in range(3):
+        assert client.patch("/r7/a").status_code == 200
+        assert client.patch("/r7/b").status_code == 403
+        assert client.get("/r7/b/@lock").status_code == 200
+
+
+def test_a_rule_added_after_requests_starts_the_caches_anew(tmp_path: Any) -> None:
+    """Every rule enters a map through ``Map.add``, also one added directly after the app
+    served requests (Flask refuses ``add_url_rule`` then, not ``url_map.add``): the key of a
+    path it changes is computed again, never served from the cache."""
+    from werkzeug.routing import Rule
+
+    from flask_locking.keys import rules_version
+
+    app = Flask(__name__, instance_path=str(tmp_path / "late"))
+    app.config.update(TESTING=True, SECRET_KEY="s")
+
+    @app.route("/docs/<doc_id>", methods=["GET", "PATCH"])
+    def doc(doc_id: str) -> Any:
+        return {"doc": doc_id}
+
+    Locking(app)
+    client = app.test_client()
+    assert client.post("/docs/1/@lock").status_code == 200
+    assert client.patch("/docs/1").status_code == 403
+    # Unrouted so far: no rule serves /files/1, so a PATCH there is a 405/404, unguarded.
+    assert client.patch("/files/1").status_code in (404, 405)
+    before = rules_version(app.url_map)
+    # A second spelling of the same document, added to the same endpoint directly.
+    app.url_map.add(Rule("/files/<doc_id>", endpoint="doc", methods=["GET", "PATCH"]))
+    assert rules_version(app.url_map) == before + 1
+    # The new spelling reaches the locked document's view: it must be refused too.
+    assert client.patch("/files/1").status_code == 403
+    assert client.patch("/docs/1").status_code == 403

@@ -117,6 +117,9 @@ class Shape:
     #: A second guarded method, served by its own looser rule (``<path:value>``): one item,
     #: two rules with different canonical URLs for two guarded methods.
     second: str | None = None
+    #: The write endpoint also served by a second rule at ``/stuff/`` (added before or
+    #: after its first): one view, two spellings of every resource.
+    alias: str | None = None
     reached: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
@@ -152,9 +155,11 @@ shapes = st.builds(
     mount=st.sampled_from(["app", "nested", "subdomain", "script"]),
     dialect=st.booleans(),
     second=st.sampled_from([None, "PUT", "DELETE"]),
+    alias=st.sampled_from([None, "before", "after"]),
 ).filter(
-    lambda shape: not (shape.dialect and shape.mount == "subdomain")
-)  # dialect rules: no subdomain
+    lambda shape: not (shape.dialect and shape.mount == "subdomain")  # dialect: no subdomain
+    and not (shape.alias and (shape.dialect or shape.second))  # alias: one write method
+)
 
 
 def _docs_example() -> str:
@@ -217,7 +222,12 @@ def build_app(shape: Shape) -> Flask:
         shape.reached.append((request.method, identity("path", value)))
         return jsonify(ok=True)
 
+    alias = rule.replace("/things/", "/stuff/")
+    if shape.alias == "before":
+        target.add_url_rule(alias, "write", write_view, methods=methods, **options)
     target.add_url_rule(rule, "write", write_view, methods=methods, **options)
+    if shape.alias == "after":
+        target.add_url_rule(alias, "write", write_view, methods=methods, **options)
     # GET (split_methods) and the second guarded method are served by a looser rule: a
     # plain path, no converter canonicalises it.
     loose = rule.replace(f"<{family}:value>", "<path:value>").replace("<int:line>", "<line>")
@@ -243,11 +253,13 @@ class Attack:
     segment: str
     trailing: bool
     doubled: bool
+    via_alias: bool = False  # through the write endpoint's second rule, where there is one
 
 
 def attacks(family: str) -> st.SearchStrategy[list[Attack]]:
     attack = st.builds(
-        Attack, segment=spellings(family), trailing=st.booleans(), doubled=st.booleans()
+        Attack, segment=spellings(family), trailing=st.booleans(), doubled=st.booleans(),
+        via_alias=st.booleans(),
     )
     return st.lists(attack, min_size=1, max_size=4)
 
@@ -263,7 +275,12 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
     canonical = CANONICAL[family]
     # Everything is drawn before the first request: what is drawn never depends on answers.
     lock_segment = data.draw(spellings(family), label="lock spelling")
+    lock_via_alias = data.draw(st.booleans(), label="lock through the alias rule")
     tries = data.draw(attacks(family), label="attacks")
+
+    def spelled(url: str, via_alias: bool) -> str:
+        return url.replace("/things/", "/stuff/", 1) if via_alias and shape.alias else url
+
     try:
         # Alice locks the resource through one spelling.
         if shape.dialect:
@@ -276,10 +293,12 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
                 )
             assert response.status_code == 201, response.get_data(as_text=True)
         else:
-            lock_url = shape.url(lock_segment, trailing=shape.slash) + "/@lock"
+            lock_url = spelled(shape.url(lock_segment, trailing=shape.slash),
+                               lock_via_alias) + "/@lock"
             response = client.post(lock_url, headers=ALICE, base_url=base)
             if response.status_code != 200:  # a spelling @lock refuses (dot segments): canonical
-                lock_url = shape.url(CANONICAL_URL[family], trailing=shape.slash) + "/@lock"
+                lock_url = spelled(shape.url(CANONICAL_URL[family], trailing=shape.slash),
+                                   lock_via_alias) + "/@lock"
                 response = client.post(lock_url, headers=ALICE, base_url=base)
             assert response.status_code == 200, (lock_url, response.get_data(as_text=True))
         token = response.get_json()["token"]
@@ -300,7 +319,10 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
         protected = set(shape.reached)
         # No other spelling reaches it without the token, and none locks it a second time.
         for attack in tries:
-            url = shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled)
+            url = spelled(
+                shape.url(attack.segment, trailing=attack.trailing, doubled=attack.doubled),
+                attack.via_alias,
+            )
             for method in methods:
                 shape.reached.clear()
                 _follow(client, method, url, BOB, shape)
