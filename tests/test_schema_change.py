@@ -118,3 +118,26 @@ def test_every_kept_connection_is_renewed_after_one_failure(
     assert 500 not in answers
     assert answers.count(503) <= 1, answers
     assert answers[-1] == 200
+
+
+def test_the_listing_and_purge_recover_after_one_refusal(
+    make_app: Any, database_url: str, table_name: str
+) -> None:
+    """What runs through SQLAlchemy (the listing, the purge) meets the stale plan as well: it
+    must be renewed the same way, not refused for good (found by review: every later
+    ``GET /@locks`` answered 503 on PostgreSQL)."""
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    engine = app.extensions["locking"].engine  # the lock engine (purge_expired)
+    assert client.post("/docs/w/@lock", headers=USER).status_code == 200
+    for _ in range(8):
+        assert client.get("/@locks", headers=USER).status_code == 200
+        engine.purge_expired()
+    _widen(database_url, table_name)
+    answers = [client.get("/@locks", headers=USER).status_code for _ in range(6)]
+    assert 500 not in answers
+    assert answers.count(503) <= (1 if database_url.startswith("postgresql") else 0), answers
+    assert answers[-1] == 200
+    engine.purge_expired()  # no error: renewed with the listing's connection
+    assert [lock["resource"] for lock in client.get("/@locks", headers=USER).get_json()["items"]
+            ] == ["/docs/w"]

@@ -152,6 +152,11 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         return PostgreSQLEventLog(self, retention=retention)
 
     def _build_statements(self) -> None:
+        # The statements that run through SQLAlchemy (listing, purge, event reads) meet a
+        # stale prepared plan too: SQLAlchemy then treats it as the disconnect it is for
+        # every pooled connection (the hot path's driver_failure does the same).
+        if not event.contains(self.engine, "handle_error", _stale_plan_disconnects):
+            event.listen(self.engine, "handle_error", _stale_plan_disconnects)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._watchdog = _Watchdog(lambda: self.retry_budget + 1.0)
         self._watchdog.attach(self.engine)
@@ -165,6 +170,14 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             .values(locked_at_ms=self.now_expression())
             .returning(*t.c)
         )
+
+
+def _stale_plan_disconnects(context: Any) -> None:
+    """``handle_error``: a statement prepared before the table changed shape fails on every
+    connection that prepared it (see :func:`~flask_locking.store.driver.stale_prepared_plan`):
+    the connection is invalidated, and with it every connection of the pool opened before."""
+    if stale_prepared_plan(context.original_exception):
+        context.is_disconnect = True
 
 
 class _Watchdog:
