@@ -504,8 +504,8 @@ MUTANTS: list[Mutant] = [
     M(
         "tokens-digest",
         TOKENS,
-        "hashlib.sha256).digest()",
-        "hashlib.md5).digest()",
+        'hmac.digest(key, message, "sha256")',
+        'hmac.digest(key, message, "md5")',
         "a weaker, shorter digest",
     ),
     M("tokens-padding", TOKENS, '.rstrip(b"=")', "", "tokens keep base64 padding"),
