@@ -598,7 +598,7 @@ class SQLStore(LockStore):
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
         stmt = sa.select(t).where(live_at(t, self.now_expression()))
-        if prefix is not None and prefix != "/":
+        if prefix is not None:
             low, high = descendant_bounds(prefix)
             stmt = stmt.where(
                 sa.or_(t.c.resource == prefix, sa.and_(t.c.resource > low, t.c.resource < high))
