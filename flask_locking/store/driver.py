@@ -367,7 +367,7 @@ def driver_failure(
     return wrap_driver_error(dialect, error, invalidated=broken)
 
 
-def stale_prepared_plan(error: BaseException) -> bool:
+def stale_prepared_plan(error: BaseException | None) -> bool:
     """Whether ``error`` is PostgreSQL refusing a statement it prepared before the table
     changed shape ("cached plan must not change result type", SQLSTATE 0A000, after a
     migration widened a column). Every connection that prepared it fails the same way until
