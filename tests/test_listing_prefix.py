@@ -8,8 +8,6 @@ segments are refused, so the lock endpoints lock ``/docs/a.`` and the listing fi
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
 from helpers.sse import TestStream
 from hypothesis import HealthCheck, example, given, settings

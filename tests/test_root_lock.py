@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from flask_locking import Locking, LockConflict
+from flask_locking import LockConflict, Locking
 from tests.conftest import AppFactory
 
 
