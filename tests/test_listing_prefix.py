@@ -8,12 +8,15 @@ segments are refused, so the lock endpoints lock ``/docs/a.`` and the listing fi
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask
 from helpers.sse import TestStream
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flask_locking import Locking
+from flask_locking.openapi import build_spec
 from tests.conftest import AppFactory
 
 #: Keys held in the property test: dotted and spaced segments, neighbours in byte order,
@@ -89,6 +92,12 @@ def test_listing_prefix_lists_exactly_the_locks_within_it(app: Flask, prefix: st
     _hold_keys(app)
     response = app.test_client().get("/@locks", query_string={"prefix": prefix, "limit": 100})
     wanted = _oracle(prefix) if prefix else ("", [])
+    schema = next(
+        p["schema"] for p in build_spec(app)["paths"]["/@locks"]["get"]["parameters"]
+        if p["name"] == "prefix"
+    )
+    if re.search(schema["pattern"], prefix) and len(prefix) <= schema["maxLength"]:
+        assert response.status_code == 200, prefix  # what the document allows is accepted
     if wanted is None:
         assert response.status_code == 400, (prefix, response.json)
         message = response.json["error"]["message"]
@@ -128,6 +137,8 @@ def test_a_segment_ending_in_a_dot_is_a_key_everywhere(make_app: AppFactory) -> 
     events = stream.read(1)
     stream.close()
     assert [event.data["resource"] for event in events] == ["/docs/a."]
+    path = build_spec(app)["paths"]["/{path}/@lock"]["parameters"][0]["schema"]["pattern"]
+    assert re.search(path, "docs/a.") and not re.search(path, "docs/.")  # the document agrees
     refused = client.post("/docs/./@lock", headers={"X-User": "alice"})
     assert refused.status_code == 400  # only "." and ".." segments are refused
 

@@ -167,8 +167,8 @@ class ContentDialect(Dialect):
             "name": "path", "in": "path", "required": True,
             "description": "The resource path (it may contain slashes); the host app must "
             "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
-            # Lockable paths only: segments end in neither a space nor a dot (so no "." or
-            # ".." segments), no control characters; the server answers 400 to the rest.
+            # Lockable paths only: no "." or ".." segment, none ending in a space, no
+            # control characters; the server answers 400 to the rest.
             "schema": {"type": "string", "maxLength": 500, "pattern": SEGMENT_PATTERN},
         }
         document.add_path(self, f"{self.prefix}/{{path}}{SUFFIX}", operations, parameters=[path])
