@@ -337,7 +337,8 @@ class LockEngine:
         return best
 
     def locks(self, prefix: str | None = None) -> list[Lock]:
-        """Every live lock (on ``prefix`` and below it, when given), tokens withheld."""
+        """Every live lock (on ``prefix`` and below it in its namespace, when given: ``/``
+        is the default namespace), tokens withheld."""
         key = normalize(prefix) if prefix is not None else None
         return [self.to_lock(row) for row in self.store.live_rows(key)]
 

@@ -19,12 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from .errors import InvalidInput, LockingError, LockPermissionDenied, http_status
+from .errors import (
+    InvalidInput,
+    InvalidResource,
+    LockingError,
+    LockPermissionDenied,
+    http_status,
+)
 from .events.model import LockEvent
 from .events.stream import event_stream
 from .identity import current_identity, is_allowed
 from .lock import Lock, Owner, owner_key
-from .resources import MAX_RESOURCE_LENGTH, is_within, normalize
+from .resources import is_within, normalize
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -71,9 +77,7 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
     single_arguments("prefix", "owner", "dialect", "limit", "cursor", "last_event_id")
     args = request.args
     prefix = args.get("prefix")
-    if prefix is not None and len(prefix) >= MAX_RESOURCE_LENGTH:
-        raise InvalidInput(f"prefix must be shorter than {MAX_RESOURCE_LENGTH} characters.")
-    key = normalize(prefix) if prefix else None
+    key = parse_prefix(prefix) if prefix else None
     owner = args.get("owner")
     wanted: str | None = None
     if owner == "me":
@@ -90,6 +94,16 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
                 f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
             )
     return LockFilter(prefix=key, owner_key=wanted, dialect=name)
+
+
+def parse_prefix(prefix: str) -> str:
+    """The key ``prefix`` names: exactly the texts a resource key can lie within are
+    accepted (what :func:`~flask_locking.resources.normalize` makes a key of, a segment
+    ending in a dot included); the rest could match no lock and are a 400."""
+    try:
+        return normalize(prefix)
+    except InvalidResource as error:
+        raise InvalidInput(f"prefix can match no resource: {error}") from error
 
 
 def dialect_names(state: LockingState) -> dict[str, str]:

@@ -68,8 +68,9 @@ def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-#: One lockable path segment, as a regular expression (see ``resources.normalize``).
-_SEGMENT = "[^/\\x00-\\x1f\\x7f?#]*[^/\\x00-\\x1f\\x7f?#. ]"
+#: One lockable path segment, as a regular expression (see ``resources.normalize``): not
+#: ``.`` or ``..``, no control characters, not ending in a space (``a.`` is a segment).
+_SEGMENT = "(?!\\.\\.?(?:/|$))[^/\\x00-\\x1f\\x7f?#]*[^/\\x00-\\x1f\\x7f?# ]"
 #: A lockable path of one or more segments.
 SEGMENT_PATTERN = f"^{_SEGMENT}(?:/{_SEGMENT})*$"
 

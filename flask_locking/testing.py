@@ -314,6 +314,14 @@ class StoreContract:
         mine = store.live_page(prefix=None, after=None, owner_key="u:ann", limit=10)
         assert [r.resource for r in mine] == ["/p", "/p/b", "/q"]
 
+    def test_root_prefix_is_its_namespace(self, store: LockStore) -> None:
+        for key in ("/", "/p", "[h]/", "[h]/p"):
+            grant(store, key, "ann")
+        assert [r.resource for r in store.live_rows("/")] == ["/", "/p"]
+        assert [r.resource for r in store.live_rows("[h]/")] == ["[h]/", "[h]/p"]
+        page = store.live_page(prefix="/", after=None, owner_key=None, limit=10)
+        assert [r.resource for r in page] == ["/", "/p"]
+
     def test_shared_secret_is_the_first_candidate(self, store: LockStore) -> None:
         first = store.shared_secret("a" * 64)
         assert store.shared_secret("b" * 64) == first == "a" * 64

@@ -40,6 +40,11 @@ class StrictCompat:
     #: Anonymous callers are refused ``POST``/``PATCH``/``DELETE @lock`` with 401.
     writes_need_identity: ClassVar[bool] = False
 
+    #: :meth:`answers_refusal` answers every lock-state refusal (a conflict: 409) with 200,
+    #: so the ``@lock`` writes never answer 409 and their 200 may show another's lock or
+    #: the unlocked body (what the OpenAPI document says of them).
+    answers_conflicts: ClassVar[bool] = False
+
     def answers_refusal(self, error: Exception) -> bool:
         """True: answer a refused ``POST``/``PATCH``/``DELETE`` with 200 and the lock as it
         now stands, instead of the error ``error`` maps to."""
@@ -58,6 +63,7 @@ class PloneCompat(StrictCompat):
     mode = "plone"
     ignores_unheld_token = True
     writes_need_identity = True
+    answers_conflicts = True
 
     def answers_refusal(self, error: Exception) -> bool:
         # Plone's services never refuse on lock state: lock() on a locked object, unlock()

@@ -124,30 +124,51 @@ class ContentDialect(Dialect):
     def openapi(self, document: OpenAPIBuilder) -> None:
         from ..openapi import SEGMENT_PATTERN
 
+        # Plone mode answers a refusal on lock state with 200 and the lock as it stands
+        # (see compat.py): no 409, and a 200 that may show another's lock or none.
+        plone = self.compat.answers_conflicts
+
         def answer(action: str, summary: str, ok: dict[str, Any]) -> dict[str, Any]:
             codes = READ_ERRORS if action == "read" else WRITE_ERRORS
+            if plone:
+                codes = [code for code in codes if code != 409]
             return document.operation(
                 summary, {"200": ok, **document.errors(codes, "Error")}, action=action
             )
 
+        if plone:
+            locked = document.lock_body(
+                "The lock: yours, with its token; on another's lock, that lock without it "
+                "(Plone compatibility: no 409).")
+            refreshed = document.lock_body(
+                "The refreshed lock; when it is not yours or nothing is locked, the lock as "
+                "it stands (Plone compatibility: no 409).", may_be_unlocked=True)
+            unlocked = document.lock_body(
+                "Unlocked (also when nothing was locked); when the lock is another's and you "
+                "may not take it, that lock, still held (Plone compatibility: no 409 or 403 "
+                "for a refused steal).", may_be_unlocked=True)
+        else:
+            locked = document.lock_body("The lock, with its token.")
+            refreshed = document.lock_body("The refreshed lock.")
+            unlocked = document.json_response(
+                "Unlocked (also when nothing was locked).", "Unlocked")
         operations = {
             "post": answer("lock", "Lock the resource (the owner locking again refreshes).",
-                           document.lock_body("The lock, with its token.")),
+                           locked),
             "get": answer("read", "Read the lock (the token only for its owner or a caller "
                           "sending it).", document.lock_body("The lock, or the unlocked body.",
                                                              may_be_unlocked=True)),
             "patch": answer("refresh", "Refresh the lock: restart its timeout, keep its token.",
-                            document.lock_body("The refreshed lock.")),
+                            refreshed),
             "delete": answer("unlock", "Release the lock ({\"force\": true} steals someone "
-                             "else's).", document.json_response(
-                                 "Unlocked (also when nothing was locked).", "Unlocked")),
+                             "else's).", unlocked),
         }
         path = {
             "name": "path", "in": "path", "required": True,
             "description": "The resource path (it may contain slashes); the host app must "
             "route it unless LOCKING_CONTENT_REQUIRE_ROUTE is off (else 404).",
-            # Lockable paths only: segments end in neither a space nor a dot (so no "." or
-            # ".." segments), no control characters; the server answers 400 to the rest.
+            # Lockable paths only: no "." or ".." segment, none ending in a space, no
+            # control characters; the server answers 400 to the rest.
             "schema": {"type": "string", "maxLength": 500, "pattern": SEGMENT_PATTERN},
         }
         document.add_path(self, f"{self.prefix}/{{path}}{SUFFIX}", operations, parameters=[path])

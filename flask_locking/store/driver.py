@@ -10,7 +10,10 @@ would raise them, and the engine's ``before_cursor_execute`` / ``after_cursor_ex
 listeners (SQL logging, tracing, the tests' statement counters) still see every statement:
 each gets a :class:`ListenerContext` as its ``context`` (tracers such as Sentry's and
 OpenTelemetry's keep their span on it), and a ``retval=True`` listener's statement and
-parameters are the ones run. A statement that fails fires no ``handle_error`` event.
+parameters are the ones run. A statement that fails (and a failed ``COMMIT``, rollback or
+checkout) fires the engine's ``handle_error`` listeners as SQLAlchemy does (:mod:`.handle_error`:
+a listener may replace the error, or declare a disconnect that drops the connection); without
+listeners nothing is dispatched.
 
 :meth:`Session.together` sends several statements in one driver call, one round trip
 (:mod:`.batch`: psycopg's pipeline mode; PyMySQL's multi-statements, every value bound by
@@ -31,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
-from . import batch
+from . import batch, handle_error
 from .batch import Batched, Queued
 
 _NONE: Mapping[str, Any] = {}
@@ -146,7 +149,7 @@ class Session:
         try:
             self.connection: Any = (checkout or engine.raw_connection)()
         except self.dialect.loaded_dbapi.Error as error:
-            raise self.wrap(error, invalidated=True) from error
+            raise checkout_failure(engine, error) from error
         try:
             #: The driver's own connection (commit and rollback skip the pool proxy's
             #: attribute forwarding, which every operation would pay).
@@ -198,7 +201,7 @@ class Session:
             else:
                 cursor.execute(sql, params)
         except self.dialect.loaded_dbapi.Error as error:
-            raise self.fail(error) from error
+            raise self.fail(error, sql, params) from error
         return cursor
 
     @contextlib.contextmanager
@@ -254,7 +257,8 @@ class Session:
         try:
             batch.send(self, queue, commit)
         except self.dialect.loaded_dbapi.Error as error:
-            raise self.fail(error) from error
+            statements = "; ".join(sql for sql, _params, _batched in queue)
+            raise self.fail(error, statements, [params for _sql, params, _ in queue]) from error
         self.committed = commit
         after = self.engine.dispatch.after_cursor_execute
         for context in contexts:
@@ -310,12 +314,14 @@ class Session:
         """The first row of ``statement`` (a driver tuple), or ``None`` (see :func:`first`)."""
         return first(self.run(statement, params, once=once))
 
-    def fail(self, error: Exception) -> exc.DBAPIError:
-        """``error`` as SQLAlchemy raises it (see :func:`driver_failure`)."""
-        return driver_failure(self.engine, self.connection, self.cursor, error)
-
-    def wrap(self, error: Exception, *, invalidated: bool) -> exc.DBAPIError:
-        return wrap_driver_error(self.dialect, error, invalidated=invalidated)
+    def fail(
+        self, error: Exception, statement: str | None = None, parameters: Any = None
+    ) -> BaseException:
+        """``error`` (raised running ``statement``, if any) as SQLAlchemy raises it (see
+        :func:`driver_failure`)."""
+        return driver_failure(
+            self.engine, self.connection, self.cursor, error, statement, parameters, self.proxy
+        )
 
     def commit(self) -> None:
         """Commit the operation's transaction (in a :meth:`together` block: with the batch;
@@ -351,23 +357,53 @@ class Session:
 
 
 def driver_failure(
-    engine: sa.Engine, connection: Any, cursor: Any, error: Exception
-) -> exc.DBAPIError:
-    """A driver ``error`` raised on pool-proxied ``connection`` as SQLAlchemy raises it. A
-    connection it broke leaves the pool, and, as SQLAlchemy does on a disconnect, every
-    connection of the pool opened before it is recycled at its next checkout (the store's
-    kept ones included: a restarted server costs one failed operation, not one per kept
-    connection)."""
+    engine: sa.Engine,
+    connection: Any,
+    cursor: Any,
+    error: Exception,
+    statement: str | None = None,
+    parameters: Any = None,
+    proxy: sa.Connection | None = None,
+) -> BaseException:
+    """A driver ``error`` raised on pool-proxied ``connection`` (running ``statement``, if
+    any) as SQLAlchemy raises it: wrapped, and through the engine's ``handle_error``
+    listeners when there are some (whose exception then replaces it; ``proxy``: the
+    :class:`~sqlalchemy.engine.Connection` they are shown, if one wraps ``connection``). A
+    connection it broke (or a listener declared a disconnect) leaves the pool, and, as
+    SQLAlchemy does on a disconnect, every connection of the pool opened before it is
+    recycled at its next checkout (the store's kept ones included: a restarted server costs
+    one failed operation, not one per kept connection)."""
     dialect = engine.dialect
     broken = dialect.is_disconnect(
         cast(Any, error), connection.dbapi_connection, cursor
     ) or stale_prepared_plan(error)
+    failure: BaseException = wrap_driver_error(dialect, error, invalidated=broken)
+    whole_pool = True
+    if dialect.dispatch.handle_error:
+        failure, broken, whole_pool = handle_error.fire(
+            engine, connection, cursor, statement, parameters, error,
+            cast(exc.DBAPIError, failure), broken, proxy,
+        )
     if broken:
-        engine.pool._invalidate(connection, error)
-    return wrap_driver_error(dialect, error, invalidated=broken)
+        if whole_pool:
+            engine.pool._invalidate(connection, error)
+        else:
+            connection.invalidate(error)
+    return failure
 
 
-def stale_prepared_plan(error: BaseException) -> bool:
+def checkout_failure(engine: sa.Engine, error: Exception) -> BaseException:
+    """A driver ``error`` raised checking a connection out, as SQLAlchemy raises it (a
+    broken connection; through the ``handle_error`` listeners, with no connection)."""
+    failure: BaseException = wrap_driver_error(engine.dialect, error, invalidated=True)
+    if engine.dialect.dispatch.handle_error:
+        failure = handle_error.fire(
+            engine, None, None, None, None, error, cast(exc.DBAPIError, failure), True
+        ).failure
+    return failure
+
+
+def stale_prepared_plan(error: BaseException | None) -> bool:
     """Whether ``error`` is PostgreSQL refusing a statement it prepared before the table
     changed shape ("cached plan must not change result type", SQLSTATE 0A000, after a
     migration widened a column). Every connection that prepared it fails the same way until

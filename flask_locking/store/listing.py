@@ -16,7 +16,7 @@ def live_page(
     given), whose resource sorts after ``after``; one indexed range query."""
     t = store.table
     stmt = sa.select(t).where((t.c.locked_at_ms + t.c.timeout_ms) > store.now_expression())
-    if prefix is not None and prefix != "/":
+    if prefix is not None:
         low, high = descendant_bounds(prefix)
         stmt = stmt.where(
             sa.or_(t.c.resource == prefix, sa.and_(t.c.resource > low, t.c.resource < high))

@@ -161,7 +161,7 @@ class MemoryStore(LockStore):
         with self._lock:
             now = self.now_ms()
             rows = [row for row in self._rows.values() if _live(row, now)]
-        if prefix is not None and prefix != "/":
+        if prefix is not None:
             low, high = descendant_bounds(prefix)
             rows = [row for row in rows if row.resource == prefix or low < row.resource < high]
         return sorted(rows, key=lambda row: row.resource)

@@ -21,10 +21,10 @@ from sqlalchemy import bindparam, exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ..errors import HeldElsewhere, StoreUnavailable
+from ..errors import HeldElsewhere, LockingError, StoreUnavailable
 from ..resources import descendant_bounds
 from .base import AcquireRequest, AcquireResult, EventFor, LockRow, LockStore, StoreOptions
-from .driver import Compiled, Session, driver_failure, first, wrap_driver_error
+from .driver import Compiled, Session, checkout_failure, driver_failure, first
 from .events import EventLog, SQLEventLog
 from .keeper import ConnectionKeeper
 from .schema import event_head_table, event_table, lock_table, meta_table
@@ -506,14 +506,17 @@ class SQLStore(LockStore):
             try:
                 connection = keeper.checkout()
             except self.engine.dialect.loaded_dbapi.Error as error:
-                raise wrap_driver_error(self.engine.dialect, error, invalidated=True) from error
+                raise checkout_failure(self.engine, error) from error
             cursor = None
+            bound = compiled.bind(params)
             try:
                 cursor = connection.dbapi_connection.cursor()
-                cursor.execute(compiled.sql, compiled.bind(params))
+                cursor.execute(compiled.sql, bound)
                 return list(cursor.fetchall())
             except self.engine.dialect.loaded_dbapi.Error as error:
-                raise driver_failure(self.engine, connection, cursor, error) from error
+                raise driver_failure(
+                    self.engine, connection, cursor, error, compiled.sql, bound
+                ) from error
             finally:
                 try:
                     if cursor is not None:
@@ -598,7 +601,7 @@ class SQLStore(LockStore):
     def live_rows(self, prefix: str | None = None) -> list[LockRow]:
         t = self.table
         stmt = sa.select(t).where(live_at(t, self.now_expression()))
-        if prefix is not None and prefix != "/":
+        if prefix is not None:
             low, high = descendant_bounds(prefix)
             stmt = stmt.where(
                 sa.or_(t.c.resource == prefix, sa.and_(t.c.resource > low, t.c.resource < high))
@@ -833,4 +836,10 @@ class _Translated:
             if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
                 raise store._unavailable(error) from error
         elif isinstance(error, exc.TimeoutError):  # pool exhausted
+            raise store._unavailable(error) from error
+        elif isinstance(error.__cause__, store.engine.dialect.loaded_dbapi.Error) and not (
+            isinstance(error, LockingError)
+        ):
+            # A handle_error listener's own exception for a driver failure: still a store
+            # failure to the lock API (docs/stores.rst, "Engine events").
             raise store._unavailable(error) from error

@@ -77,6 +77,10 @@ class OnConflictUpsert:
         count, infinite = len(request.ancestors), request.infinite
 
         def build() -> sa.Executable:
+            if not count and not infinite:
+                # A root key's depth-0 lock: nothing can overlap it (and an EXISTS over a
+                # condition SQLAlchemy folds to false names no table: a syntax error).
+                return self.build_upsert()
             other = self.table.alias("overlap")
             now = self.now_expression()  # type: ignore[attr-defined]
             return self.build_upsert(~sa.exists().where(overlap_at(other, count, infinite, now)))

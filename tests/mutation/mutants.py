@@ -844,11 +844,9 @@ MUTANTS: list[Mutant] = [
     M(
         "sql-live-rows-root",
         SQL,
-        'if prefix is not None and prefix != "/":',
         "if prefix is not None:",
-        "the root prefix filtered like any other",
-        equivalent="every key starts with '/', and ('/', '0') bounds exactly the keys "
-        "starting with '/'",
+        'if prefix is not None and prefix != "/":',
+        "the root prefix lists every namespace, not only its own",
     ),
     M(
         "sql-live-rows-prefix-self",
