@@ -149,6 +149,10 @@ class MySQLStore(SQLStore):
         with self._autocommit.connect() as conn:
             yield conn
 
+    def is_missing_table(self, error: exc.DBAPIError) -> bool:
+        args: tuple[Any, ...] = getattr(error.orig, "args", ())
+        return bool(args) and args[0] == 1146  # ER_NO_SUCH_TABLE
+
     def is_retryable(self, error: exc.DBAPIError) -> bool:
         args: tuple[Any, ...] = getattr(error.orig, "args", ())
         return bool(args) and args[0] in _RETRYABLE

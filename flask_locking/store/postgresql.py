@@ -142,6 +142,9 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         with self._autocommit.connect() as conn:
             yield conn
 
+    def is_missing_table(self, error: exc.DBAPIError) -> bool:
+        return getattr(error.orig, "sqlstate", None) == "42P01"  # undefined_table
+
     def is_retryable(self, error: exc.DBAPIError) -> bool:
         # A plan prepared before a migration changed the table: the connection was renewed
         # (see stale_prepared_plan), so the acquisition runs again on a fresh one.

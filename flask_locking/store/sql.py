@@ -242,6 +242,13 @@ class SQLStore(LockStore):
         """Deadlocks and serialisation failures that a retry resolves."""
         return False
 
+    def is_missing_table(self, error: exc.DBAPIError) -> bool:
+        """The statement failed because a table of the store is not there (dropped under a
+        running app, or never created with ``LOCKING_CREATE_TABLE`` off): the store is
+        unavailable until it is back, like a database that cannot be reached. (SQLite's
+        "no such table" is an ``OperationalError``, unavailable already.)"""
+        return False
+
     def record_events(self, log: EventLog) -> bool:
         """Write the events into ``log`` in each operation's own transaction, when ``log``
         is this store's (:meth:`event_log`) and no subclass overrode an operation with the
@@ -833,7 +840,8 @@ class _Translated:
         if isinstance(error, exc.DBAPIError):
             if store.is_retryable(error):
                 raise _Retry() from error
-            if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
+            if (isinstance(error, _UNAVAILABLE) or error.connection_invalidated
+                    or store.is_missing_table(error)):
                 raise store._unavailable(error) from error
         elif isinstance(error, exc.TimeoutError):  # pool exhausted
             raise store._unavailable(error) from error
