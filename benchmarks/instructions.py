@@ -65,6 +65,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "token-guarded": ("guarded-locked", "with"),
 }
 
+#: set by the parent for a child under callgrind: the ``callgrind_control`` to call
+CONTROL_ENV = "BENCH_CALLGRIND_CONTROL"
 MISSING = "valgrind (with callgrind_control) is not installed: apt-get install valgrind"
 ROOT = Path(__file__).resolve().parent.parent
 _COLLECTED = re.compile(r"^==\d+== Collected : (\d+)\s*$", re.MULTILINE)
@@ -86,10 +88,6 @@ def variant_op(name: str) -> Iterator[Callable[[], object]]:
                 yield without if which == "without" else with_
                 return
         raise LookupError(f"no guard comparison of kind {comparison!r}")
-
-
-#: set by the parent for a child under callgrind: the ``callgrind_control`` to call
-CONTROL_ENV = "BENCH_CALLGRIND_CONTROL"
 
 
 def run_child(name: str, count: int) -> None:
