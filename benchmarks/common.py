@@ -29,6 +29,8 @@ class Settings:
     scale_sizes: tuple[int, ...] = (1, 10_000, 1_000_000)
     #: lock cycles before the memory reading
     memory_cycles: int = 100_000
+    #: counted operations per callgrind run of the instructions section (the second: twice)
+    instruction_requests: int = 200
     postgresql_url: str | None = None
     mysql_url: str | None = None
 
@@ -36,10 +38,11 @@ class Settings:
     def make(cls, quick: bool, smoke: bool = False) -> Settings:
         if smoke:  # the test suite: prove every in-process path runs, in a fraction of a second
             return cls(quick=True, batch=5, rounds=2, warmup=2, max_seconds=2.0, load_seconds=1.0,
-                       scale_sizes=(1, 100), memory_cycles=50)
+                       scale_sizes=(1, 100), memory_cycles=50, instruction_requests=5)
         if quick:
             return cls(quick=True, batch=100, rounds=3, warmup=50, max_seconds=10.0,
-                       load_seconds=2.0, scale_sizes=(1, 10_000), memory_cycles=2_000)
+                       load_seconds=2.0, scale_sizes=(1, 10_000), memory_cycles=2_000,
+                       instruction_requests=50)
         return cls()
 
 

@@ -2,7 +2,9 @@
 
 Sections: ``cycle`` and ``guard`` (in-process, WSGI test client), ``server`` and
 ``contention`` (gunicorn on 127.0.0.1 driven by wrk, SQLite, PostgreSQL and MariaDB), ``scale``
-(1 / 10k / 1M stored locks) and ``memory`` (worker RSS over many lock cycles).
+(1 / 10k / 1M stored locks) and ``memory`` (worker RSS over many lock cycles);
+``instructions`` (callgrind's instruction counts of the cycle and guard variants) runs
+only when named in ``--only``: it takes minutes.
 PostgreSQL runs when ``--postgresql URL`` or ``BENCH_POSTGRESQL_URL`` is given, MariaDB
 when ``--mysql URL`` or ``BENCH_MYSQL_URL`` is.
 """
@@ -23,6 +25,8 @@ from importlib.metadata import version
 from .common import Report, Settings
 
 SECTIONS = ("cycle", "guard", "server", "contention", "scale", "memory")
+#: sections that run only when ``--only`` names them
+ON_REQUEST = ("instructions",)
 
 
 def machine() -> dict[str, str]:
@@ -57,7 +61,7 @@ def machine() -> dict[str, str]:
 
 
 def runners() -> dict[str, Callable[[Report, Settings], None]]:
-    from . import inprocess, scale, server
+    from . import inprocess, instructions, scale, server
 
     return {
         "cycle": inprocess.run_lock_cycle,
@@ -66,6 +70,7 @@ def runners() -> dict[str, Callable[[Report, Settings], None]]:
         "contention": server.run_contention,
         "scale": scale.run_scale,
         "memory": scale.run_memory,
+        "instructions": instructions.run_instructions,
     }
 
 
@@ -74,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (figures are rough)")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
-                        help=f"run only these sections ({', '.join(SECTIONS)})")
-    parser.add_argument("--skip", nargs="+", choices=SECTIONS, metavar="SECTION", default=[],
+    parser.add_argument("--only", nargs="+", choices=SECTIONS + ON_REQUEST, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS + ON_REQUEST)})")
+    parser.add_argument("--skip", nargs="+", choices=SECTIONS + ON_REQUEST, metavar="SECTION",
+                        default=[],
                         help="leave these sections out")
     parser.add_argument("--postgresql", metavar="URL",
                         default=os.environ.get("BENCH_POSTGRESQL_URL"),

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,3 +64,88 @@ def test_store_benchmark_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "acquire + live + release" in done.stdout
     assert "event append" in done.stdout
+
+
+def test_instruction_variants_run_as_children() -> None:
+    """Every variant of ``python -m benchmarks.instructions`` builds and runs in its child
+    mode (what callgrind watches), here without valgrind and with a tiny count."""
+    from benchmarks.instructions import VARIANTS
+
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.instructions", "--child", name, "3"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+        for name in VARIANTS
+    }
+    failed = {}
+    for name, child in children.items():
+        _out, err = child.communicate(timeout=240)
+        if child.returncode != 0:
+            failed[name] = err[-1500:]
+    assert not failed, failed
+
+
+#: callgrind's stderr (``--instr-atstart=no``) for ``--child patch-guarded 20`` and
+#: ``--child patch-guarded 40``, recorded on the development machine
+CALLGRIND_N = """\
+==25351== Callgrind, a call-graph generating cache profiler
+==25351== Copyright (C) 2002-2017, and GNU GPL'd, by Josef Weidendorfer et al.
+==25351== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==25351== Command: python3.11 -m benchmarks.instructions --child patch-guarded 20
+==25351==
+==25351== For interactive control, run 'callgrind_control -h'.
+==25351== brk segment overflow in thread #1: can't grow to 0x4869000
+==25351== (see section Limitations in user manual)
+==25351== NOTE: further instances of this message will not be shown
+==25351==
+==25351== Events    : Ir
+==25351== Collected : 180379606
+==25351==
+==25351== I   refs:      180,379,606
+"""
+CALLGRIND_2N = """\
+==25352== Callgrind, a call-graph generating cache profiler
+==25352== Copyright (C) 2002-2017, and GNU GPL'd, by Josef Weidendorfer et al.
+==25352== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==25352== Command: python3.11 -m benchmarks.instructions --child patch-guarded 40
+==25352==
+==25352== For interactive control, run 'callgrind_control -h'.
+==25352== brk segment overflow in thread #1: can't grow to 0x4869000
+==25352== (see section Limitations in user manual)
+==25352== NOTE: further instances of this message will not be shown
+==25352==
+==25352== Events    : Ir
+==25352== Collected : 203718856
+==25352==
+==25352== I   refs:      203,718,856
+"""
+
+
+def test_instructions_per_operation_from_callgrind_output() -> None:
+    from benchmarks.instructions import collected, per_operation
+
+    total_n, total_2n = collected(CALLGRIND_N), collected(CALLGRIND_2N)
+    assert (total_n, total_2n) == (180_379_606, 203_718_856)
+    assert per_operation(total_n, total_2n, 20) == 1_166_962.5
+    with pytest.raises(ValueError, match="Collected"):
+        collected("==1== Events    : Ir\n")
+
+
+def test_instructions_without_valgrind(tmp_path: Path) -> None:
+    """No valgrind on the PATH: the section of ``python -m benchmarks`` says so and is skipped,
+    the standalone command fails with the same message."""
+    env = {**os.environ, "PATH": str(tmp_path)}
+    section = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "instructions"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )
+    assert section.returncode == 0, section.stderr
+    assert "valgrind (with callgrind_control) is not installed" in section.stderr
+    alone = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )
+    assert alone.returncode == 2
+    assert "valgrind (with callgrind_control) is not installed" in alone.stderr
