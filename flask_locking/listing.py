@@ -96,7 +96,9 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
             raise InvalidInput(
                 f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
             )
-    return LockFilter(prefix=own_key(state, key or "/"), owner_key=wanted, dialect=name)
+    # Without a prefix: the namespace's root (not keyed as a path: no route decides it).
+    scope = own_key(state, key) if key else request_namespace() + "/"
+    return LockFilter(prefix=scope, owner_key=wanted, dialect=name)
 
 
 def own_key(state: LockingState, resource: str) -> str:
