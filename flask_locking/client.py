@@ -189,8 +189,8 @@ class LockingClient:
         self, resources: list[str], *, force: bool = False, locks_url: str = "/@locks",
     ) -> dict[str, Any]:
         """Release several locks (``DELETE /@locks``); return ``{"released": [...],
-        "refused": [{"resource", "status", "message"}]}``. ``force`` steals others' locks
-        where the server's authorizer allows it."""
+        "not_locked": [...], "refused": [{"resource", "status", "message"}]}``. ``force``
+        steals others' locks where the server's authorizer allows it."""
         response = self.http.request(
             "DELETE", locks_url, json={"resources": list(resources), "force": force}
         )

@@ -376,6 +376,12 @@ def _namespace_adapter(space: str) -> MapAdapter:
     return adapter
 
 
+def request_namespace() -> str:
+    """The namespace prefix of the keys the current request reaches (``""``: the default
+    namespace): the one :func:`request_key` and :func:`path_key` key its paths into."""
+    return _space(request_ctx.url_adapter)
+
+
 def _space(adapter: MapAdapter | None) -> str:
     """The namespace prefix of keys reached through ``adapter``: its host when the app
     routes by host or subdomain, and its mount point."""

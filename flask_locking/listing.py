@@ -4,11 +4,15 @@
   live locks in resource order, each as the lock JSON without its token, only those the
   authorizer lets the caller ``view``.
 - ``DELETE /@locks`` with ``{"resources": [...], "force": bool}`` → ``{"released": [...],
-  "refused": [{"resource", "status", "message"}]}``: each resource released as
-  ``DELETE <path>/@lock`` would (``unlock``, and ``steal`` for another's non-stealable lock).
+  "not_locked": [...], "refused": [{"resource", "status", "message"}]}``: each resource
+  keyed and released as ``DELETE <path>/@lock`` would (``unlock``, and ``steal`` for
+  another's non-stealable lock).
 - ``GET /@locks/events?prefix=&owner=&dialect=`` → the Server-Sent Events of those locks.
 
-Errors use the content dialect's format.
+Each request sees and acts on the locks of its own namespace only (its host when the app
+routes by host, its ``SCRIPT_NAME`` mount; see :mod:`.keys`): paths and ``prefix`` are
+keyed into it, and a key of another namespace is refused. Errors use the content dialect's
+format.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from .errors import (
 from .events.model import LockEvent
 from .events.stream import event_stream
 from .identity import current_identity, is_allowed
+from .keys import request_namespace, resolve
 from .lock import Lock, Owner, owner_key
-from .resources import is_within, normalize
+from .resources import is_within, normalize, split_namespace
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -44,7 +49,9 @@ MAX_BULK = 1000
 class LockFilter:
     """The ``prefix``, ``owner`` and ``dialect`` query arguments, parsed."""
 
-    prefix: str | None
+    #: The key the selected locks are on or below, in the request's namespace (its root
+    #: ``[namespace]/`` without a ``prefix``).
+    prefix: str
     owner_key: str | None
     dialect: str | None
 
@@ -52,12 +59,12 @@ class LockFilter:
         """The dialect test (prefix and owner are applied in the query or by the caller)."""
         if self.dialect is None:
             return True
-        dialect = state.dialect_for(resource)
+        dialect = state.dialect_for(split_namespace(resource)[1])  # dialects own paths
         return dialect is not None and dialect.name == self.dialect
 
     def matches_event(self, state: LockingState, event: LockEvent) -> bool:
         """True when ``event`` concerns a lock this filter selects."""
-        if self.prefix is not None and not is_within(event.resource, self.prefix):
+        if not is_within(event.resource, self.prefix):
             return False
         if self.owner_key is not None and owner_key(event.lock.owner) != self.owner_key:
             return False
@@ -93,7 +100,28 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
             raise InvalidInput(
                 f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
             )
-    return LockFilter(prefix=key, owner_key=wanted, dialect=name)
+    # Without a prefix: the namespace's root (not keyed as a path: no route decides it).
+    scope = own_key(state, key) if key else request_namespace() + "/"
+    return LockFilter(prefix=scope, owner_key=wanted, dialect=name)
+
+
+def own_key(state: LockingState, resource: str) -> str:
+    """The key of ``resource`` in the current request's namespace, as ``<resource>/@lock``
+    would key it there (canonical by the rule serving a guarded method).
+
+    ``resource`` is a path, or a key of the request's own namespace as the listing shows it
+    (``[/tenant_a]/docs/1`` through ``/tenant_a/@locks``). A key of another namespace raises
+    :class:`~flask_locking.InvalidResource`: a tenant can neither name nor act on another
+    tenant's locks."""
+    space = request_namespace()
+    given, path = split_namespace(resource)
+    if given and given != space:
+        here = f"this request's namespace is {space}" if space else "this request has none"
+        raise InvalidResource(
+            f"{resource[:80]} is a key of the namespace {given[:60]}, and {here}: name "
+            f"resources by their path here (e.g. {path[:60]})."
+        )
+    return resolve(state, path)
 
 
 def parse_prefix(prefix: str) -> str:
@@ -171,6 +199,10 @@ class LocksEndpoint:
                 limit=limit + 1,
             )
             for row in batch:
+                # Below the root of the default namespace the store also has the keys of
+                # every other namespace; they all sort after its own ("[" > "/").
+                if not is_within(row.resource, filters.prefix):
+                    return _page(items, None)
                 if len(items) == limit:
                     return _page(items, after)
                 after = row.resource
@@ -189,20 +221,25 @@ class LocksEndpoint:
         if "resources" not in fields:
             raise InvalidInput('The body needs "resources": a list of resource keys.')
         released: list[str] = []
+        not_locked: list[str] = []
         refused: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for raw in fields["resources"]:
             try:
-                key = normalize(raw)
+                key = own_key(state, raw)
+                if key in seen:  # another spelling of a key already answered
+                    continue
+                seen.add(key)
                 if not is_allowed(state, "unlock", key, identity):
                     raise LockPermissionDenied(f"You may not unlock {key}.", "unlock", key)
-                state.engine.release(
+                ended = state.engine.release(
                     key, owner=identity, force=fields.get("force", False),
                     may_steal=lambda lock: is_allowed(state, "steal", lock.resource, identity),
                 )
-                released.append(key)
+                (released if ended is not None else not_locked).append(key)
             except LockingError as error:
                 refused.append({"resource": raw, "status": _status(error), "message": str(error)})
-        return jsonify(released=released, refused=refused)
+        return jsonify(released=released, not_locked=not_locked, refused=refused)
 
     def events(self) -> Response:
         """The events of every lock the filters select (all, without filters)."""

@@ -57,17 +57,25 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "resources": {
                 "type": "array", "minItems": 1, "items": {"type": "string"},
-                "description": "Lock keys, as the listing shows them; at most 1000 (and "
-                "LOCKING_MAX_BODY_BYTES).",
+                "description": "Paths, keyed as <path>/@lock keys them, or lock keys as "
+                "the listing shows them (of the request's own namespace only); at most 1000 "
+                "(and LOCKING_MAX_BODY_BYTES).",
             },
             "force": {"type": "boolean", "default": False},
         },
     },
     "BulkReleaseResult": {
         "type": "object",
-        "required": ["released", "refused"],
+        "required": ["released", "not_locked", "refused"],
         "properties": {
-            "released": {"type": "array", "items": {"type": "string"}},
+            "released": {
+                "type": "array", "items": {"type": "string"},
+                "description": "Keys whose lock this request ended.",
+            },
+            "not_locked": {
+                "type": "array", "items": {"type": "string"},
+                "description": "Keys nobody held (nothing to release).",
+            },
             "refused": {
                 "type": "array",
                 "items": {
@@ -103,7 +111,8 @@ def _filters(segment: str, dialects: list[str]) -> list[dict[str, Any]]:
     {"name": "prefix", "in": "query", "required": False,
      "schema": {"type": "string", "maxLength": 511,
                 "pattern": f"^/*(?:{segment}(?:/+{segment})*)?/*$"},
-     "description": "Only the lock on this path and the locks below it."},
+     "description": "Only the lock on this path and the locks below it (a path of the "
+     "request's own host or mount, keyed as <path>/@lock keys it)."},
     {"name": "owner", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "Only locks of this user id (`me`: the caller)."},
     {"name": "dialect", "in": "query", "required": False,

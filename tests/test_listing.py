@@ -153,12 +153,14 @@ def test_bulk_release_outcomes(make_app: AppFactory, database_url: str) -> None:
     }
     plain = client.delete("/@locks", headers=BOB, json=body)
     assert plain.status_code == 200
-    assert plain.json["released"] == ["/docs/mine", "/docs/free"]
+    assert plain.json["released"] == ["/docs/mine"]
+    assert plain.json["not_locked"] == ["/docs/free"]  # nobody held it
     refused = {r["resource"]: r["status"] for r in plain.json["refused"]}
     assert refused == {"/docs/hers": 409, "/docs/fixed": 409, "/docs/guarded": 403, "/a/../b": 400}
     assert all(r["message"] for r in plain.json["refused"])
     forced = client.delete("/@locks", headers=BOB, json={**body, "force": True}).json
-    assert forced["released"] == ["/docs/mine", "/docs/hers", "/docs/free"]
+    assert forced["released"] == ["/docs/hers"]
+    assert forced["not_locked"] == ["/docs/mine", "/docs/free"]  # released just before
     assert {r["resource"]: r["status"] for r in forced["refused"]} == {
         "/docs/fixed": 403,
         "/docs/guarded": 403,
@@ -167,7 +169,7 @@ def test_bulk_release_outcomes(make_app: AppFactory, database_url: str) -> None:
     admin = client.delete(
         "/@locks", headers={"X-User": "admin"}, json={"resources": ["/docs/fixed"], "force": True}
     ).json
-    assert admin == {"released": ["/docs/fixed"], "refused": []}
+    assert admin == {"released": ["/docs/fixed"], "not_locked": [], "refused": []}
     assert [i["resource"] for i in client.get("/@locks").json["items"]] == ["/docs/guarded"]
 
 
@@ -264,6 +266,7 @@ def test_client_lists_releases_and_streams(make_app: AppFactory) -> None:
     assert bob.release_locks(["/docs/0"])["refused"][0]["status"] == 409
     assert bob.release_locks(["/docs/0", "/docs/1"], force=True) == {
         "released": ["/docs/0", "/docs/1"],
+        "not_locked": [],
         "refused": [],
     }
     with pytest.raises(LockingClientError):
