@@ -101,7 +101,10 @@ def parse_filter(state: LockingState, identity: Owner | None) -> LockFilter:
                 f"dialect must be one of {', '.join(sorted(names))}, not {dialect[:40]!r}."
             )
     # Without a prefix: the namespace's root (not keyed as a path: no route decides it).
-    scope = own_key(state, key) if key else request_namespace() + "/"
+    try:
+        scope = own_key(state, key) if key else request_namespace() + "/"
+    except InvalidResource as error:
+        raise InvalidInput(f"prefix can match no resource here: {error}") from error
     return LockFilter(prefix=scope, owner_key=wanted, dialect=name)
 
 
