@@ -96,7 +96,9 @@ def test_a_listener_declaring_a_disconnect_drops_the_connection(live_app: Flask)
 
 def test_without_a_listener_the_connection_stays(live_app: Flask) -> None:
     engine = live_app.extensions["locking"].engine.store.engine
-    assert not engine.dialect.dispatch.handle_error
+    # No host listener (PostgreSQL's store has its own: a stale prepared plan disconnects).
+    own = 1 if engine.dialect.name == "postgresql" else 0
+    assert len(list(engine.dialect.dispatch.handle_error)) == own
     drop_lock_table(live_app)
     with live_app.app_context(), pytest.raises(Exception):  # noqa: B017,PT011 - any failure
         live_app.extensions["locking"].extension.acquire("/docs/1", "ann")
