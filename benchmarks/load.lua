@@ -2,7 +2,7 @@
 -- wrk -s load.lua URL -- MODE LIMIT
 --   MODE bare      POST /bare/<thread>-<n>/lock            (a route that does nothing)
 --   MODE acquire   POST /docs/<thread>-<n>/@lock           (a new grant every request)
---   MODE raw       POST /raw/<thread>-<n>/@lock            (one raw-driver upsert + commit)
+--   MODE raw       POST /raw/<thread>-<n>/lock             (one raw-driver upsert + commit)
 --   MODE hot       lock cycles on /docs/hot/@lock          (every thread fights for one resource)
 --   MODE distinct  lock cycles on /docs/c<thread>/@lock    (one resource per thread)
 -- A lock cycle is POST, then DELETE with the granted token; a 409 is answered by a new POST.
@@ -46,7 +46,7 @@ function request()
   elseif mode == "acquire" then
     return wrk.format("POST", "/docs/" .. id .. "-" .. n .. "/@lock", { ["X-User"] = user }, "")
   elseif mode == "raw" then
-    return wrk.format("POST", "/raw/" .. id .. "-" .. n .. "/@lock", { ["X-User"] = user }, "")
+    return wrk.format("POST", "/raw/" .. id .. "-" .. n .. "/lock", { ["X-User"] = user }, "")
   end
   if token ~= nil then
     local held = token

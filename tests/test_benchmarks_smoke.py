@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,26 @@ def test_instructions_without_valgrind(tmp_path: Path) -> None:
     )
     assert alone.returncode == 2
     assert "valgrind (with callgrind_control) is not installed" in alone.stderr
+
+
+def test_server_app_raw_route_writes_a_row(tmp_path: Path, monkeypatch: Any) -> None:
+    """The real-server section's storage limit must do its upsert: spelled ``.../@lock`` it
+    was served by the content dialect (a 404) and measured nothing for several rounds."""
+    import sqlite3
+
+    from benchmarks.apps import server_app
+
+    database = tmp_path / "server.db"
+    monkeypatch.setenv("BENCH_DATABASE_URI", f"sqlite:///{database}")
+    monkeypatch.setenv("LOCKING_TABLE_NAME", "bench_smoke")
+    client = server_app().test_client()
+    for doc in ("a", "b"):
+        response = client.post(f"/raw/{doc}/lock", headers={"X-User": "u1"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.headers["Lock-Token"]
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute("SELECT resource, owner FROM raw_locks ORDER BY resource").fetchall()
+    assert rows == [("/docs/a", "u1"), ("/docs/b", "u1")]
+    # and the load script asks for that very route
+    lua = (Path(__file__).parent.parent / "benchmarks" / "load.lua").read_text()
+    assert '"/raw/" .. id .. "-" .. n .. "/lock"' in lua
