@@ -92,10 +92,10 @@ _PATH_KEYS: weakref.WeakKeyDictionary[
 def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     """The guard's key for the current request, and the dialect that owns it.
 
-    Kept per app state by the rule the request matched, its path, its view arguments and
-    its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request seen before is
-    keyed as it was then, without building the rule back again. The path is part of the
-    cache key because the view arguments alone do not tell requests apart: a
+    Kept per app state by the rule the request matched, its method, its path, its view
+    arguments and its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request
+    seen before is keyed as it was then, without building the rule back again. The path is
+    part of the cache key because the view arguments alone do not tell requests apart: a
     ``url_value_preprocessor`` may have popped one (a tenant); the binding, because the
     same path in another host or mount is another tenant's resource."""
     ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
@@ -104,8 +104,10 @@ def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     if rule is None or adapter is None:  # routed nowhere (or a redirect): not kept
         return _request_key(state, adapter)
     args = current.view_args
+    # The method too: one rule may serve several guarded methods, and the key is built by
+    # the endpoint's first rule that serves the request's method (see _build).
     cache_key = (
-        id(rule), current.path, tuple(args.items()) if args else (),
+        id(rule), current.method, current.path, tuple(args.items()) if args else (),
         adapter.server_name, adapter.subdomain, adapter.script_name,
     )
     url_map = adapter.map

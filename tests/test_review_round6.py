@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import AppFactory
@@ -31,3 +33,33 @@ def test_bulk_release_415_is_documented(make_app: AppFactory) -> None:
     check = Checker(make_app())
     check("DELETE", "/@locks", 415, data="{", content_type="text/plain")
     check("DELETE", "/@locks", 400, data="{", content_type="application/json")
+
+
+def _one_endpoint_two_rules(make_app: AppFactory) -> Any:
+    """Endpoint ``doc`` served by ``/docs/<id>`` (GET, PUT) and ``/files/<id>`` (PATCH,
+    PUT), both PATCH and PUT guarded."""
+    from flask import jsonify, request
+
+    app = make_app(LOCKING_GUARDED_METHODS={"PATCH", "PUT"})
+
+    def doc(id: str) -> Any:
+        return jsonify(wrote=id, method=request.method)
+
+    app.add_url_rule("/docs/<id>", "doc", doc, methods=["GET", "PUT"])
+    app.add_url_rule("/files/<id>", "doc", doc, methods=["PATCH", "PUT"])
+    return app
+
+
+def test_the_guard_key_cache_tells_methods_apart(make_app: AppFactory) -> None:
+    """The guard's key cache was keyed by rule, path and arguments but not by method, while
+    the key is built by the endpoint's first rule serving the method: a ``PATCH /files/1``
+    cached the key ``/files/1`` for the rule, and a later ``PUT /files/1`` (keyed
+    ``/docs/1`` when computed) was checked against it and let through a lock on
+    ``/docs/1``."""
+    app = _one_endpoint_two_rules(make_app)
+    client = app.test_client()
+    lock = client.post("/docs/1/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/docs/1"
+    client.patch("/files/1", headers={"X-User": "bob"})  # fills the cache for the rule
+    refused = client.put("/files/1", headers={"X-User": "bob"})
+    assert refused.status_code == 403, refused.get_data(as_text=True)
