@@ -305,15 +305,18 @@ def _build(rule: Rule, args: dict[str, Any], method: str) -> str | None:
     Canonical as ``url_for`` builds it: by the rule's **endpoint**, so that two rules that
     lead one view to the same arguments (``/docs/<id>`` and ``/files/<id>`` on one
     endpoint) give one key, whichever spelling a write arrives by. The rule used is the
-    first of the endpoint's rules, in Werkzeug's build order, that serves ``method`` and
-    takes exactly these arguments (one that ignored an argument would merge two resources
-    into one key); else the matched rule itself."""
+    first of the endpoint's rules, in Werkzeug's build order, that takes exactly these
+    arguments (one that ignored an argument would merge two resources into one key),
+    whatever methods it serves, as ``url_for`` picks it: a rule chosen per method would
+    key one resource twice (``GET /docs/<id>`` beside ``PATCH /docs/<id>/edit``: a lock on
+    ``/docs/1`` would let ``PATCH /docs/1/edit`` through); else the matched rule itself.
+    (``method`` is the request's; the choice does not depend on it.)"""
     url_map = rule.map
     names = args.keys()
     candidates = url_map._rules_by_endpoint.get(rule.endpoint, ()) if url_map else ()
     for candidate in candidates:
         if candidate is rule or (
-            candidate.arguments == names and candidate.suitable_for(args, method)
+            candidate.arguments == names and candidate.suitable_for(args)
         ):
             built = _build_with(candidate, args)
             if built is not None:

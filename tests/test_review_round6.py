@@ -36,7 +36,7 @@ def test_bulk_release_415_is_documented(make_app: AppFactory) -> None:
 
 
 def _one_endpoint_two_rules(make_app: AppFactory) -> Any:
-    """Endpoint ``doc`` served by ``/docs/<id>`` (GET, PUT) and ``/files/<id>`` (PATCH,
+    """Endpoint ``doc`` served by ``/items/<id>`` (GET, PUT) and ``/files/<id>`` (PATCH,
     PUT), both PATCH and PUT guarded."""
     from flask import jsonify, request
 
@@ -45,7 +45,7 @@ def _one_endpoint_two_rules(make_app: AppFactory) -> Any:
     def doc(id: str) -> Any:
         return jsonify(wrote=id, method=request.method)
 
-    app.add_url_rule("/docs/<id>", "doc", doc, methods=["GET", "PUT"])
+    app.add_url_rule("/items/<id>", "doc", doc, methods=["GET", "PUT"])
     app.add_url_rule("/files/<id>", "doc", doc, methods=["PATCH", "PUT"])
     return app
 
@@ -54,12 +54,54 @@ def test_the_guard_key_cache_tells_methods_apart(make_app: AppFactory) -> None:
     """The guard's key cache was keyed by rule, path and arguments but not by method, while
     the key is built by the endpoint's first rule serving the method: a ``PATCH /files/1``
     cached the key ``/files/1`` for the rule, and a later ``PUT /files/1`` (keyed
-    ``/docs/1`` when computed) was checked against it and let through a lock on
-    ``/docs/1``."""
+    ``/items/1`` when computed) was checked against it and let through a lock on
+    ``/items/1``."""
     app = _one_endpoint_two_rules(make_app)
     client = app.test_client()
-    lock = client.post("/docs/1/@lock", headers={"X-User": "alice"})
-    assert lock.status_code == 200 and lock.json["resource"] == "/docs/1"
+    lock = client.post("/items/1/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/items/1"
     client.patch("/files/1", headers={"X-User": "bob"})  # fills the cache for the rule
     refused = client.put("/files/1", headers={"X-User": "bob"})
     assert refused.status_code == 403, refused.get_data(as_text=True)
+
+
+def test_one_endpoint_is_one_key_whatever_method_its_rules_serve(make_app: AppFactory) -> None:
+    """Keys were built by the endpoint's first rule *serving the request's method*: with
+    ``GET /docs/<id>/view`` and ``PATCH /docs/<id>/edit`` on one endpoint, a lock on
+    ``/docs/1/view`` (the URL ``url_for`` gives) let ``PATCH /docs/1/edit`` reach
+    ``doc(id=1)``, and the same document could be locked a second time as
+    ``/docs/1/edit``. Now every rule of an endpoint keys its arguments as ``url_for``
+    builds them."""
+    from flask import jsonify, request, url_for
+
+    app = make_app()
+
+    def doc(id: str) -> Any:
+        return jsonify(wrote=id, method=request.method)
+
+    app.add_url_rule("/docs/<id>/view", "doc", doc, methods=["GET"])
+    app.add_url_rule("/docs/<id>/edit", "doc", doc, methods=["PATCH"])
+    with app.test_request_context():
+        assert url_for("doc", id="1") == "/docs/1/view"
+    client = app.test_client()
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+    lock = client.post("/docs/1/view/@lock", headers=alice)
+    assert lock.status_code == 200 and lock.json["resource"] == "/docs/1/view"
+    refused = client.patch("/docs/1/edit", headers=bob)
+    assert refused.status_code == 403, refused.get_data(as_text=True)
+    second = client.post("/docs/1/edit/@lock", headers=bob)  # the same document: a conflict
+    assert second.status_code == 409, second.get_data(as_text=True)
+    token = lock.json["token"]
+    assert client.patch("/docs/1/edit", headers={**bob, "Lock-Token": token}).status_code == 200
+
+
+def test_one_endpoint_two_guarded_methods_one_key(make_app: AppFactory) -> None:
+    """The same for two guarded methods served by different rules of one endpoint: a lock
+    on ``/items/1`` refuses ``PATCH /files/1`` (computed or cached) as it refuses PUT."""
+    app = _one_endpoint_two_rules(make_app)
+    client = app.test_client()
+    assert client.post("/items/1/@lock", headers={"X-User": "alice"}).status_code == 200
+    for method in ("PATCH", "PUT", "PATCH"):
+        refused = client.open("/files/1", method=method, headers={"X-User": "bob"})
+        assert refused.status_code == 403, (method, refused.get_data(as_text=True))
+
