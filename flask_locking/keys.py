@@ -228,6 +228,15 @@ def _request_path(adapter: MapAdapter | None) -> str:
             rule, args = _match(adapter, target, request.method)
         except HTTPException:
             return normalize(target, strict=False)
+    elif adapter is not None and (args or {}).keys() != rule.arguments:
+        # A url_value_preprocessor popped (or added) a view argument (a tenant, a language):
+        # the rule cannot be built from what is left, and the raw spelling is not the key
+        # <path>/@lock gives (``/acme/docs/07`` for ``/acme/docs/7``). Build from the
+        # arguments the rule matched, as Flask matched them.
+        try:
+            rule, args = adapter.match(return_rule=True)  # type: ignore[assignment]
+        except HTTPException:
+            pass
     built = _build(rule, args or {}, request.method)
     return built if built is not None else normalize(request.path, strict=False)
 

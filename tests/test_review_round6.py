@@ -105,3 +105,34 @@ def test_one_endpoint_two_guarded_methods_one_key(make_app: AppFactory) -> None:
         refused = client.open("/files/1", method=method, headers={"X-User": "bob"})
         assert refused.status_code == 403, (method, refused.get_data(as_text=True))
 
+
+@pytest.mark.parametrize("spelling", ["/acme/docs/7", "/acme/docs/07", "/acme/docs/%D9%A7"])
+def test_a_popped_view_argument_keys_the_rule_as_matched(
+    make_app: AppFactory, spelling: str
+) -> None:
+    """Flask's ``url_value_preprocessor`` pattern (a tenant or language popped from the view
+    arguments before the guard runs) left the guard arguments the rule could not be built
+    from, so it keyed the raw spelling: ``PATCH /acme/docs/07`` reached ``doc(id=7)`` of
+    ``acme`` past a lock on ``/acme/docs/7``."""
+    from flask import g, jsonify
+
+    app = make_app()
+
+    @app.url_value_preprocessor
+    def pull_tenant(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "tenant" in values:
+            g.tenant = values.pop("tenant")
+
+    @app.route("/<tenant>/docs/<int:id>", methods=["GET", "PATCH"])
+    def tenant_doc(id: int) -> Any:
+        return jsonify(tenant=g.tenant, wrote=id)
+
+    client = app.test_client()
+    lock = client.post("/acme/docs/07/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/acme/docs/7"
+    for _ in range(2):  # computed, then from the guard's key cache
+        refused = client.patch(spelling, headers={"X-User": "bob"})
+        assert refused.status_code == 403, refused.get_data(as_text=True)
+    token = {"X-User": "bob", "Lock-Token": lock.json["token"]}
+    assert client.patch(spelling, headers=token).json == {"tenant": "acme", "wrote": 7}
+    assert client.patch("/other/docs/07", headers={"X-User": "bob"}).status_code == 200
