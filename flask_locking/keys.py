@@ -228,15 +228,18 @@ def _request_path(adapter: MapAdapter | None) -> str:
             rule, args = _match(adapter, target, request.method)
         except HTTPException:
             return normalize(target, strict=False)
-    elif adapter is not None and (args or {}).keys() != rule.arguments:
-        # A url_value_preprocessor popped (or added) a view argument (a tenant, a language):
-        # the rule cannot be built from what is left, and the raw spelling is not the key
-        # <path>/@lock gives (``/acme/docs/07`` for ``/acme/docs/7``). Build from the
-        # arguments the rule matched, as Flask matched them.
+        args = _preprocessed(rule, args)
+    elif adapter is not None and current_app.url_value_preprocessors:
+        # The view arguments are what the app's url_value_preprocessors left: one may have
+        # popped an argument (a tenant, a language: the rule could not be built from the
+        # rest) or rewritten one in place. Key what the view gets over what the rule
+        # matched, as <path>/@lock keys it (see _preprocessed).
         try:
-            rule, args = adapter.match(return_rule=True)  # type: ignore[assignment]
+            matched = adapter.match(return_rule=True)[1]
         except HTTPException:
-            pass
+            matched = None
+        if matched is not None:
+            args = _as_preprocessed(matched, args or {})
     built = _build(rule, args or {}, request.method)
     return built if built is not None else normalize(request.path, strict=False)
 
@@ -277,7 +280,7 @@ def _keys_by_rule(
             return None
         except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
             continue
-        built = _build(rule, args, method)
+        built = _build(rule, _preprocessed(rule, args), method)
         key = _owned(state, built if built is not None else path)
         keys.setdefault(key, []).append(f"{method} {rule.rule}")
     return keys
@@ -296,6 +299,43 @@ def _match(adapter: MapAdapter, path: str, method: str) -> tuple[Rule, dict[str,
         except RequestRedirect as redirect:
             path = _redirect_path(adapter, redirect)
     raise MethodNotAllowed()
+
+
+def _preprocessed(rule: Rule, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments ``rule`` matched, as the app's ``url_value_preprocessors`` for its
+    endpoint (the app's, then its blueprints', as Flask runs them) leave them for the view
+    (see :func:`_as_preprocessed`). A preprocessor that raises (an ``abort`` for an
+    unknown tenant) leaves the matched arguments."""
+    preprocessors = current_app.url_value_preprocessors
+    if not preprocessors:
+        return args
+    endpoint = rule.endpoint
+    parts = endpoint.split(".")[:-1] if isinstance(endpoint, str) else []
+    names = [None, *(".".join(parts[: i + 1]) for i in range(len(parts)))]
+    values = dict(args)
+    try:
+        for name in names:
+            for preprocess in preprocessors.get(name, ()):
+                preprocess(endpoint, values)
+    except Exception:  # noqa: BLE001 - the host's code: the matched arguments stand
+        return args
+    return _as_preprocessed(args, values)
+
+
+def _as_preprocessed(matched: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The ``matched`` arguments, each replaced by the value a preprocessor left in
+    ``values`` when it kept its type: a rewrite (``slug.lower()``) keys by what the view
+    gets; an argument popped (a tenant, a language), or replaced by an object of another
+    type (a model loaded for an id, which no rule builds back stably), keys by what was
+    matched. Arguments a preprocessor added are no rule's: left out."""
+    return {
+        name: (
+            values[name]
+            if name in values and type(values[name]) is type(value)
+            else value
+        )
+        for name, value in matched.items()
+    }
 
 
 def _redirect_path(adapter: MapAdapter, redirect: RequestRedirect) -> str:

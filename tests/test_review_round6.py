@@ -136,3 +136,63 @@ def test_a_popped_view_argument_keys_the_rule_as_matched(
     token = {"X-User": "bob", "Lock-Token": lock.json["token"]}
     assert client.patch(spelling, headers=token).json == {"tenant": "acme", "wrote": 7}
     assert client.patch("/other/docs/07", headers={"X-User": "bob"}).status_code == 200
+
+
+def test_a_rewritten_view_argument_keys_what_the_view_gets(make_app: AppFactory) -> None:
+    """A ``url_value_preprocessor`` that rewrites an argument in place (a slug lowercased)
+    made the guard key what the view gets (``/docs/abc``) while ``@lock`` keyed what the
+    rule matched (``/docs/ABC``): a lock taken on ``/docs/ABC`` did not refuse even
+    ``PATCH /docs/ABC``. Both now key what the view gets."""
+    from flask import jsonify
+
+    app = make_app()
+
+    @app.url_value_preprocessor
+    def lower_slug(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "slug" in values:
+            values["slug"] = values["slug"].lower()
+
+    @app.route("/pages/<slug>", methods=["GET", "PATCH"])
+    def page(slug: str) -> Any:
+        return jsonify(wrote=slug)
+
+    client = app.test_client()
+    lock = client.post("/pages/ABC/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/pages/abc"
+    for spelling in ("/pages/ABC", "/pages/abc", "/pages/ABC"):
+        refused = client.patch(spelling, headers={"X-User": "bob"})
+        assert refused.status_code == 403, (spelling, refused.get_data(as_text=True))
+    assert client.post("/pages/Abc/@lock", headers={"X-User": "bob"}).status_code == 409
+    with app.app_context():
+        locking = app.extensions["locking"].extension
+        assert locking.get("/pages/aBc") is not None  # the Python API keys it the same way
+
+
+def test_an_argument_replaced_by_an_object_keys_what_was_matched(make_app: AppFactory) -> None:
+    """A preprocessor that loads a model in place of its id left the guard building the
+    key from the object (``/things/<Thing object at 0x...>``, another key per request):
+    no lock on the thing ever refused a write to it."""
+    from flask import jsonify
+
+    class Thing:
+        def __init__(self, ident: str) -> None:
+            self.ident = ident
+
+    app = make_app()
+
+    @app.url_value_preprocessor
+    def load_thing(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "thing" in values:
+            values["thing"] = Thing(values["thing"])
+
+    @app.route("/things/<thing>", methods=["GET", "PATCH"])
+    def thing_view(thing: Thing) -> Any:
+        return jsonify(wrote=thing.ident)
+
+    client = app.test_client()
+    lock = client.post("/things/1/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/things/1"
+    for _ in range(2):
+        refused = client.patch("/things/1", headers={"X-User": "bob"})
+        assert refused.status_code == 403, refused.get_data(as_text=True)
+    assert client.patch("/things/2", headers={"X-User": "bob"}).json == {"wrote": "2"}
