@@ -196,3 +196,68 @@ def test_an_argument_replaced_by_an_object_keys_what_was_matched(make_app: AppFa
         refused = client.patch("/things/1", headers={"X-User": "bob"})
         assert refused.status_code == 403, refused.get_data(as_text=True)
     assert client.patch("/things/2", headers={"X-User": "bob"}).json == {"wrote": "2"}
+
+
+_DIGITS = {"0": "0０٠", "1": "1１١", "2": "2２٢", "7": "7７٧"}
+
+
+def _spell(number: str, data: Any) -> str:
+    """A spelling of ``number`` that Werkzeug's int converter reads as the same number:
+    leading zeros, full-width or Arabic-Indic digits."""
+    from hypothesis import strategies as st
+
+    zeros = data.draw(st.integers(0, 2))
+    return "0" * zeros + "".join(data.draw(st.sampled_from(_DIGITS[c])) for c in number)
+
+
+def test_every_spelling_of_one_view_call_is_one_key(make_app: AppFactory) -> None:
+    """Property: whatever spelling a lock is taken through and a write arrives by (a popped
+    tenant, a lowercased slug, any digits the int converter reads; keyed by the
+    endpoint's first rule, a GET one), a write reaching the locked view call is refused
+    and one reaching another goes on."""
+    from flask import g, jsonify
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = make_app()
+
+    @app.url_value_preprocessor
+    def tenant_and_slug(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "tenant" in values:
+            g.tenant = values.pop("tenant")
+        if values and "slug" in values:
+            values["slug"] = values["slug"].lower()
+
+    def article(id: int, slug: str) -> Any:
+        return jsonify(tenant=g.tenant, id=id, slug=slug)
+
+    app.add_url_rule("/<tenant>/articles/<int:id>/<slug>", "article", article, methods=["GET"])
+    app.add_url_rule(
+        "/<tenant>/edit/<int:id>/<slug>", "article", article, methods=["PATCH"]
+    )
+    client = app.test_client()
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+
+    @settings(
+        max_examples=40, deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(data=st.data())
+    def prove(data: Any) -> None:
+        number = data.draw(st.sampled_from(["7", "12", "20"]))
+        slug = data.draw(st.sampled_from(["Ab", "ab", "AB"]))
+        url = f"/acme/edit/{_spell(number, data)}/{slug}"
+        lock = client.post(f"{url}/@lock", headers=alice)
+        assert lock.status_code == 200, lock.get_data(as_text=True)
+        try:
+            same = data.draw(st.booleans())
+            other = number if same else data.draw(
+                st.sampled_from([n for n in ("7", "12", "20") if n != number]))
+            case = data.draw(st.sampled_from([slug.lower(), slug.upper(), slug.title()]))
+            write = f"/acme/edit/{_spell(other, data)}/{case}"
+            response = client.patch(write, headers=bob)
+            assert response.status_code == (403 if same else 200), (url, write)
+        finally:
+            assert client.delete(f"{url}/@lock", headers=alice).status_code == 200
+
+    prove()
