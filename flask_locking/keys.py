@@ -22,6 +22,7 @@ no two of them can spell one resource two ways:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -322,7 +323,7 @@ def _preprocessed(rule: Rule, args: dict[str, Any]) -> dict[str, Any]:
     return _as_preprocessed(args, values)
 
 
-def _as_preprocessed(matched: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+def _as_preprocessed(matched: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The ``matched`` arguments, each replaced by the value a preprocessor left in
     ``values`` when it kept its type: a rewrite (``slug.lower()``) keys by what the view
     gets; an argument popped (a tenant, a language), or replaced by an object of another
