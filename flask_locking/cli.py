@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Most spaces per level ``flask locks openapi --indent`` takes (a huge one would make the
+#: document gigabytes of spaces: the command would hang and exhaust memory).
+MAX_INDENT = 16
+
 #: The ``flask locks`` command group.
 locks_cli = AppGroup("locks", help="Inspect and manage flask-locking locks.")
 
@@ -195,7 +199,10 @@ def create_table_command() -> None:
 
 
 @locks_cli.command("openapi")
-@click.option("--indent", default=2, show_default=True, help="JSON indentation.")
+@click.option(
+    "--indent", default=2, show_default=True, type=click.IntRange(0, MAX_INDENT),
+    help="JSON indentation (spaces per level).",
+)
 def openapi_command(indent: int) -> None:
     """Print the OpenAPI 3.1 document of the enabled lock endpoints (needs the [openapi]
     extra: apispec and marshmallow)."""

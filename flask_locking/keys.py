@@ -22,6 +22,7 @@ no two of them can spell one resource two ways:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -92,10 +93,10 @@ _PATH_KEYS: weakref.WeakKeyDictionary[
 def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     """The guard's key for the current request, and the dialect that owns it.
 
-    Kept per app state by the rule the request matched, its path, its view arguments and
-    its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request seen before is
-    keyed as it was then, without building the rule back again. The path is part of the
-    cache key because the view arguments alone do not tell requests apart: a
+    Kept per app state by the rule the request matched, its method, its path, its view
+    arguments and its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request
+    seen before is keyed as it was then, without building the rule back again. The path is
+    part of the cache key because the view arguments alone do not tell requests apart: a
     ``url_value_preprocessor`` may have popped one (a tenant); the binding, because the
     same path in another host or mount is another tenant's resource."""
     ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
@@ -104,8 +105,10 @@ def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     if rule is None or adapter is None:  # routed nowhere (or a redirect): not kept
         return _request_key(state, adapter)
     args = current.view_args
+    # The method too: one rule may serve several guarded methods, and the key is built by
+    # the endpoint's first rule that serves the request's method (see _build).
     cache_key = (
-        id(rule), current.path, tuple(args.items()) if args else (),
+        id(rule), current.method, current.path, tuple(args.items()) if args else (),
         adapter.server_name, adapter.subdomain, adapter.script_name,
     )
     url_map = adapter.map
@@ -226,6 +229,18 @@ def _request_path(adapter: MapAdapter | None) -> str:
             rule, args = _match(adapter, target, request.method)
         except HTTPException:
             return normalize(target, strict=False)
+        args = _preprocessed(rule, args)
+    elif adapter is not None and current_app.url_value_preprocessors:
+        # The view arguments are what the app's url_value_preprocessors left: one may have
+        # popped an argument (a tenant, a language: the rule could not be built from the
+        # rest) or rewritten one in place. Key what the view gets over what the rule
+        # matched, as <path>/@lock keys it (see _preprocessed).
+        try:
+            matched = adapter.match(return_rule=True)[1]
+        except HTTPException:
+            matched = None
+        if matched is not None:
+            args = _as_preprocessed(matched, args or {})
     built = _build(rule, args or {}, request.method)
     return built if built is not None else normalize(request.path, strict=False)
 
@@ -266,7 +281,7 @@ def _keys_by_rule(
             return None
         except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
             continue
-        built = _build(rule, args, method)
+        built = _build(rule, _preprocessed(rule, args), method)
         key = _owned(state, built if built is not None else path)
         keys.setdefault(key, []).append(f"{method} {rule.rule}")
     return keys
@@ -287,6 +302,43 @@ def _match(adapter: MapAdapter, path: str, method: str) -> tuple[Rule, dict[str,
     raise MethodNotAllowed()
 
 
+def _preprocessed(rule: Rule, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments ``rule`` matched, as the app's ``url_value_preprocessors`` for its
+    endpoint (the app's, then its blueprints', as Flask runs them) leave them for the view
+    (see :func:`_as_preprocessed`). A preprocessor that raises (an ``abort`` for an
+    unknown tenant) leaves the matched arguments."""
+    preprocessors = current_app.url_value_preprocessors
+    if not preprocessors:
+        return args
+    endpoint = rule.endpoint
+    parts = endpoint.split(".")[:-1] if isinstance(endpoint, str) else []
+    names = [None, *(".".join(parts[: i + 1]) for i in range(len(parts)))]
+    values = dict(args)
+    try:
+        for name in names:
+            for preprocess in preprocessors.get(name, ()):
+                preprocess(endpoint, values)
+    except Exception:  # noqa: BLE001 - the host's code: the matched arguments stand
+        return args
+    return _as_preprocessed(args, values)
+
+
+def _as_preprocessed(matched: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``matched`` arguments, each replaced by the value a preprocessor left in
+    ``values`` when it kept its type: a rewrite (``slug.lower()``) keys by what the view
+    gets; an argument popped (a tenant, a language), or replaced by an object of another
+    type (a model loaded for an id, which no rule builds back stably), keys by what was
+    matched. Arguments a preprocessor added are no rule's: left out."""
+    return {
+        name: (
+            values[name]
+            if name in values and type(values[name]) is type(value)
+            else value
+        )
+        for name, value in matched.items()
+    }
+
+
 def _redirect_path(adapter: MapAdapter, redirect: RequestRedirect) -> str:
     """The app path a redirect points to (its URL without the mount point)."""
     path = unquote(urlsplit(redirect.new_url).path)
@@ -303,15 +355,18 @@ def _build(rule: Rule, args: dict[str, Any], method: str) -> str | None:
     Canonical as ``url_for`` builds it: by the rule's **endpoint**, so that two rules that
     lead one view to the same arguments (``/docs/<id>`` and ``/files/<id>`` on one
     endpoint) give one key, whichever spelling a write arrives by. The rule used is the
-    first of the endpoint's rules, in Werkzeug's build order, that serves ``method`` and
-    takes exactly these arguments (one that ignored an argument would merge two resources
-    into one key); else the matched rule itself."""
+    first of the endpoint's rules, in Werkzeug's build order, that takes exactly these
+    arguments (one that ignored an argument would merge two resources into one key),
+    whatever methods it serves, as ``url_for`` picks it: a rule chosen per method would
+    key one resource twice (``GET /docs/<id>`` beside ``PATCH /docs/<id>/edit``: a lock on
+    ``/docs/1`` would let ``PATCH /docs/1/edit`` through); else the matched rule itself.
+    (``method`` is the request's; the choice does not depend on it.)"""
     url_map = rule.map
     names = args.keys()
     candidates = url_map._rules_by_endpoint.get(rule.endpoint, ()) if url_map else ()
     for candidate in candidates:
         if candidate is rule or (
-            candidate.arguments == names and candidate.suitable_for(args, method)
+            candidate.arguments == names and candidate.suitable_for(args)
         ):
             built = _build_with(candidate, args)
             if built is not None:

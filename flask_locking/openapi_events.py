@@ -178,7 +178,7 @@ def add_event_paths(builder: OpenAPIBuilder) -> None:
     url = state.events_settings.locks_url
     if not url:
         return
-    json_errors = [400, 401, 403, 413, 500, 503]
+    json_errors = [400, 401, 403, 413, 415, 500, 503]
     spec.path(
         path=url,
         operations={
