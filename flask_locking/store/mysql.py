@@ -42,8 +42,10 @@ from .upsert import PROPOSED_COLUMNS, proposed_values
 #: SERVER_STATUS_IN_TRANS: the server's reply says a transaction is open.
 _IN_TRANSACTION = 1
 
-# ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
-_RETRYABLE = {1213, 1205}
+# ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT; ER_UNKNOWN_STMT_HANDLER: a statement prepared on
+# the connection is gone (the acquisition goes the general way, and the next one prepares
+# it again)
+_RETRYABLE = {1213, 1205, 1243}
 
 
 class MySQLStore(SQLStore):
