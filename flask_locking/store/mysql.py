@@ -12,10 +12,14 @@ for any transaction still writing one of those rows; InnoDB breaks the rare dead
 such acquirers, and the loser is retried.
 
 Statements that need no result of another are sent together, in one round trip
-(:meth:`~flask_locking.store.driver.Session.run_together`): the upsert with its read-back;
-the overlap check with the lease stamp and its read-back; a refresh's row lock, UPDATE and
-read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
-The server runs them in order, so each still waits where it waited alone.
+(:meth:`~flask_locking.store.driver.Session.run_together`): an acquisition's upsert, overlap
+check, lease stamp and read-back (:meth:`MySQLStore.acquire_at_once`; an overlap, or a lease
+that ended while the upsert waited, goes the general way: the upsert with its read-back,
+then the overlap check with the lease stamp and its read-back); a refresh's row lock, UPDATE
+and read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
+The server runs them in order, so each still waits where it waited alone. The upsert, whose
+long ``ON DUPLICATE KEY UPDATE`` costs the server more to parse than to run, is prepared
+once per connection (``PREPARE`` / ``EXECUTE ... USING``).
 """
 
 from __future__ import annotations
