@@ -2,8 +2,9 @@
 
 The store's own PyMySQL engine is opened with ``CLIENT.MULTI_STATEMENTS`` and
 :meth:`~flask_locking.store.driver.Session.run_together` sends an acquisition in three
-round trips (the upsert with its read-back; the overlap check with the lease stamp and its
-read-back; the event with the COMMIT) where it took nine. What must not change: an event
+round trips (the upsert, the overlap check, the lease stamp and the read-back; the event
+with the COMMIT) where it took nine; the upsert itself runs as a statement the server
+prepared once per connection. What must not change: an event
 exists exactly when its change committed (a statement failing inside a batch stops the
 batch before its COMMIT), a head row never seeded is seeded by the first write, and a user's
 own ``client_flag`` means one statement per round trip, still correct. Round trips are
@@ -43,14 +44,16 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     yield sent
 
 
-def test_an_acquisition_with_its_event_takes_three_round_trips(
+def test_an_acquisition_with_its_event_takes_two_round_trips(
     make_app: AppFactory, mysql_url: str, round_trips: list[bytes]
 ) -> None:
     engine = engine_of(make_app(database_url=mysql_url))
     engine.acquire("/docs/warm", "alice")  # the tables, the key, a kept connection
     round_trips.clear()
     lock = engine.acquire("/docs/a", "alice", timeout=60)
-    assert len(round_trips) == 3, round_trips
+    # The upsert, the overlap check, the lease stamp and the read-back; the event and the
+    # COMMIT.
+    assert len(round_trips) == 2, round_trips
     assert round_trips[-1].rstrip().endswith(b"COMMIT")
     round_trips.clear()
     assert engine.store.refresh(engine.store.live("/docs/a"), 90_000) is not None  # type: ignore[attr-defined]
@@ -161,3 +164,30 @@ def test_only_the_stores_own_engine_takes_several_statements_at_once(
         assert store_flags & CLIENT.MULTI_STATEMENTS and store_flags & CLIENT.FOUND_ROWS
     finally:
         hosts.close()
+
+
+def test_a_prepared_upsert_the_server_forgot_is_prepared_again(
+    make_app: AppFactory, mysql_url: str, round_trips: list[bytes]
+) -> None:
+    """The upsert is prepared once per connection; a connection whose prepared statement
+    is gone (deallocated behind the store's back) still acquires, and prepares it again."""
+    engine = engine_of(make_app(database_url=mysql_url))
+    engine.acquire("/docs/warm", "alice")
+    store: Any = engine.store
+    round_trips.clear()
+    engine.acquire("/docs/a", "alice")
+    assert not any(b"PREPARE " in sql for sql in round_trips), round_trips
+    assert any(sql.startswith(b"EXECUTE ") for sql in round_trips)
+    (name,) = [prepared.name for prepared in store._prepared.values()]
+    (kept, _since), = store.keeper._idle
+    cursor = kept.dbapi_connection.cursor()
+    cursor.execute(f"DEALLOCATE PREPARE {name}")
+    cursor.close()
+    lock = engine.acquire("/docs/b", "alice")
+    assert engine.get("/docs/b") is not None and lock.version == 1
+    round_trips.clear()
+    engine.acquire("/docs/c", "alice")
+    assert any(b"PREPARE " + name.encode() in sql for sql in round_trips)
+    assert [(row.event, row.lock.resource) for row in engine.events.after(0)][-3:] == [  # type: ignore[union-attr]
+        ("acquired", "/docs/a"), ("acquired", "/docs/b"), ("acquired", "/docs/c")
+    ]

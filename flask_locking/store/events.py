@@ -234,16 +234,25 @@ class MySQLEventLog(SQLEventLog):
             id=head, time_ms=store.now_expression(),
             **{c: bindparam(c) for c in self._columns},
         )
+        # Where INSERT has RETURNING (MariaDB 10.5+), the id comes back from the INSERT
+        # itself, and no read of the counter follows it.
+        self._insert_returning = self._insert_next.returning(t.c.id)
 
     def write(self, conn: Session, event: NewEvent) -> int:
         """Bump the counter, insert the event with the new id, read the id, and ``COMMIT``:
         ``conn``'s transaction is committed when this returns. A failed statement skips the
         ``COMMIT`` (the server stops at it) and the caller rolls back."""
         try:
-            *_, read = conn.run_together(
-                [(self._bump, {}), (self._insert_next, _columns(event)), (self._read_head, {})],
-                commit=True,
-            )
+            if conn.dialect.insert_returning:
+                *_, read = conn.run_together(
+                    [(self._bump, {}), (self._insert_returning, _columns(event))], commit=True
+                )
+            else:  # (MySQL)
+                *_, read = conn.run_together(
+                    [(self._bump, {}), (self._insert_next, _columns(event)),
+                     (self._read_head, {})],
+                    commit=True,
+                )
         except exc.IntegrityError as error:
             if tuple(getattr(error.orig, "args", ()))[:1] != (_MYSQL_NULL,):
                 raise

@@ -12,16 +12,23 @@ for any transaction still writing one of those rows; InnoDB breaks the rare dead
 such acquirers, and the loser is retried.
 
 Statements that need no result of another are sent together, in one round trip
-(:meth:`~flask_locking.store.driver.Session.run_together`): the upsert with its read-back;
-the overlap check with the lease stamp and its read-back; a refresh's row lock, UPDATE and
-read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
-The server runs them in order, so each still waits where it waited alone.
+(:meth:`~flask_locking.store.driver.Session.run_together`): an acquisition's upsert, overlap
+check, lease stamp and read-back (:meth:`MySQLStore.acquire_at_once`; an overlap, or a lease
+that ended while the upsert waited, goes the general way: the upsert with its read-back,
+then the overlap check with the lease stamp and its read-back); a refresh's row lock, UPDATE
+and read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
+The server runs them in order, so each still waits where it waited alone. The upsert, whose
+long ``ON DUPLICATE KEY UPDATE`` costs the server more to parse than to run, is prepared
+once per connection (``PREPARE`` / ``EXECUTE ... USING``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,17 +36,20 @@ from sqlalchemy import exc
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
-from .base import AcquireRequest, LockRow
-from .driver import Session, first
+from .base import AcquireRequest, EventFor, LockRow
+from .batch import commits_together
+from .driver import Compiled, Session, first
 from .events import EventLog, MySQLEventLog
-from .sql import SQLStore, _grant, _one, _row, ended_at
+from .sql import SQLStore, _grant, _one, _row, _shaped, ended_at, overlap_at, overlap_params
 from .upsert import PROPOSED_COLUMNS, proposed_values
 
 #: SERVER_STATUS_IN_TRANS: the server's reply says a transaction is open.
 _IN_TRANSACTION = 1
 
-# ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
-_RETRYABLE = {1213, 1205}
+# ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT; ER_UNKNOWN_STMT_HANDLER: a statement prepared on
+# the connection is gone (the acquisition goes the general way, and the next one prepares
+# it again)
+_RETRYABLE = {1213, 1205, 1243}
 
 
 class MySQLStore(SQLStore):
@@ -103,6 +113,90 @@ class MySQLStore(SQLStore):
         row = _row(first(read))
         return row if row is not None and row.owner_key == params["owner_key"] else None
 
+    acquires_at_once = True
+
+    def acquire_at_once(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None = None
+    ) -> LockRow | None:
+        # One round trip, in this order (the server stops at the first error, and the
+        # operation then rolls back): the upsert, which takes the row's lock; the locking
+        # read of the overlapping rows, which waits for any transaction still writing one
+        # of them (after the upsert, as on the general path: of two overlapping acquirers,
+        # the second to read finds the first's row); the lease stamped at the clock after
+        # every wait, on the row only if it is ours ("owner_key = ours" is exactly "the
+        # upsert took it", and we hold its lock); last the row as it is then, with that
+        # clock, for a loser to name its holder. A winner's event goes with the COMMIT in
+        # one more round trip (record()); without one, the operation commits.
+        resource = request.resource
+        check = self._overlap_now(request)
+        overlap = None
+        try:
+            with conn.together():
+                self._run_prepared(conn, self._upsert, request.proposed())
+                if check is not None:
+                    compiled, params = check
+                    overlap = conn.execute(compiled.sql, compiled.bind(params))
+                conn.run(self._stamp_owner,
+                         {"grant_resource": resource, "grant_owner": request.owner_key})
+                holder = conn.run(self._select_holder_json, {"resource": resource})
+        except BaseException:
+            # (a statement prepared in this batch may not have been: prepare them again)
+            conn.connection.info.pop(_PREPARED, None)
+            raise
+        packed = first(holder)
+        found = None if packed is None else json.loads(packed[0])
+        row = None if found is None else _one(found[:-1])
+        if row is None or row.owner_key != request.owner_key:
+            # Lost: another owner's grant live at the read after every wait is decided
+            # here (the operation rolls back); anything else (a lease that ended while we
+            # waited) goes the general way, from nothing.
+            self.refused_by(found, request)
+            conn.rollback()
+            return None
+        if overlap is not None and first(overlap) is not None:
+            # An overlap live at the check's clock: the general path decides (it looks
+            # again at a lock that ends before the lease starts), from nothing.
+            conn.rollback()
+            return None
+        if self.records(event):
+            self.record(conn, event, row)  # and COMMIT, in the same round trip
+        return row
+
+    def _run_prepared(self, conn: Session, statement: Any, params: Mapping[str, Any]) -> Any:
+        """Run ``statement`` (built once, compiled once per store) as a statement the
+        server prepared on this connection (``PREPARE`` sent once per connection, in the
+        same batch as its first ``EXECUTE``): MariaDB then skips parsing and resolving it,
+        which for the upsert's long ``ON DUPLICATE KEY UPDATE`` is most of its cost. Only
+        on the store's own multi-statement connections and where no engine listener
+        watches statements (a listener sees the statement itself, run as such)."""
+        if conn.observed or not commits_together(conn):
+            return conn.run(statement, params)
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:
+            prepared = _Prepared(self.driver(statement), self.table.name)
+            self._prepared[id(statement)] = prepared
+        done = conn.connection.info.setdefault(_PREPARED, set())
+        if prepared.name not in done:
+            conn.execute(prepared.prepare, (prepared.text,))
+            done.add(prepared.name)  # (dropped again if the batch fails)
+        return conn.execute(prepared.execute, prepared.values(params))
+
+    def _overlap_now(self, request: AcquireRequest) -> tuple[Any, dict[str, Any]] | None:
+        """The locking overlap read of ``request`` live at its own statement's clock (one
+        statement per shape), with its parameters; ``None`` when nothing can overlap."""
+        count, infinite = len(request.ancestors), request.infinite
+        if not count and not infinite:
+            return None
+
+        def build() -> sa.Select[Any]:
+            t = self.table
+            where = overlap_at(t, count, infinite, self.now_expression())
+            return self.lock_overlap_check(sa.select(t.c.resource).where(where).limit(1))
+
+        stmt, kept = _shaped(self._overlap_now_by_shape, (count, infinite), build)
+        return (self.driver(stmt) if kept else Compiled(stmt, self.engine.dialect),
+                overlap_params(request))
+
     def overlap_then_lease(
         self, conn: Session, request: AcquireRequest, row: LockRow
     ) -> tuple[LockRow | None, LockRow]:
@@ -134,6 +228,25 @@ class MySQLStore(SQLStore):
         )
         return _row(first(read)) if updated.rowcount else None
 
+    def live(self, resource: str) -> LockRow | None:
+        rows = self.read_rows(self._select_live_json, {"resource": resource})
+        return _one(json.loads(rows[0][0])) if rows else None
+
+    def live_among(self, resources: Sequence[str]) -> list[LockRow]:
+        # (as SQLStore.live_among: one statement per number of keys; the rows as JSON)
+        t = self.table
+        count = len(resources)
+        if not count:
+            return []
+        stmt, kept = _shaped(
+            self._live_among_json_by_count, count,
+            lambda: sa.select(sa.func.JSON_ARRAY(*t.c)).where(
+                t.c.resource.in_([sa.bindparam(f"k{i}") for i in range(count)]), self._live
+            ),
+        )
+        params = {f"k{i}": key for i, key in enumerate(resources)}
+        return [_one(json.loads(r[0])) for r in self.read_rows(stmt, params, once=not kept)]
+
     def event_log(self, *, retention: float = 3600.0) -> EventLog:
         return MySQLEventLog(self, retention=retention)
 
@@ -163,3 +276,53 @@ class MySQLStore(SQLStore):
     def _build_statements(self) -> None:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         super()._build_statements()
+        t = self.table
+        self._overlap_now_by_shape: dict[tuple[int, bool], sa.Select[Any]] = {}
+        self._prepared: dict[int, _Prepared] = {}
+        # Rows read on the hot paths come back as one JSON array each: PyMySQL then reads
+        # one column's metadata instead of eleven or twelve (a third of such a read's cost
+        # in the worker). _select_holder's row with the clock; the live row of a key.
+        self._select_holder_json = sa.select(
+            sa.func.JSON_ARRAY(*t.c, self.now_expression())
+        ).where(t.c.resource == sa.bindparam("resource"))
+        self._select_live_json = sa.select(sa.func.JSON_ARRAY(*t.c)).where(
+            t.c.resource == sa.bindparam("resource"), self._live
+        )
+        self._live_among_json_by_count: dict[int, sa.Select[Any]] = {}
+        # (no RETURNING for UPDATE on MariaDB: the row is read back after it)
+        self._stamp_owner = (
+            sa.update(t)
+            .where(t.c.resource == sa.bindparam("grant_resource"),
+                   t.c.owner_key == sa.bindparam("grant_owner"))
+            .values(locked_at_ms=self.now_expression())
+        )
+
+
+#: Key, in a pooled connection's ``info``, of the names of the statements prepared on it
+#: (that ``info`` lives exactly as long as the driver connection, and so do they).
+_PREPARED = "flask_locking.prepared"
+#: A pyformat bind as SQLAlchemy compiles it for PyMySQL.
+_BIND = re.compile(r"%\((\w+)\)s")
+
+
+class _Prepared:
+    """A compiled statement as an SQL-level prepared statement: ``PREPARE name FROM '...'``
+    with ``?`` for its binds, run as ``EXECUTE name USING <values>`` (MariaDB takes any
+    expression there; PyMySQL quotes the values, as it would in the statement itself)."""
+
+    __slots__ = ("compiled", "execute", "name", "names", "prepare", "text")
+
+    def __init__(self, compiled: Compiled, table_name: str) -> None:
+        self.compiled = compiled
+        self.names = _BIND.findall(compiled.sql)
+        self.text = _BIND.sub("?", compiled.sql).replace("%%", "%")
+        digest = hashlib.sha1((table_name + "\0" + self.text).encode()).hexdigest()[:24]
+        self.name = name = "flask_locking_" + digest
+        self.prepare = f"PREPARE {name} FROM %s"
+        self.execute = f"EXECUTE {name}" + (
+            " USING " + ", ".join(["%s"] * len(self.names)) if self.names else ""
+        )
+
+    def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        bound = self.compiled.bind(params)
+        return tuple(bound[name] for name in self.names)
