@@ -121,7 +121,7 @@ def test_postgresql_event_is_sent_before_the_commit(make_app: AppFactory, tmp_pa
         lambda: engine.acquire("/docs/a", "alice"),  # a refresh through acquisition
     ):
         statements = sql_statements(engine, run)
-        # One transaction: the event's statement, then the COMMIT (sent together); never
+        # One transaction: the event's statement, then the COMMIT; never
         # a second, autocommitted statement after the commit.
         assert statements[-1] == "COMMIT"
         assert "events" in statements[-2] or "head" in statements[-2], statements

