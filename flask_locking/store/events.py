@@ -305,9 +305,7 @@ class PostgreSQLEventLog(SQLEventLog):
             pg_insert(h)
             .from_select(["name", "last_id"],
                          sa.select(sa.literal(_HEAD), seed).select_from(changed))
-        )
-        head = (
-            head.on_conflict_do_update(
+            .on_conflict_do_update(
                 index_elements=[h.c.name], set_={"last_id": h.c.last_id + 1}
             )
             .returning(h.c.last_id).cte("head")
