@@ -119,13 +119,18 @@ def test_postgresql_event_is_sent_before_the_commit(make_app: AppFactory, tmp_pa
     for run in (
         lambda: engine.acquire("/docs/a", "alice"),
         lambda: engine.acquire("/docs/a", "alice"),  # a refresh through acquisition
-        lambda: engine.release("/docs/a", owner="alice"),
     ):
         statements = sql_statements(engine, run)
-        # One transaction: the event's statement, then the COMMIT (sent together); never
+        # One transaction: the event's statement, then the COMMIT; never
         # a second, autocommitted statement after the commit.
         assert statements[-1] == "COMMIT"
         assert "events" in statements[-2] or "head" in statements[-2], statements
+    # A release is one autocommitted statement, atomic by itself, that writes its event
+    # too (in a data-modifying CTE fed by the released row): nothing before or after it.
+    # (after the read of the owner's lock that release(owner=) makes)
+    statements = sql_statements(engine, lambda: engine.release("/docs/a", owner="alice"))
+    assert statements[-1] == "WITH changed AS", statements
+    assert not {"BEGIN", "COMMIT"} & set(statements), statements
     assert kinds(engine) == ["acquired", "refreshed", "released"]
 
 

@@ -206,6 +206,11 @@ def _columns(event: NewEvent) -> dict[str, Any]:
     }
 
 
+def event_params(event: NewEvent) -> dict[str, Any]:
+    """The binds of :meth:`PostgreSQLEventLog.with_event` for ``event``."""
+    return {"ev_" + name: value for name, value in _columns(event).items()}
+
+
 def _event_row(
     event_id: int, time_ms: int, event: str, by_id: str | None, by_name: str | None,
     *lock: Any,
@@ -295,15 +300,47 @@ class PostgreSQLEventLog(SQLEventLog):
             .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
         )
 
+    def with_event(self, change: sa.Update) -> sa.Select[Any]:
+        """One statement that runs ``change`` (an ``UPDATE ... RETURNING`` of at most one
+        row) and appends an event (binds ``ev_<column>``, see :func:`event_params`) only
+        when it changed a row: the counter bumped, the event inserted and ``NOTIFY`` sent
+        from the changed row, so that a lone statement in autocommit mode is the whole
+        atomic write. Its one row: how many rows ``change`` changed, and the new event's id
+        (``NULL`` when none)."""
+        t, h = self.table, self.head_table
+        changed = change.cte("changed")
+        seed = sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0) + 1).scalar_subquery()
+        head = (
+            pg_insert(h)
+            .from_select(["name", "last_id"],
+                         sa.select(sa.literal(_HEAD), seed).select_from(changed))
+            .on_conflict_do_update(
+                index_elements=[h.c.name], set_={"last_id": h.c.last_id + 1}
+            )
+            .returning(h.c.last_id).cte("head")
+        )
+        binds = [bindparam("ev_" + c, type_=t.c[c].type) for c in self._columns]
+        source = sa.select(head.c.last_id, self.store.now_expression(), *binds)
+        appended = (
+            sa.insert(t)
+            .from_select(["id", "time_ms", *self._columns], source)
+            .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
+            .cte("appended")
+        )
+        return sa.select(
+            sa.select(sa.func.count()).select_from(changed).scalar_subquery(),
+            sa.select(appended.c.id).scalar_subquery(),
+        )
+
     def write(self, conn: Session, event: NewEvent) -> int:
-        """Send the event's one statement and the transaction's ``COMMIT`` together (one
-        driver call, one round trip): ``conn``'s transaction is committed when this returns.
-        A failed insert skips the ``COMMIT`` (the server stops at the error) and the caller
-        rolls back."""
-        with conn.together():
-            appended = conn.run(self._append_at_once, _columns(event))
-            conn.execute("COMMIT")
-        return self._written_and_committed(int(first(appended)[0]))
+        """Run the event's one statement, then the transaction's ``COMMIT``: ``conn``'s
+        transaction is committed when this returns. A failed insert raises before the
+        ``COMMIT`` and the caller rolls back. (Two plain round trips, not one pipeline:
+        psycopg's pipeline mode costs the client more CPU than it saves for two
+        statements, about 40 µs a write measured.)"""
+        appended = first(conn.run(self._append_at_once, _columns(event)))
+        conn.execute("COMMIT")
+        return self._written_and_committed(int(appended[0]))
 
     def announce(self, conn: Session, event_id: int) -> None:
         # Delivered at commit, and only then: a listener never wakes for an event it

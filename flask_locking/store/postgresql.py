@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection
 
 from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first, stale_prepared_plan
-from .events import EventLog, PostgreSQLEventLog
-from .sql import SQLStore, _row
+from .events import EventLog, PostgreSQLEventLog, event_params
+from .sql import SQLStore, _grant, _one
 from .upsert import OnConflictUpsert, proposed_values
 
 _ADVISORY = sa.text(
@@ -71,30 +71,53 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         # overlapping grant that could race has committed or waits for us), then the lease
         # stamped at the clock after any wait for the row, as start_lease() does. The row
         # is ours if the upsert returned it: the stamp's "owner_key = ours" then names
-        # exactly that grant, under the row lock we hold. Last, the row as it is then, for
-        # a loser to name its holder. The server runs them in this order and stops at the
+        # exactly that grant, under the row lock we hold. In the same statement, when the
+        # stamp touched nothing, the row as it is then, for a loser to name its holder
+        # (_stamp_or_holder). The server runs them in this order and stops at the
         # first error (the transaction then rolls back, as the operation aborts).
-        # A winner's event goes with the COMMIT, in one more call (record()): the event
-        # is made from the row won, so it cannot be in the first one.
+        # A winner's event, then the COMMIT (record()): the event is made from the row
+        # won, so it cannot be in the first call.
         with conn.together():
             conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             upsert = self.upsert_unless_overlap(conn, request)
-            stamp = conn.run(self._stamp_owner, {"grant_resource": request.resource,
-                                                 "grant_owner": request.owner_key})
-            holder = conn.run(self._select_holder, {"resource": request.resource})
+            stamped = conn.run(self._stamp_or_holder, {"grant_resource": request.resource,
+                                                       "grant_owner": request.owner_key})
         won = first(upsert) is not None
+        found = first(stamped)
         if not won:
-            # (no row: the stamp may have touched a lock of ours that an overlap blocks)
+            # (no row: the stamp may have touched a lock of ours that an overlap blocks; it
+            # then came back instead of the holder, and refused_by() sees a lock of ours)
             conn.execute("ROLLBACK")
-            self.refused_by(first(holder), request)
+            self.refused_by(found, request)
             return None
-        row = _row(first(stamp))
+        row = None if found is None else _one(found[:-1])
         if row is not None and self.records(event):
-            self.record(conn, event, row)  # and COMMIT, in the same round trip
+            self.record(conn, event, row)  # and COMMIT
         else:
             conn.execute("COMMIT")
         return row
+
+    def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
+        log = self._events
+        if not self.records(event) or not isinstance(log, PostgreSQLEventLog):
+            return super().release(row, event=event)
+        assert event is not None
+        # One statement in autocommit mode, atomic by itself: the release, and its event
+        # only when it released (no BEGIN, no second round trip, no COMMIT to send).
+        params = {**_grant(row), **event_params(event(row))}
+        statement = self._release_recorded.get(id(log))
+        if statement is None:
+            statement = self._release_recorded[id(log)] = log.with_event(
+                self._release.returning(self.table.c.resource)
+            )
+        with self._translated(), self.operation() as conn:
+            released, new_id = conn.first(statement, params)
+        if not released:
+            return False
+        log._written_and_committed(int(new_id))
+        self.recorded(event)
+        return True
 
     def recording_operation(self) -> contextlib.AbstractContextManager[Session]:
         # Autocommit, and our own BEGIN in batch(): psycopg's implicit BEGIN would be a
@@ -164,14 +187,29 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         self._watchdog = _Watchdog(lambda: self.retry_budget + 1.0)
         self._watchdog.attach(self.engine)
         self._at_once_by_shape = {}
+        self._release_recorded: dict[int, sa.Select[Any]] = {}
         super()._build_statements()
         t = self.table
-        self._stamp_owner = (
+        # The lease stamp and, when it stamped nothing, the holder's row with the clock
+        # (what _select_holder reads), in one statement: the stamp's row (ours) comes back
+        # with its own locked_at_ms in the clock's place, else the holder's. (The SELECT
+        # sees the statement's snapshot, taken after the upsert, as _select_holder sent
+        # next would; its clock is read after that snapshot, so a holder live at it was
+        # live at the snapshot.)
+        stamp = (
             sa.update(t)
             .where(t.c.resource == sa.bindparam("grant_resource"),
                    t.c.owner_key == sa.bindparam("grant_owner"))
             .values(locked_at_ms=self.now_expression())
             .returning(*t.c)
+            .cte("stamp")
+        )
+        holder = sa.select(t, self.now_expression().label("now")).where(
+            t.c.resource == sa.bindparam("grant_resource"),
+            ~sa.exists().where(stamp.c.resource.is_not(None)),
+        )
+        self._stamp_or_holder = sa.union_all(
+            sa.select(*stamp.c, stamp.c.locked_at_ms.label("now")), holder
         )
 
 
