@@ -8,7 +8,9 @@ no two of them can spell one resource two ways:
   ``//``) keys the rule it redirects to, never the raw spelling;
 * a path (``<path>/@lock``, a dialect's lock, the Python API) is keyed by the rules that
   would serve the *guarded* methods on it, so a GET catch-all or the static route never
-  decides; where no rule serves one, the normalised path; where two guarded methods' rules
+  decides; where no rule serves one, the key the guard gives the writes of the endpoint
+  that serves it for reads (another rule of it serving a guarded method), else the
+  normalised path; where two guarded methods' rules
   key it differently, it cannot be locked at all (a lock on either key would let the
   other method's writes through);
 * the dialect that owns the path may rewrite it (:meth:`Dialect.resource_key`);
@@ -248,13 +250,14 @@ def _request_path(adapter: MapAdapter | None) -> str:
 def _canonical(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str, bool]:
     """The key every guarded method's rule gives ``path`` (as :func:`request_key` would key
     that request), and whether any rule routes it. Where no guarded method is routed, the
-    normalised path (an app guarding no method at all: the ``GET`` rule)."""
+    key its endpoint's writes get, if some rule of that endpoint serves a guarded method
+    (:func:`_read_endpoint_key`), else the normalised path (an app guarding no method at
+    all: the ``GET`` rule)."""
     methods = sorted(state.config.guarded_methods) or ["GET"]
-    keys = _keys_by_rule(state, adapter, path, methods)
-    if keys is None:
-        return _owned(state, path), False
-    if not keys:
-        return _owned(state, path), True
+    keys, routed = _keys_by_rule(state, adapter, path, methods)
+    if not keys:  # no guarded method served here: keyed as its endpoint's writes are
+        key, read = _read_endpoint_key(state, adapter, path)
+        return key, routed or read
     if len(keys) > 1:
         rules = "; ".join(
             f"{', '.join(served)} → {key}" for key, served in sorted(keys.items())
@@ -270,21 +273,117 @@ def _canonical(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str
 
 def _keys_by_rule(
     state: LockingState, adapter: MapAdapter, path: str, methods: list[str]
-) -> dict[str, list[str]] | None:
-    """``{key: ["METHOD rule", ...]}`` for the ``methods`` a rule serves on ``path``;
-    ``None`` when no rule routes the path at all."""
+) -> tuple[dict[str, list[str]], bool]:
+    """``{key: ["METHOD rule", ...]}`` for the ``methods`` a rule serves on ``path``, and
+    whether some rule answered other than 404 for one of them.
+
+    A 404 for one method does not mean no rule routes the path: Werkzeug answers 404, not
+    405, for a method a trailing-slash rule does not serve when the path lacks the slash
+    (``PATCH /ro/7`` beside ``GET /ro/<int:id>/``)."""
     keys: dict[str, list[str]] = {}
+    routed = False
     for method in methods:
         try:
             rule, args = _match(adapter, path, method)
         except NotFound:
-            return None
-        except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
             continue
+        except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
+            routed = True
+            continue
+        routed = True
         built = _build(rule, _preprocessed(rule, args), method)
         key = _owned(state, built if built is not None else path)
         keys.setdefault(key, []).append(f"{method} {rule.rule}")
-    return keys
+    return keys, routed
+
+
+#: The methods some rule of a map serves, by map, with the rules version they were
+#: computed at (see :func:`_read_endpoint_key`).
+_MAP_METHODS: weakref.WeakKeyDictionary[Map, tuple[int, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _map_methods(url_map: Map) -> frozenset[str]:
+    """Every method some rule of ``url_map`` names (kept until a rule is added)."""
+    version = rules_version(url_map)
+    cached = _MAP_METHODS.get(url_map)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    methods = frozenset(
+        method for rule in url_map.iter_rules() for method in (rule.methods or ())
+    )
+    _MAP_METHODS[url_map] = (version, methods)
+    return methods
+
+
+def _read_endpoint_key(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str, bool]:
+    """The key of ``path``, which no rule serves for a guarded method, and whether a rule
+    routes it for another method.
+
+    Where a rule serving it for another method (``GET /articles/<int:id>``) belongs to an
+    endpoint that also has a rule serving a guarded method and taking exactly the same
+    arguments (``PATCH /edit/<int:id>``), the writes to what ``path`` names arrive through
+    that other rule and the guard keys them by endpoint (:func:`_build`): ``path`` is keyed
+    by the same builder, so ``/articles/07`` is ``/articles/7`` on both sides. Otherwise
+    (a ``GET`` catch-all, the static route, an endpoint nothing guarded serves), the
+    normalised path. Rules of two such endpoints that key ``path`` differently: refused,
+    as in :func:`_canonical`.
+
+    Each method some rule of the app serves is matched (Werkzeug's ``allowed_methods``
+    answers none for a spelling that redirects or lacks a trailing slash); ``HEAD`` and
+    ``OPTIONS`` come with the rules' own methods. Only for a path no guarded method is
+    served on, and kept by :func:`path_key`."""
+    guarded = state.config.guarded_methods
+    keys: dict[str, list[str]] = {}
+    routed = False
+    seen: set[int] = set()
+    methods = _map_methods(adapter.map) - guarded - {"HEAD", "OPTIONS"}
+    for method in sorted(methods):
+        try:
+            rule, args = _match(adapter, path, method)
+        except NotFound:
+            continue
+        except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
+            routed = True
+            continue
+        routed = True
+        if id(rule) in seen:
+            continue
+        seen.add(id(rule))
+        args = _preprocessed(rule, args)
+        if not _written_by_endpoint(rule, args, guarded):
+            continue
+        built = _build(rule, args, method)
+        if built is not None:
+            keys.setdefault(_owned(state, built), []).append(f"{method} {rule.rule}")
+    if not keys:
+        return _owned(state, path), routed
+    if len(keys) > 1:
+        rules = "; ".join(
+            f"{', '.join(served)} → {key}" for key, served in sorted(keys.items())
+        )
+        raise InvalidResource(
+            f"{path} cannot be locked: it is served by rules of endpoints whose writes "
+            f"key it differently ({rules}), so a lock on one key would not protect the "
+            "other writes."
+        )
+    return next(iter(keys)), True
+
+
+def _written_by_endpoint(rule: Rule, args: dict[str, Any], guarded: frozenset[str]) -> bool:
+    """Whether ``rule``'s endpoint has a rule serving a guarded method that takes exactly
+    ``args`` (so the guard keys the writes to them by the endpoint)."""
+    url_map = rule.map
+    names = args.keys()
+    for candidate in url_map._rules_by_endpoint.get(rule.endpoint, ()) if url_map else ():
+        if (
+            (candidate.methods is None or not guarded.isdisjoint(candidate.methods))
+            and candidate.arguments == names
+            and candidate.suitable_for(args)
+        ):
+            return True
+    return False
 
 
 def _owned(state: LockingState, path: str) -> str:

@@ -1,8 +1,9 @@
 """One resource, one key (docs/guard.rst), as a property over host routing shapes and spellings.
 
 Hypothesis draws how a host routes a resource (converter, trailing slash, strict slashes,
-a GET catch-all, a static route at the root, different rules per method, nested
-blueprints, a subdomain, a SCRIPT_NAME mount, a host dialect) and how a client spells its
+a GET catch-all, a static route at the root, different rules per method, an endpoint's
+second rule serving GET only, nested blueprints, a subdomain, a SCRIPT_NAME mount, a host
+dialect) and how a client spells its
 URL (zero padding, Unicode digits, uuid case, percent-encoding, ``//``, dot segments, a
 trailing slash). Alice locks the resource through one spelling; then, for every other
 spelling, a write without the token must not reach the view with the locked resource's
@@ -120,6 +121,9 @@ class Shape:
     #: The write endpoint also served by a second rule at ``/stuff/`` (added before or
     #: after its first): one view, two spellings of every resource.
     alias: str | None = None
+    #: The alias rule serves GET only (the endpoint's writes arrive through ``/things/``):
+    #: a lock taken through the read-only spelling must key as the writes are keyed.
+    alias_reads: bool = False
     reached: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
@@ -156,6 +160,7 @@ shapes = st.builds(
     dialect=st.booleans(),
     second=st.sampled_from([None, "PUT", "DELETE"]),
     alias=st.sampled_from([None, "before", "after"]),
+    alias_reads=st.booleans(),
 ).filter(
     lambda shape: not (shape.dialect and shape.mount == "subdomain")  # dialect: no subdomain
     and not (shape.alias and (shape.dialect or shape.second))  # alias: one write method
@@ -223,11 +228,12 @@ def build_app(shape: Shape) -> Flask:
         return jsonify(ok=True)
 
     alias = rule.replace("/things/", "/stuff/")
+    alias_methods = ["GET"] if shape.alias_reads else methods
     if shape.alias == "before":
-        target.add_url_rule(alias, "write", write_view, methods=methods, **options)
+        target.add_url_rule(alias, "write", write_view, methods=alias_methods, **options)
     target.add_url_rule(rule, "write", write_view, methods=methods, **options)
     if shape.alias == "after":
-        target.add_url_rule(alias, "write", write_view, methods=methods, **options)
+        target.add_url_rule(alias, "write", write_view, methods=alias_methods, **options)
     # GET (split_methods) and the second guarded method are served by a looser rule: a
     # plain path, no converter canonicalises it.
     loose = rule.replace(f"<{family}:value>", "<path:value>").replace("<int:line>", "<line>")
@@ -312,6 +318,8 @@ def test_no_spelling_writes_past_a_lock_or_locks_twice(shape: Shape, data: st.Da
         # Alice locked, with her token (each must get through: her lock covers them all).
         methods = ["PATCH", *([shape.second] if shape.second else [])]
         held = good if shape.dialect else lock_url.removesuffix("/@lock")
+        if shape.alias_reads:  # locked through the read-only alias: written through /things/
+            held = held.replace("/stuff/", "/things/", 1)
         shape.reached.clear()
         for method in methods:
             answer = _follow(client, method, held, {**ALICE, "Lock-Token": token}, shape)

@@ -261,3 +261,83 @@ def test_every_spelling_of_one_view_call_is_one_key(make_app: AppFactory) -> Non
             assert client.delete(f"{url}/@lock", headers=alice).status_code == 200
 
     prove()
+
+
+def _read_and_edit_rules(make_app: AppFactory) -> Any:
+    """Endpoint ``article`` served by ``GET /articles/<int:id>`` (its first rule, the URL
+    ``url_for`` gives) and ``PATCH /edit/<int:id>``."""
+    from flask import jsonify
+
+    app = make_app()
+
+    def article(id: int) -> Any:
+        return jsonify(wrote=id)
+
+    app.add_url_rule("/articles/<int:id>", "article", article, methods=["GET"])
+    app.add_url_rule("/edit/<int:id>", "article", article, methods=["PATCH"])
+    return app
+
+
+def test_lock_on_a_read_only_spelling_keys_as_its_endpoint_writes(make_app: AppFactory) -> None:
+    """``POST /articles/07/@lock`` found no rule serving a guarded method at
+    ``/articles/07`` and keyed the normalised path ``/articles/07``, while the guard keys
+    ``PATCH /edit/7`` by the endpoint (``/articles/7``): Bob's write went through Alice's
+    lock, and Bob could lock ``/articles/7`` a second time. A path served for reads by an
+    endpoint that another rule writes is now keyed by that endpoint, as the guard keys it."""
+    app = _read_and_edit_rules(make_app)
+    client = app.test_client()
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+    lock = client.post("/articles/07/@lock", headers=alice)
+    assert lock.status_code == 200 and lock.json["resource"] == "/articles/7"
+    for _ in range(2):  # computed, then from the guard's key cache
+        refused = client.patch("/edit/7", headers=bob)
+        assert refused.status_code == 403, refused.get_data(as_text=True)
+    second = client.post("/articles/7/@lock", headers=bob)
+    assert second.status_code == 409, second.get_data(as_text=True)
+    again = client.post("/articles/07/@lock", headers=bob)  # the @lock key cache
+    assert again.status_code == 409, again.get_data(as_text=True)
+    token = {**bob, "Lock-Token": lock.json["token"]}
+    assert client.patch("/edit/07", headers=token).json == {"wrote": 7}
+    assert client.patch("/edit/8", headers=bob).json == {"wrote": 8}
+    with app.app_context():
+        locking = app.extensions["locking"].extension
+        assert locking.get("/articles/007").resource == "/articles/7"  # the Python API too
+
+
+def test_a_get_only_catch_all_still_keys_the_normalised_path(make_app: AppFactory) -> None:
+    """The endpoint rule applies only to an endpoint some rule writes: a ``GET``
+    catch-all (no guarded rule of its endpoint) keeps keying the normalised path, and
+    the write rule still decides where it serves the path."""
+    from flask import jsonify
+
+    app = make_app()
+    app.add_url_rule("/<path:anything>", "front", lambda anything: jsonify(page=anything))
+
+    @app.patch("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return jsonify(item=item_id)
+
+    client = app.test_client()
+    lock = client.post("/pages/07/@lock", headers={"X-User": "alice"})
+    assert lock.status_code == 200 and lock.json["resource"] == "/pages/07"
+    other = client.post("/pages/7/@lock", headers={"X-User": "bob"})
+    assert other.status_code == 200 and other.json["resource"] == "/pages/7"
+    assert client.post("/items/07/@lock", headers={"X-User": "bob"}).json["resource"] == "/items/7"
+
+
+def test_a_read_only_trailing_slash_rule_is_routed(make_app: AppFactory) -> None:
+    """Werkzeug answers 404, not 405, for a method a trailing-slash rule does not serve on
+    the spelling without the slash, so ``POST /ro/7/@lock`` (``GET /ro/<int:id>/`` only)
+    was refused as a path the app does not route. Every method is asked now."""
+    from flask import jsonify
+
+    app = make_app()
+    app.add_url_rule("/ro/<int:id>/", "ro", lambda id: jsonify(id=id), methods=["GET"])
+    app.add_url_rule(
+        "/lax/<int:id>/", "lax", lambda id: jsonify(id=id), methods=["GET"], strict_slashes=False
+    )
+    client = app.test_client()
+    for url in ("/ro/7/@lock", "/lax/7/@lock", "/lax/7//@lock"):
+        lock = client.post(url, headers={"X-User": "alice"})
+        assert lock.status_code == 200, (url, lock.get_data(as_text=True))
+    assert client.post("/nothing/7/@lock", headers={"X-User": "alice"}).status_code == 404
