@@ -213,9 +213,9 @@ class SQLStore(LockStore):
         transaction when ``write`` (:meth:`begin_operation`), else single statements."""
         return _Operation(self, write)
 
-    def turns(self, write: bool = False) -> contextlib.AbstractContextManager[Any]:
-        """What operations of this process take turns on (``write``: for a write
-        transaction; SQLite: its one writer at a time); default: nothing."""
+    def turns(self) -> contextlib.AbstractContextManager[Any]:
+        """What operations of this process take turns on (SQLite in memory: its one
+        connection); default: nothing."""
         return _NO_TURNS
 
     def connection_is_idle(self, dbapi_connection: Any) -> bool:
@@ -781,7 +781,7 @@ class _Operation:
 
     def __enter__(self) -> Session:
         store = self.store
-        self.turns = turns = store.turns(self.write)
+        self.turns = turns = store.turns()
         turns.__enter__()
         try:
             keeper = store.keeper

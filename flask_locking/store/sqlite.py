@@ -9,7 +9,6 @@ waits for it through the busy handler), so an acquisition that wins is one state
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -52,9 +51,6 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         # BEGIN: reads run straight on a kept connection (SQLStore.read_rows), except in
         # memory, where every operation takes its turn on the one connection.
         self.reads_alone = not in_memory
-        #: The writers of this process take turns before they ask SQLite for the file's
-        #: write lock (see :class:`WriterTurns`).
-        self._writers = None if in_memory else WriterTurns(busy)
         self._at_once_by_shape = {}
         super().__init__(engine, metadata, table_name, timeout=timeout)
 
@@ -102,9 +98,7 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
             self.record(conn, event, won)
         return won
 
-    def turns(self, write: bool = False) -> contextlib.AbstractContextManager[Any]:
-        if write and self._writers is not None:
-            return self._writers.turn()
+    def turns(self) -> contextlib.AbstractContextManager[Any]:
         return self._turns
 
     def connection_is_idle(self, dbapi_connection: Any) -> bool:
@@ -129,66 +123,12 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[Connection]:
-        with self.turns(write=True), self.engine.begin() as conn:
+        with self._turns, self.engine.begin() as conn:
             # The driver never begins by itself (autocommit mode), so this is the one BEGIN.
             # Issued here rather than from a "begin" event: an engine without connection
             # events skips their dispatch on every statement (about 15 us each).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
-
-
-class WriterTurns:
-    """The write transactions of one process on one SQLite file take turns on a lock of
-    their own before ``BEGIN IMMEDIATE``.
-
-    SQLite has one write lock per file; a connection that finds it taken waits in SQLite's
-    busy handler, which *sleeps* (1, 2, 5, 10, 15, 20, 25 ... ms) and looks again, so a
-    waiter usually wakes well after the lock was freed. A write transaction here is several
-    statements (the upsert, the event counter, the event row, ``COMMIT``), and between them
-    its thread needs the GIL back, which another thread of the same process may keep for up
-    to the switch interval (5 ms): the write lock is held longer, and every other thread of
-    the process that wanted it sleeps in the busy handler meanwhile. Waiting here instead,
-    those threads wake as soon as the writer is done, and leave the GIL to it while it
-    writes. Writers of other processes still meet through SQLite's lock and busy handler.
-
-    Nothing depends on this for correctness: SQLite's own lock still decides. A turn not
-    had within ``wait`` seconds (a sibling stuck behind another process, or a thread that
-    holds the file's write lock through a connection of its own) is not waited for longer:
-    the writer goes on to ``BEGIN IMMEDIATE`` and SQLite's busy timeout, as without turns.
-    Re-entrant, so a write opened inside another one by the same thread is no worse than
-    before. A forked child starts with a new lock (a parent's thread may have held it).
-    """
-
-    __slots__ = ("lock", "pid", "wait")
-
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
-        self.lock = threading.RLock()
-        self.pid = os.getpid()
-
-    def turn(self) -> _Turn:
-        if self.pid != os.getpid():
-            self.lock, self.pid = threading.RLock(), os.getpid()
-        return _Turn(self.lock, self.wait)
-
-
-class _Turn:
-    """One write transaction's turn (:meth:`WriterTurns.turn`)."""
-
-    __slots__ = ("held", "lock", "wait")
-
-    def __init__(self, lock: Any, wait: float) -> None:
-        self.lock = lock
-        self.wait = wait
-        self.held = False
-
-    def __enter__(self) -> None:
-        self.held = self.lock.acquire(timeout=self.wait)
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self.held:
-            self.held = False
-            self.lock.release()
 
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()
