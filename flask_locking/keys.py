@@ -24,7 +24,7 @@ no two of them can spell one resource two ways:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -258,29 +258,36 @@ def _canonical(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str
     if not keys:  # no guarded method served here: keyed as its endpoint's writes are
         key, read = _read_endpoint_key(state, adapter, path)
         return key, routed or read
+    return _only_key(
+        keys,
+        lambda rules: f"{path} cannot be locked: the guarded methods' rules key it "
+        f"differently ({rules}), so a lock on one key would not protect the other writes. "
+        "Serve every guarded method of a resource through rules whose canonical URLs "
+        "agree (the same converters), or lock a spelling on which they agree.",
+    ), True
+
+
+def _only_key(keys: dict[str, list[str]], message: Callable[[str], str]) -> str:
+    """The one key of ``keys`` (``{key: ["METHOD rule", ...]}``); several: refused with
+    ``message(rules)``, ``rules`` naming which rule gives which key."""
     if len(keys) > 1:
         rules = "; ".join(
             f"{', '.join(served)} → {key}" for key, served in sorted(keys.items())
         )
-        raise InvalidResource(
-            f"{path} cannot be locked: the guarded methods' rules key it differently "
-            f"({rules}), so a lock on one key would not protect the other writes. Serve "
-            "every guarded method of a resource through rules whose canonical URLs agree "
-            "(the same converters), or lock a spelling on which they agree."
-        )
-    return next(iter(keys)), True
+        raise InvalidResource(message(rules))
+    return next(iter(keys))
 
 
-def _keys_by_rule(
-    state: LockingState, adapter: MapAdapter, path: str, methods: list[str]
-) -> tuple[dict[str, list[str]], bool]:
-    """``{key: ["METHOD rule", ...]}`` for the ``methods`` a rule serves on ``path``, and
-    whether some rule answered other than 404 for one of them.
+def _matched(
+    adapter: MapAdapter, path: str, methods: Iterable[str]
+) -> tuple[list[tuple[str, Rule, dict[str, Any]]], bool]:
+    """The rule (and its arguments) each of ``methods`` matches on ``path``, and whether some
+    rule answered other than 404 for one of them.
 
     A 404 for one method does not mean no rule routes the path: Werkzeug answers 404, not
     405, for a method a trailing-slash rule does not serve when the path lacks the slash
     (``PATCH /ro/7`` beside ``GET /ro/<int:id>/``)."""
-    keys: dict[str, list[str]] = {}
+    found: list[tuple[str, Rule, dict[str, Any]]] = []
     routed = False
     for method in methods:
         try:
@@ -291,6 +298,18 @@ def _keys_by_rule(
             routed = True
             continue
         routed = True
+        found.append((method, rule, args))
+    return found, routed
+
+
+def _keys_by_rule(
+    state: LockingState, adapter: MapAdapter, path: str, methods: list[str]
+) -> tuple[dict[str, list[str]], bool]:
+    """``{key: ["METHOD rule", ...]}`` for the ``methods`` a rule serves on ``path``, and
+    whether some rule routes it (:func:`_matched`)."""
+    keys: dict[str, list[str]] = {}
+    found, routed = _matched(adapter, path, methods)
+    for method, rule, args in found:
         built = _build(rule, _preprocessed(rule, args), method)
         key = _owned(state, built if built is not None else path)
         keys.setdefault(key, []).append(f"{method} {rule.rule}")
@@ -336,18 +355,10 @@ def _read_endpoint_key(state: LockingState, adapter: MapAdapter, path: str) -> t
     served on, and kept by :func:`path_key`."""
     guarded = state.config.guarded_methods
     keys: dict[str, list[str]] = {}
-    routed = False
     seen: set[int] = set()
     methods = _map_methods(adapter.map) - guarded - {"HEAD", "OPTIONS"}
-    for method in sorted(methods):
-        try:
-            rule, args = _match(adapter, path, method)
-        except NotFound:
-            continue
-        except HTTPException:  # MethodNotAllowed, a redirect loop: routed, not for this method
-            routed = True
-            continue
-        routed = True
+    found, routed = _matched(adapter, path, sorted(methods))
+    for method, rule, args in found:
         if id(rule) in seen:
             continue
         seen.add(id(rule))
@@ -359,16 +370,12 @@ def _read_endpoint_key(state: LockingState, adapter: MapAdapter, path: str) -> t
             keys.setdefault(_owned(state, built), []).append(f"{method} {rule.rule}")
     if not keys:
         return _owned(state, path), routed
-    if len(keys) > 1:
-        rules = "; ".join(
-            f"{', '.join(served)} → {key}" for key, served in sorted(keys.items())
-        )
-        raise InvalidResource(
-            f"{path} cannot be locked: it is served by rules of endpoints whose writes "
-            f"key it differently ({rules}), so a lock on one key would not protect the "
-            "other writes."
-        )
-    return next(iter(keys)), True
+    return _only_key(
+        keys,
+        lambda rules: f"{path} cannot be locked: it is served by rules of endpoints whose "
+        f"writes key it differently ({rules}), so a lock on one key would not protect the "
+        "other writes.",
+    ), True
 
 
 def _written_by_endpoint(rule: Rule, args: dict[str, Any], guarded: frozenset[str]) -> bool:
