@@ -31,6 +31,13 @@ def normalize(path: str, *, strict: bool = True) -> str:
     if not isinstance(path, str):
         raise InvalidResource("A resource must be a URL path string.")
     space, path = split_namespace(path)
+    if strict and space == "[]":
+        # namespace("") is the default namespace, spelled with no brackets at all: "[]/a"
+        # would be a key that no request is ever checked against.
+        raise InvalidResource(
+            "The namespace in square brackets is empty; leave the brackets out for the"
+            " default namespace."
+        )
     segments: list[str] = []
     for segment in path.split("/"):
         if segment == "" or (segment == "." and not strict):

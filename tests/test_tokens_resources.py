@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from flask_locking import InvalidResource
+import pytest
+from flask import Flask
+
+from flask_locking import InvalidResource, Locking
 from flask_locking.resources import (
     MAX_RESOURCE_LENGTH,
     ancestors,
@@ -192,3 +195,20 @@ def test_lone_surrogates_are_refused() -> None:
         normalize("/a\ud800")
     assert not is_lockable("/a\ud800")
     assert normalize("/a\ud800", strict=False) == "/a\ud800"  # the guard just won't look it up
+
+
+@pytest.mark.parametrize("key", ["[]", "[]/", "[]/docs/1", "[]docs"])
+def test_an_empty_namespace_is_refused(key: str) -> None:
+    # The default namespace has no brackets: "[]/docs/1" would be a key that no request is
+    # ever checked against, so a lock on it would guard nothing.
+    with pytest.raises(InvalidResource, match="namespace"):
+        normalize(key)
+    assert normalize(key, strict=False).startswith("[]")  # the guard only looks it up
+
+
+def test_an_empty_namespace_cannot_be_locked(tmp_path: Any) -> None:
+    app = Flask(__name__)
+    app.config["LOCKING_DATABASE_URI"] = f"sqlite:///{tmp_path / 'locks.db'}"
+    locking = Locking(app)
+    with app.app_context(), pytest.raises(InvalidResource, match="namespace"):
+        locking.acquire("[]")

@@ -54,8 +54,13 @@ def _event_id(raw: str | None, name: str) -> int | None:
     value = raw
     if name == "Last-Event-ID" and value == "":
         return None  # EventSource sends an empty header before it has seen an id
-    if not (value.isascii() and value.isdigit()) or len(value) > _MAX_ID_DIGITS:
+    if not (value.isascii() and value.isdigit()):
         raise InvalidInput(f"{name} must be an event id (a whole number ≥ 0), not {value[:40]!r}.")
+    if len(value) > _MAX_ID_DIGITS:
+        raise InvalidInput(
+            f"{name} must be an event id of at most {_MAX_ID_DIGITS} digits, not one of"
+            f" {len(value)} digits."
+        )
     return int(value)
 
 
