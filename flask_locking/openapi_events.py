@@ -157,24 +157,28 @@ def add_event_paths(builder: OpenAPIBuilder) -> None:
     stream_errors = builder.errors([400, 401, 403, 404, 500, 503], "Error")
     content = state.content_dialect
     if state.lock_events is not None and content is not None:
-        spec.path(
-            path=f"{content.prefix}/{{path}}/@lock/events",
-            operations={
-                "get": {
-                    "summary": "Stream the events of the resource's lock (and of an "
-                    "infinite-depth lock above it) as Server-Sent Events.",
-                    "tags": ["events"],
-                    "parameters": _STREAM_PARAMETERS,
-                    "responses": {"200": _stream_response(builder), **stream_errors},
-                }
-            },
-            parameters=[{
-                "name": "path", "in": "path", "required": True,
-                "description": "The resource path, as for @lock.",
-                "schema": {"type": "string", "maxLength": 500,
-                           "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$"},
-            }],
-        )
+        path_parameter = {
+            "name": "path", "in": "path", "required": True,
+            "description": "The resource path, as for @lock.",
+            "schema": {"type": "string", "maxLength": 500,
+                       "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$"},
+        }
+        # <path>/@lock/events, and the root's /@lock/events (a path parameter cannot be empty).
+        for path, parameters in ((f"{content.prefix}/{{path}}/@lock/events", [path_parameter]),
+                                 (f"{content.prefix}/@lock/events", [])):
+            spec.path(
+                path=path,
+                operations={
+                    "get": {
+                        "summary": "Stream the events of the resource's lock (and of an "
+                        "infinite-depth lock above it) as Server-Sent Events.",
+                        "tags": ["events"],
+                        "parameters": list(_STREAM_PARAMETERS),
+                        "responses": {"200": _stream_response(builder), **stream_errors},
+                    }
+                },
+                parameters=parameters,
+            )
     url = state.events_settings.locks_url
     if not url:
         return

@@ -91,7 +91,16 @@ def test_document_is_valid_openapi_31(app: Flask) -> None:
 
 def test_every_status_of_the_spec_is_documented(app: Flask) -> None:
     document = build_spec(app)
-    assert set(document["paths"]) == {CONTENT, JOBS, REFERENCE, EVENTS, LOCKS, LOCKS_EVENTS}
+    # Every URL the app serves is listed: the root's @lock and events, and the path dialects'
+    # endpoints with and without the last "/" (strict_slashes=False serves both).
+    assert set(document["paths"]) == {
+        CONTENT, "/@lock", JOBS, JOBS.rstrip("/"), REFERENCE, REFERENCE + "/", EVENTS,
+        "/@lock/events", LOCKS, LOCKS_EVENTS,
+    }
+    assert document["paths"]["/@lock"]["post"]["responses"].keys() == (
+        document["paths"][CONTENT]["post"]["responses"].keys()
+    )
+    assert document["paths"][JOBS.rstrip("/")]["delete"] == document["paths"][JOBS]["delete"]
     assert statuses(document, CONTENT, "post") >= {200, 400, 403, 404, 409, 413, 503}
     assert statuses(document, CONTENT, "get") >= {200, 403, 404, 503}
     assert statuses(document, CONTENT, "patch") >= {200, 400, 409}
@@ -150,8 +159,11 @@ def test_document_follows_config(make_app: AppFactory) -> None:
     openapi_spec_validator.validate(document)
     assert set(document["paths"]) == {
         "/cms/{path}/@lock",
+        "/cms/@lock",
         "/ref/clients/{client_id}/reference/lock",
+        "/ref/clients/{client_id}/reference/lock/",
         "/cms/{path}/@lock/events",
+        "/cms/@lock/events",
         LOCKS,
         LOCKS_EVENTS,
     }
@@ -160,7 +172,9 @@ def test_document_follows_config(make_app: AppFactory) -> None:
         == 3600
     )
     content_only = make_app(LOCKING_JOBS_ENABLED=False, LOCKING_REFERENCE_ENABLED=False)
-    assert set(build_spec(content_only)["paths"]) == {CONTENT, EVENTS, LOCKS, LOCKS_EVENTS}
+    assert set(build_spec(content_only)["paths"]) == {
+        CONTENT, "/@lock", EVENTS, "/@lock/events", LOCKS, LOCKS_EVENTS,
+    }
     no_events = make_app(LOCKING_EVENTS_ENABLED=False, LOCKING_LOCKS_URL=None)
     assert EVENTS not in build_spec(no_events)["paths"]
     assert LOCKS not in build_spec(no_events)["paths"]

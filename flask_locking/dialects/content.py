@@ -6,6 +6,7 @@ served even when a host catch-all route would match ``<path>/@lock`` first.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
@@ -172,3 +173,6 @@ class ContentDialect(Dialect):
             "schema": {"type": "string", "maxLength": 500, "pattern": SEGMENT_PATTERN},
         }
         document.add_path(self, f"{self.prefix}/{{path}}{SUFFIX}", operations, parameters=[path])
+        # The root (the lock on "/" below the prefix) is served too; a path parameter cannot
+        # be empty, so it is a path of its own.
+        document.add_path(self, f"{self.prefix}{SUFFIX}", copy.deepcopy(operations))

@@ -16,6 +16,7 @@ router reads it), the canonical key, the blueprint and its 405s, and its OpenAPI
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -174,8 +175,12 @@ class PathDialect(Dialect):
             {"name": v.name, "in": "path", "required": True, "schema": v.schema()}
             for v in self.route.variables
         ]
-        document.add_path(self, self.route.openapi_path(self.lock_path), operations,
-                          tuple(sorted({*ROUTED, *self.actions})), parameters)
+        routed = tuple(sorted({*ROUTED, *self.actions}))
+        # Served with and without the last "/" (strict_slashes=False): both are listed.
+        other = self.lock_path[:-1] if self.lock_path.endswith("/") else self.lock_path + "/"
+        for suffix in (self.lock_path, other):
+            document.add_path(self, self.route.openapi_path(suffix), copy.deepcopy(operations),
+                              routed, copy.deepcopy(parameters))
 
     def _operation(self, action: str, document: OpenAPIBuilder) -> dict[str, Any]:
         """The OpenAPI operation doing ``action`` at the lock endpoint."""
