@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from .apps import new_table_name
 from .common import Report, Settings, warn
+from .cpu import CpuMeter, per_request_us
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "load.lua")
@@ -45,6 +46,9 @@ class LoadResult:
     other: int = 0
     granted: int = 0
     socket_errors: int = 0
+    #: CPU µs per request of the gunicorn workers and of the database server (None when
+    #: not measured: see benchmarks/cpu.py)
+    cpu_us: tuple[float, float] | None = None
 
     @property
     def rps(self) -> float:
@@ -98,11 +102,18 @@ def gunicorn(database_uri: str, table: str, worker_class: str, workers: int = 2,
             process.wait()
 
 
-def run_load(url: str, mode: str, connections: int, seconds: float) -> LoadResult:
-    """One bounded load run against ``url`` (wrk when installed, else Python threads)."""
+def run_load(url: str, mode: str, connections: int, seconds: float,
+             meter: CpuMeter | None = None) -> LoadResult:
+    """One bounded load run against ``url`` (wrk when installed, else Python threads), with
+    the CPU per request that ``meter`` reads when given."""
+    before = meter.read() if meter else None
     if shutil.which("wrk"):
-        return _wrk(url, mode, connections, seconds)
-    return _python_load(url, mode, connections, seconds)
+        result = _wrk(url, mode, connections, seconds)
+    else:
+        result = _python_load(url, mode, connections, seconds)
+    if meter:
+        result.cpu_us = per_request_us(before, meter.read(), result.requests)
+    return result
 
 
 def _wrk(url: str, mode: str, connections: int, seconds: float) -> LoadResult:
@@ -247,18 +258,25 @@ def drop_tables(url: str, tables: list[str]) -> None:
         engine.dispose()
 
 
-def _alternate(url: str, modes: tuple[str, str], connections: int, seconds: float,
-               rounds: int = 2) -> dict[str, list[LoadResult]]:
-    """Run the two modes in alternating rounds so drift hits both."""
+def _alternate(url: str, modes: tuple[str, ...], connections: int, seconds: float,
+               rounds: int = 2, meter: CpuMeter | None = None) -> dict[str, list[LoadResult]]:
+    """Run the modes in alternating rounds so drift hits each."""
     results: dict[str, list[LoadResult]] = {mode: [] for mode in modes}
     for round_number in range(rounds):
         order = modes if round_number % 2 == 0 else modes[::-1]
         for mode in order:
-            results[mode].append(run_load(url, mode, connections, seconds / rounds))
+            results[mode].append(run_load(url, mode, connections, seconds / rounds, meter))
     return results
 
 
 def _summary(results: list[LoadResult]) -> dict[str, Any]:
+    cpu = [r.cpu_us for r in results if r.cpu_us is not None]
+    measured = {
+        # CPU µs per request: the workers', the database server's, and both
+        "cpu_worker_us": round(statistics.median(w for w, _d in cpu)),
+        "cpu_db_us": round(statistics.median(d for _w, d in cpu)),
+        "cpu_us": round(statistics.median(w + d for w, d in cpu)),
+    } if cpu else {}
     return {
         "req_s": round(statistics.median(r.rps for r in results), 1),
         "p50_ms": round(statistics.mean(r.p50_ms for r in results), 2),
@@ -267,6 +285,7 @@ def _summary(results: list[LoadResult]) -> dict[str, Any]:
         "socket_errors": sum(r.socket_errors for r in results),
         # a request the route did not do (4xx, a 409) is no measure of that route's work
         "not_2xx": sum(max(0, r.requests - r.s2) for r in results),
+        **measured,
     }
 
 
@@ -307,11 +326,12 @@ def run_server(report: Report, settings: Settings) -> None:
                             f"{1000 / per_commit:.0f} write transactions/s per connection)")
         for backend, uri, table in chosen:
             for worker_class, connections in (("sync", 8), ("gthread", 16)):
-                with gunicorn(uri, table, worker_class) as (url, _process):
+                with gunicorn(uri, table, worker_class) as (url, process):
                     run_load(url, "acquire", 4, 1)  # warm-up: every worker opens its store
                     run_load(url, "raw", 4, 1)
                     results = _alternate(url, ("bare", "raw", "acquire"), connections,
-                                         settings.load_seconds)
+                                         settings.load_seconds,
+                                         meter=CpuMeter(process.pid, backend))
                 bare, raw = _summary(results["bare"]), _summary(results["raw"])
                 acquire = _summary(results["acquire"])
                 label = f"{backend} {worker_class} x2 workers, {connections} connections"
@@ -322,9 +342,13 @@ def run_server(report: Report, settings: Settings) -> None:
                 report.row(f"{label}: bare POST", **bare)
                 report.row(f"{label}: raw-driver upsert + commit", **raw,
                            ratio=round(raw["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0)
+                # CPU per request, workers + database: the raw route's over the acquisition's
+                cpu_vs_raw = ({"cpu_vs_raw": round(raw["cpu_us"] / acquire["cpu_us"], 3)}
+                              if acquire.get("cpu_us") and raw.get("cpu_us") else {})
                 report.row(f"{label}: lock acquire", **acquire,
                            ratio=round(acquire["req_s"] / bare["req_s"], 3) if bare["req_s"] else 0,
-                           vs_raw=round(acquire["req_s"] / raw["req_s"], 3) if raw["req_s"] else 0)
+                           vs_raw=round(acquire["req_s"] / raw["req_s"], 3) if raw["req_s"] else 0,
+                           **cpu_vs_raw)
 
 
 def run_contention(report: Report, settings: Settings) -> None:

@@ -173,3 +173,36 @@ def test_server_app_raw_route_writes_a_row(tmp_path: Path, monkeypatch: Any) -> 
     # and the load script asks for that very route
     lua = (Path(__file__).parent.parent / "benchmarks" / "load.lua").read_text()
     assert '"/raw/" .. id .. "-" .. n .. "/lock"' in lua
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="the CPU meter reads Linux's /proc")
+def test_cpu_meter_reads_the_cpu_of_a_masters_children() -> None:
+    # The server section's CPU per request: the meter sums the CPU of the master's children
+    # (the gunicorn workers) and splits it per request; a child that burns 0.3 s must show
+    # as 0.3 s, and the master's own CPU (this test's loop) must not.
+    import time
+
+    from benchmarks.cpu import CpuMeter, per_request_us
+
+    meter = CpuMeter(os.getpid(), "postgresql")
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    before = meter.read()
+    child = subprocess.Popen([sys.executable, "-c", burn + "\ntime.sleep(10)"])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            after = meter.read()
+            assert before is not None and after is not None
+            if after.workers - before.workers >= 0.3 or time.monotonic() > deadline:
+                break
+            spin = time.process_time()
+            while time.process_time() - spin < 0.02:  # the master's own CPU: never counted
+                pass
+        assert 0.3 <= after.workers - before.workers < 0.6
+        figures = per_request_us(before, after, 1000)
+        assert figures is not None and 300 <= figures[0] < 600
+        assert per_request_us(before, None, 1000) is None
+        assert per_request_us(before, after, 0) is None
+    finally:
+        child.kill()
+        child.wait()
