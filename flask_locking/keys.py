@@ -378,12 +378,21 @@ def _read_endpoint_key(state: LockingState, adapter: MapAdapter, path: str) -> t
     ), True
 
 
+def _endpoint_rules(rule: Rule) -> Iterable[Rule]:
+    """The rules of ``rule``'s endpoint, in the order they were added (``url_for``'s)."""
+    if rule.map is None:
+        return ()
+    try:
+        return rule.map.iter_rules(rule.endpoint)
+    except KeyError:  # a rule not (yet) added to its map
+        return ()
+
+
 def _written_by_endpoint(rule: Rule, args: dict[str, Any], guarded: frozenset[str]) -> bool:
     """Whether ``rule``'s endpoint has a rule serving a guarded method that takes exactly
     ``args`` (so the guard keys the writes to them by the endpoint)."""
-    url_map = rule.map
     names = args.keys()
-    for candidate in url_map._rules_by_endpoint.get(rule.endpoint, ()) if url_map else ():
+    for candidate in _endpoint_rules(rule):
         if (
             (candidate.methods is None or not guarded.isdisjoint(candidate.methods))
             and candidate.arguments == names
@@ -467,10 +476,8 @@ def _build(rule: Rule, args: dict[str, Any], method: str) -> str | None:
     key one resource twice (``GET /docs/<id>`` beside ``PATCH /docs/<id>/edit``: a lock on
     ``/docs/1`` would let ``PATCH /docs/1/edit`` through); else the matched rule itself.
     (``method`` is the request's; the choice does not depend on it.)"""
-    url_map = rule.map
     names = args.keys()
-    candidates = url_map._rules_by_endpoint.get(rule.endpoint, ()) if url_map else ()
-    for candidate in candidates:
+    for candidate in _endpoint_rules(rule):
         if candidate is rule or (
             candidate.arguments == names and candidate.suitable_for(args)
         ):
