@@ -1,0 +1,85 @@
+"""Review round 7: defects found by an outside review, each with the test that shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+
+from tests.conftest import AppFactory
+from tests.helpers.sse import TestStream
+
+ALICE = {"X-User": "alice"}
+REFERENCE = "/api/v2/clients/5/reference"
+
+
+def _reference_app(make_app: AppFactory, **config: Any) -> Flask:
+    """The ``X-User`` identity, a host route below reference data, and Alice's reference
+    lock on client 5 (the reference endpoint refuses a caller without an identity)."""
+    app = make_app(LOCKING_EVENTS_HEARTBEAT=0.2, **config)
+
+    @app.route(f"{REFERENCE.replace('5', '<int:client>')}/items/<int:item>", methods=["PATCH"])
+    def item(client: int, item: int) -> Any:
+        return jsonify(item=item)
+
+    client = app.test_client()
+    assert client.post(f"{REFERENCE}/lock").status_code == 401  # anonymous: refused
+    assert client.post(f"{REFERENCE}/lock", headers=ALICE).status_code == 201
+    return app
+
+
+def test_the_listing_does_not_let_anonymous_callers_steal_reference_locks(
+    make_app: AppFactory,
+) -> None:
+    """Reference-data locks need an authenticated caller at every endpoint (SPEC §5c): its
+    own lock endpoint and ``<path>/@lock`` answer 401 to an anonymous one. ``DELETE /@locks``
+    with ``{"force": true}`` took that caller as anonymous and stole Alice's lock."""
+    app = _reference_app(make_app)
+    client = app.test_client()
+    assert client.delete(f"{REFERENCE}/lock", json={"force": True}).status_code == 401
+    bulk = client.delete("/@locks", json={"resources": [REFERENCE], "force": True})
+    assert bulk.status_code == 200
+    assert bulk.json["released"] == [], bulk.json
+    assert [(r["resource"], r["status"]) for r in bulk.json["refused"]] == [(REFERENCE, 401)]
+    assert client.patch(f"{REFERENCE}/items/1", headers={"X-User": "bob"}).status_code == 409
+    # An authenticated caller may still release it in bulk (the default authorizer).
+    bob = client.delete(
+        "/@locks", json={"resources": [REFERENCE], "force": True}, headers={"X-User": "bob"}
+    )
+    assert bob.json["released"] == [REFERENCE], bob.json
+
+
+def test_the_listing_shows_no_reference_lock_to_anonymous_callers(make_app: AppFactory) -> None:
+    """``GET /@locks`` and ``GET /@locks/events`` showed an anonymous caller who holds the
+    reference data of each client, which its own endpoints show only to an authenticated
+    caller."""
+    app = _reference_app(make_app)
+    client = app.test_client()
+    assert client.post("/docs/1/@lock").status_code == 200  # a content lock: anyone sees it
+    assert client.get(f"{REFERENCE}/@lock").status_code == 401
+    anonymous = client.get("/@locks").json["items"]
+    assert [lock["resource"] for lock in anonymous] == ["/docs/1"]
+    alice = client.get("/@locks", headers=ALICE).json["items"]
+    assert [lock["resource"] for lock in alice] == [REFERENCE, "/docs/1"]
+
+    stream = TestStream(client, "/@locks/events?last_event_id=0")
+    try:
+        assert stream.status == 200
+        events = stream.read(3, timeout=3)
+    finally:
+        stream.close()
+    assert [(e.event, e.data["resource"]) for e in events] == [("acquired", "/docs/1")]
+
+
+def test_plone_mode_refuses_anonymous_bulk_release(make_app: AppFactory) -> None:
+    """Plone compatibility answers every anonymous ``@lock`` write with 401; ``DELETE
+    /@locks`` released a content lock for an anonymous caller all the same."""
+    app = make_app(LOCKING_CONTENT_COMPAT="plone")
+    client = app.test_client()
+    assert client.post("/docs/1/@lock", headers=ALICE).status_code == 200
+    assert client.delete("/docs/1/@lock", json={"force": True}).status_code == 401
+    bulk = client.delete("/@locks", json={"resources": ["/docs/1"], "force": True})
+    assert bulk.json["released"] == [], bulk.json
+    assert [(r["resource"], r["status"]) for r in bulk.json["refused"]] == [("/docs/1", 401)]
+    assert client.get("/docs/1/@lock").json["locked"] is True
+
