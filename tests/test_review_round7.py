@@ -83,3 +83,28 @@ def test_plone_mode_refuses_anonymous_bulk_release(make_app: AppFactory) -> None
     assert [(r["resource"], r["status"]) for r in bulk.json["refused"]] == [("/docs/1", 401)]
     assert client.get("/docs/1/@lock").json["locked"] is True
 
+
+def test_lock_events_are_served_past_a_host_path_route(make_app: AppFactory) -> None:
+    """``<path>/@lock/events`` is served "even behind a host catch-all route"
+    (docs/events.rst), as ``<path>/@lock`` is. Behind ``/files/<path:name>`` the host's
+    view answered it instead: Werkzeug prefers the rule with the static first segment, and
+    the endpoint's own code for that case (``LockEventsEndpoint.dispatch``) was never
+    called."""
+    app = make_app(LOCKING_EVENTS_HEARTBEAT=0.2)
+
+    @app.route("/files/<path:name>", methods=["GET", "PATCH"])
+    def files(name: str) -> Any:
+        return jsonify(name=name)
+
+    client = app.test_client()
+    assert client.post("/files/a/b/@lock", headers=ALICE).status_code == 200  # @lock: served
+    stream = TestStream(client, "/files/a/b/@lock/events?last_event_id=0")
+    try:
+        assert stream.status == 200 and stream.response.mimetype == "text/event-stream"
+        events = stream.read(1, timeout=3)
+    finally:
+        stream.close()
+    assert [(e.event, e.data["resource"]) for e in events] == [("acquired", "/files/a/b")]
+    refused = client.post("/files/a/b/@lock/events")
+    assert refused.status_code == 405 and refused.json["error"]["type"] == "MethodNotAllowed"
+    assert client.get("/files/a/b").json == {"name": "a/b"}  # the host's route is untouched
