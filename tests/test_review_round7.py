@@ -108,3 +108,30 @@ def test_lock_events_are_served_past_a_host_path_route(make_app: AppFactory) -> 
     refused = client.post("/files/a/b/@lock/events")
     assert refused.status_code == 405 and refused.json["error"]["type"] == "MethodNotAllowed"
     assert client.get("/files/a/b").json == {"name": "a/b"}  # the host's route is untouched
+
+
+def test_the_listing_shows_no_released_lock_when_the_clock_steps_back(
+    database_url: str, table_name: str
+) -> None:
+    """A released row stays as a tombstone whose empty secret alone says "no grant" (its
+    ``locked_at_ms`` is kept); every query but the listing's page tested the secret. After
+    the database clock stepped back, ``GET /@locks`` showed a released lock as held by an
+    anonymous owner with a timeout of 0."""
+    from tests.conftest import drop_tables
+    from tests.helpers.racers import make_request
+    from tests.test_release_tombstone import HOUR_MS, Clock, skewed
+
+    clock = Clock()
+    store = skewed(database_url, table_name, clock)
+    try:
+        store.create_schema()
+        row = store.acquire(make_request("/docs/1", "ann", 60_000)).row
+        assert store.release(row)
+        clock.offset_ms = -HOUR_MS
+        assert store.live_rows() == []
+        assert store.live_page(prefix="/", after=None, owner_key=None, limit=10) == []
+        assert store.live_page(prefix=None, after=None, owner_key=None, limit=10) == []
+    finally:
+        store.dispose()
+        if not database_url.startswith("sqlite"):
+            drop_tables(database_url, table_name)
