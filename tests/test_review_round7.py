@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask, jsonify
 
 from tests.conftest import AppFactory
@@ -135,3 +136,50 @@ def test_the_listing_shows_no_released_lock_when_the_clock_steps_back(
         store.dispose()
         if not database_url.startswith("sqlite"):
             drop_tables(database_url, table_name)
+
+
+@pytest.mark.parametrize("after_steal", ["nobody", "bob"])
+def test_the_client_notices_a_lost_lock_in_plone_mode(
+    make_app: AppFactory, after_steal: str
+) -> None:
+    """In Plone compatibility, ``PATCH @lock`` answers 200 with the lock as it stands when
+    the caller's lock is gone: the unlocked body, or the new holder's lock without a token.
+    ``HeldLock.refresh`` took any 200 for a refresh, kept its old token and the new holder's
+    lock JSON as its own, and never marked the lock lost."""
+    httpx = pytest.importorskip("httpx")
+    from flask_locking.client import LockingClient, LockLost
+
+    app = make_app(LOCKING_CONTENT_COMPAT="plone")
+    transport = httpx.WSGITransport(app=app)
+    with LockingClient("http://testserver", transport=transport, headers=ALICE) as alice:
+        held = alice.lock("/docs/1", auto_refresh=False).acquire()
+        version = held.version
+        bob = app.test_client()
+        assert bob.delete("/docs/1/@lock", json={"force": True}, headers={"X-User": "bob"}).json[
+            "locked"
+        ] is False
+        if after_steal == "bob":
+            assert bob.post("/docs/1/@lock", headers={"X-User": "bob"}).json["locked"] is True
+        with pytest.raises(LockLost):
+            held.refresh()
+        assert not held.held and held.version == version
+        with pytest.raises(LockLost):
+            held.patch(json={"title": "stale"})
+
+
+def test_the_client_reports_a_conflict_in_plone_mode(make_app: AppFactory) -> None:
+    """Plone compatibility answers ``POST @lock`` on another's lock with 200 and that lock
+    (no token); the client raised a bare ``LockingClientError`` ("sent no token") instead
+    of the ``LockConflictError`` carrying the holder that it raises for a 409."""
+    httpx = pytest.importorskip("httpx")
+    from flask_locking.client import LockConflictError, LockingClient
+
+    app = make_app(LOCKING_CONTENT_COMPAT="plone")
+    assert app.test_client().post("/docs/1/@lock", headers={"X-User": "bob"}).status_code == 200
+    transport = httpx.WSGITransport(app=app)
+    with LockingClient("http://testserver", transport=transport, headers=ALICE) as alice:
+        held = alice.lock("/docs/1", auto_refresh=False)
+        with pytest.raises(LockConflictError) as refused:
+            held.acquire()
+        assert refused.value.holder is not None and refused.value.holder["creator"] == "bob"
+        assert "token" not in refused.value.holder and not held.held
