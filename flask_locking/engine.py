@@ -230,10 +230,12 @@ class LockEngine:
         *,
         ignore_unheld_token: bool = False,
         refresh: bool = False,
+        above: tuple[str, ...] = (),
     ) -> WriteDecision:
         """Decide a guarded write to the normalised path ``key`` carrying ``token``.
 
-        The covering lock (:meth:`covering`) decides: none lets the write through (a token
+        The covering lock (:meth:`covering`; a depth-infinity lock on one of the keys
+        ``above`` covers the write too) decides: none lets the write through (a token
         with it is stale unless ``ignore_unheld_token``), a lock without a token refuses it
         as *locked*, a token that does not open it as *stale*. With ``refresh``
         (``LOCKING_REFRESH_ON_WRITE``) a verified grant's lease restarts, in a statement
@@ -242,7 +244,7 @@ class LockEngine:
         a guard that fails open. Never raises :class:`~flask_locking.StoreUnavailable`.
         """
         try:
-            row = self.covering(key)
+            row = self.covering(key, above)
         except StoreUnavailable:
             return WriteDecision(Verdict.UNAVAILABLE, self)
         if row is None:
@@ -322,10 +324,14 @@ class LockEngine:
             return None
         return self.to_lock(row, reveal=self._holds(row, token, owner))
 
-    def covering(self, key: str) -> LockRow | None:
+    def covering(self, key: str, above: tuple[str, ...] = ()) -> LockRow | None:
         """The live row whose lock covers the normalised path ``key`` (the lock on it, or an
-        infinite-depth lock on an ancestor), in one indexed query."""
-        rows = self.store.live_among(_lookup_keys(key))
+        infinite-depth lock on an ancestor or on one of the keys ``above``), in one indexed
+        query."""
+        lookup = _lookup_keys(key)
+        if above:
+            lookup += tuple(k for k in above if is_lockable(k))
+        rows = self.store.live_among(lookup)
         if not rows:
             return None
         best: LockRow | None = None

@@ -19,6 +19,7 @@ from .decision import Verdict, WriteDecision
 from .errors import StoreUnavailable
 from .events.endpoints import SUFFIX as EVENTS_SUFFIX
 from .keys import request_key
+from .resources import split_namespace
 from .signals import write_refused
 from .state import locking_state
 from .unlock_on_save import release_after_save, wants_release
@@ -69,7 +70,7 @@ def _guard(state: LockingState, app: Flask, current: Request) -> Response | None
     """Ask the lock engine about a guarded write and answer its decision."""
     if _is_exempt(state, app, current):
         return None
-    key, dialect = request_key(state)  # e.g. /items/07/ is checked as /items/7
+    key, dialect, above = request_key(state)  # e.g. /items/07/ is checked as /items/7
     if dialect is None:
         return None
     try:
@@ -81,7 +82,13 @@ def _guard(state: LockingState, app: Flask, current: Request) -> Response | None
         dialect.request_token(),
         ignore_unheld_token=dialect.ignores_unheld_token(),
         refresh=state.config.refresh_on_write,
+        above=above,
     )
+    row = decision.row
+    if row is not None and row.resource in above:
+        # Covered through the request's own spelling (a job below its URL): the refusal is
+        # the locked path's dialect's, as for every write below that lock.
+        dialect = state.dialect_for(split_namespace(row.resource)[1]) or dialect
     return answer(state, dialect, decision, key)
 
 

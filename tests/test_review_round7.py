@@ -183,3 +183,46 @@ def test_the_client_reports_a_conflict_in_plone_mode(make_app: AppFactory) -> No
             held.acquire()
         assert refused.value.holder is not None and refused.value.holder["creator"] == "bob"
         assert "token" not in refused.value.holder and not held.held
+
+
+def test_a_job_lock_covers_writes_below_its_url_whatever_their_canonical_url(
+    make_app: AppFactory,
+) -> None:
+    """A job lock covers ``/api/v1.0/companies/{c}/jobs/{j}`` and everything below it (SPEC
+    §5b). Writes are keyed by their endpoint's canonical URL (``url_for``'s: the first
+    rule registered, here an alias outside the job), and only that key's ancestors were
+    looked up: ``PATCH .../jobs/2/tasks/3`` reached the view past Alice's job lock."""
+    from flask import url_for
+
+    app = make_app()
+    written: list[int] = []
+
+    @app.route("/api/v1.0/companies/<int:c>/jobs/<int:j>/tasks/<int:t>", methods=["PATCH"])
+    @app.route("/tasks/<int:c>-<int:j>-<int:t>", methods=["PATCH"])
+    def task(c: int, j: int, t: int) -> Any:
+        written.append(t)
+        return jsonify(task=t)
+
+    with app.test_request_context():
+        assert url_for("task", c=1, j=2, t=3) == "/tasks/1-2-3"
+    client = app.test_client()
+    lock = client.post("/api/v1.0/companies/1/jobs/2/lock/", headers=ALICE)
+    assert lock.status_code == 201
+    token = lock.json["token"]
+    bob = {"X-User": "bob"}
+    for _ in range(2):  # computed, then from the guard's key cache
+        refused = client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers=bob)
+        assert refused.status_code == 423, refused.get_data(as_text=True)
+        assert refused.headers["Lock-Refused"] == "locked"
+        stale = client.patch(
+            "/api/v1.0/companies/01/jobs/2/tasks/3", headers={**bob, "Lock-Token": "x" * 43}
+        )
+        assert stale.status_code == 412, stale.get_data(as_text=True)
+    assert written == []
+    ok = client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": token})
+    assert ok.status_code == 200 and written == [3]
+    # The alias writes the same task: covered as well. Another job's task is not.
+    assert client.patch("/tasks/1-2-3", headers=bob).status_code == 423
+    assert client.patch("/tasks/1-9-3", headers=bob).status_code == 200
+    assert client.patch("/api/v1.0/companies/1/jobs/9/tasks/3", headers=bob).status_code == 200
+    assert written == [3, 3, 3]
