@@ -251,8 +251,7 @@ def _request_path(adapter: MapAdapter | None) -> tuple[str, tuple[str, ...]]:
     if rule is None:
         error = request.routing_exception
         if not isinstance(error, RequestRedirect) or adapter is None:
-            # routed nowhere: its own spelling
-            return normalize(request.path, strict=False), ()
+            return normalize(request.path, strict=False), ()  # routed nowhere: as spelled
         target = _redirect_path(adapter, error)
         try:
             rule, args = _match(adapter, target, request.method)

@@ -226,3 +226,33 @@ def test_a_job_lock_covers_writes_below_its_url_whatever_their_canonical_url(
     assert client.patch("/tasks/1-9-3", headers=bob).status_code == 200
     assert client.patch("/api/v1.0/companies/1/jobs/9/tasks/3", headers=bob).status_code == 200
     assert written == [3, 3, 3]
+
+
+def test_no_single_token_writes_a_resource_under_two_overlapping_locks(
+    make_app: AppFactory,
+) -> None:
+    """The task ``/tasks/1-2-3`` (its canonical URL) is also ``.../jobs/2/tasks/3``, below
+    job 2: Alice's lock on the task and Bob's lock on the job overlap, but each acquisition
+    checks only its own key's URL tree, so both are granted. The guard let each of them
+    write with their own token, under the other's lock; now it lets a write through only
+    when the token opens every lock that covers it."""
+    app = make_app()
+
+    @app.route("/api/v1.0/companies/<int:c>/jobs/<int:j>/tasks/<int:t>", methods=["PATCH"])
+    @app.route("/tasks/<int:c>-<int:j>-<int:t>", methods=["PATCH"])
+    def task(c: int, j: int, t: int) -> Any:
+        return jsonify(task=t)
+
+    client = app.test_client()
+    task_lock = client.post("/api/v1.0/companies/1/jobs/2/tasks/3/@lock", headers=ALICE)
+    assert task_lock.status_code == 200 and task_lock.json["resource"] == "/tasks/1-2-3"
+    job_lock = client.post("/api/v1.0/companies/1/jobs/2/lock/", headers={"X-User": "bob"})
+    assert job_lock.status_code == 201  # (a product decision: see the review's report)
+    for token in (task_lock.json["token"], job_lock.json["token"]):
+        for url in ("/tasks/1-2-3", "/api/v1.0/companies/1/jobs/2/tasks/3"):
+            refused = client.patch(url, headers={"Lock-Token": token})
+            assert refused.status_code == 412, (url, refused.get_data(as_text=True))
+    released = client.delete("/api/v1.0/companies/1/jobs/2/lock/", headers={"X-User": "bob"})
+    assert released.status_code == 204
+    ok = client.patch("/tasks/1-2-3", headers={"Lock-Token": task_lock.json["token"]})
+    assert ok.status_code == 200
