@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -256,3 +257,25 @@ def test_no_single_token_writes_a_resource_under_two_overlapping_locks(
     assert released.status_code == 204
     ok = client.patch("/tasks/1-2-3", headers={"Lock-Token": task_lock.json["token"]})
     assert ok.status_code == 200
+
+
+def test_the_cli_names_a_resource_as_the_python_api_does(make_app: AppFactory) -> None:
+    """``flask locks show`` and ``release`` used the path as typed, while the Python API, the
+    guard and ``@lock`` key it by its route: ``flask locks release /items/07 --force`` said
+    "/items/07 was not locked." and left the lock on item 7 in place."""
+    app = make_app()
+
+    @app.patch("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return jsonify(item=item_id)
+
+    locking = app.extensions["locking"].extension
+    with app.app_context():
+        assert locking.acquire("/items/07", "alice").resource == "/items/7"
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["locks", "show", "/items/07", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["resource"] == "/items/7"
+    released = runner.invoke(args=["locks", "release", "/items/07", "--force"])
+    assert released.exit_code == 0 and "Released the lock on /items/7" in released.output
+    with app.app_context():
+        assert locking.get("/items/7") is None
