@@ -27,8 +27,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .engine import UNSET
-from .errors import LockingError
+from .errors import InvalidResource, LockingError
+from .keys import resolve
 from .lock import UNLOCKED_JSON, Lock
+from .resources import normalize
 from .state import locking_state
 
 if TYPE_CHECKING:
@@ -93,6 +95,19 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
+def _key(state: LockingState, resource: str) -> str:
+    """The key RESOURCE names: as given when a live lock is on it (a key copied from
+    ``flask locks list``, even one the app's routes no longer give), else as the Python API
+    and the guard key it (the canonical route: ``/items/07`` is ``/items/7``)."""
+    key = normalize(resource)
+    if state.engine.get(key) is not None:
+        return key
+    try:
+        return resolve(state, key)
+    except InvalidResource:
+        return key
+
+
 @locks_cli.command("list")
 @click.option("--prefix", default=None, help="Only locks on this path and below it.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of lock objects.")
@@ -130,7 +145,8 @@ def list_command(prefix: str | None, as_json: bool) -> None:
 def show_command(resource: str, as_json: bool) -> None:
     """Show the lock on RESOURCE (a URL path such as /docs/1)."""
     with _errors():
-        lock = _state().engine.get(resource)
+        state = _state()
+        lock = state.engine.get(_key(state, resource))
     if as_json:
         _echo_json(lock.without_token().to_json() if lock is not None else UNLOCKED_JSON)
         return
@@ -168,8 +184,9 @@ def release_command(resource: str, force: bool, token: str | None, owner: str | 
     if not (force or token or owner):
         raise click.UsageError("Say how to release: --force, --token TOKEN or --owner ID.")
     with _errors():
-        lock = _state().engine.release(
-            resource,
+        state = _state()
+        lock = state.engine.release(
+            _key(state, resource),
             token=token,
             owner=owner if owner is not None else UNSET,
             force=force,

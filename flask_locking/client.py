@@ -86,6 +86,15 @@ def _refused_as_stale(response: httpx.Response) -> bool:
     return response.status_code == 412
 
 
+def _token_of(response: httpx.Response) -> str | None:
+    """The lock token a lock response shows (its body's ``token``, else its ``Lock-Token``
+    header): ``None`` when the lock it shows is not the caller's, or there is none."""
+    body = _json(response)
+    token = body.get("token") if isinstance(body, dict) else None
+    token = token or response.headers.get("Lock-Token")
+    return str(token) if token else None
+
+
 def _error_message(response: httpx.Response) -> str:
     body = _json(response)
     if isinstance(body, dict):
@@ -328,6 +337,10 @@ class HeldLock:
             raise LockingClientError(
                 f"Could not lock {self.url}: {_error_message(response)}", response
             )
+        body = _json(response)
+        if _token_of(response) is None and isinstance(body, dict) and body.get("locked"):
+            # Plone compatibility answers 200 with the holder's lock (no token), not 409.
+            raise LockConflictError(f"{self.url} is locked by someone else.", response, body)
         self._take(response, started)
         if self.token is None:
             raise LockingClientError(f"The server sent no token for {self.url}.", response)
@@ -340,9 +353,9 @@ class HeldLock:
         body = _json(response)
         if isinstance(body, dict):
             self.info = body
-        token = self.info.get("token") or response.headers.get("Lock-Token")
+        token = _token_of(response)
         if token:
-            self.token = str(token)
+            self.token = token
         self._last_refresh = started
 
     def refresh(self) -> None:
@@ -360,6 +373,13 @@ class HeldLock:
                 headers={"Lock-Token": self.token or ""},
             )
         if response.status_code in (200, 201):
+            if _token_of(response) is None:
+                # The lock as it stands, and not ours: Plone compatibility answers 200 with
+                # the unlocked body or another's lock (token withheld) where the strict
+                # contract answers 409.
+                reason = "refresh answered with a lock that is not ours (released or taken over)"
+                self._lose(reason)
+                raise LockLost(f"The lock on {self.url} was lost: {reason}.", response)
             previous = self.token
             self._take(response, started)
             if previous is not None and self.token != previous:

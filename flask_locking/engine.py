@@ -230,10 +230,12 @@ class LockEngine:
         *,
         ignore_unheld_token: bool = False,
         refresh: bool = False,
+        above: tuple[str, ...] = (),
     ) -> WriteDecision:
         """Decide a guarded write to the normalised path ``key`` carrying ``token``.
 
-        The covering lock (:meth:`covering`) decides: none lets the write through (a token
+        The covering lock (:meth:`covering`; a depth-infinity lock on one of the keys
+        ``above`` covers the write too) decides: none lets the write through (a token
         with it is stale unless ``ignore_unheld_token``), a lock without a token refuses it
         as *locked*, a token that does not open it as *stale*. With ``refresh``
         (``LOCKING_REFRESH_ON_WRITE``) a verified grant's lease restarts, in a statement
@@ -242,17 +244,21 @@ class LockEngine:
         a guard that fails open. Never raises :class:`~flask_locking.StoreUnavailable`.
         """
         try:
-            row = self.covering(key)
+            rows = self._covering_rows(key, above)
         except StoreUnavailable:
             return WriteDecision(Verdict.UNAVAILABLE, self)
-        if row is None:
+        if not rows:
             if token is None or ignore_unheld_token:
                 return WriteDecision(Verdict.UNLOCKED, self)
             return WriteDecision(Verdict.STALE, self)
+        row = rows[0]
         if token is None:
             return WriteDecision(Verdict.LOCKED, self, row)
-        if not self.token_matches(row, token):
-            return WriteDecision(Verdict.STALE, self, row)
+        # Every covering lock must open (one, unless two spellings of a resource got
+        # overlapping grants: then no single token writes it).
+        unopened = next((r for r in rows if not self.token_matches(r, token)), None)
+        if unopened is not None:
+            return WriteDecision(Verdict.STALE, self, unopened)
         if refresh:
             try:
                 extended = self._extend(row)
@@ -322,19 +328,25 @@ class LockEngine:
             return None
         return self.to_lock(row, reveal=self._holds(row, token, owner))
 
-    def covering(self, key: str) -> LockRow | None:
+    def covering(self, key: str, above: tuple[str, ...] = ()) -> LockRow | None:
         """The live row whose lock covers the normalised path ``key`` (the lock on it, or an
-        infinite-depth lock on an ancestor), in one indexed query."""
-        rows = self.store.live_among(_lookup_keys(key))
-        if not rows:
-            return None
-        best: LockRow | None = None
-        for row in rows:
-            if row.resource == key:
-                return row
-            if row.infinite and (best is None or len(row.resource) > len(best.resource)):
-                best = row
-        return best
+        infinite-depth lock on an ancestor or on one of the keys ``above``), in one indexed
+        query."""
+        rows = self._covering_rows(key, above)
+        return rows[0] if rows else None
+
+    def _covering_rows(self, key: str, above: tuple[str, ...] = ()) -> list[LockRow]:
+        """The live rows whose lock covers ``key`` (see :meth:`covering`), the deciding one
+        first: the lock on ``key``, else the deepest infinite-depth lock. Several only where
+        overlapping locks were granted on two spellings of one resource (an endpoint's
+        rules under two locked paths; see :class:`~flask_locking.keys.RequestKey`)."""
+        lookup = _lookup_keys(key)
+        if above:
+            lookup += tuple(k for k in above if is_lockable(k))
+        rows = [row for row in self.store.live_among(lookup) if row.resource == key or row.infinite]
+        if len(rows) > 1:
+            rows.sort(key=lambda row: (row.resource != key, -len(row.resource)))
+        return rows
 
     def locks(self, prefix: str | None = None) -> list[Lock]:
         """Every live lock (on ``prefix`` and below it in its namespace, when given: ``/``

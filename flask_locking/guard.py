@@ -17,7 +17,9 @@ from werkzeug.local import LocalProxy
 
 from .decision import Verdict, WriteDecision
 from .errors import StoreUnavailable
+from .events.endpoints import SUFFIX as EVENTS_SUFFIX
 from .keys import request_key
+from .resources import split_namespace
 from .signals import write_refused
 from .state import locking_state
 from .unlock_on_save import release_after_save, wants_release
@@ -41,9 +43,9 @@ current_lock: Lock | None = LocalProxy(_current_lock)  # type: ignore[assignment
 
 
 def before_request() -> Response | None:
-    """The extension's one ``before_request`` hook: serve ``<path>/@lock`` even when a host
-    route (a catch-all) matched it first, else guard the request (one hook: Flask's per-hook
-    cost is paid by every request of the host app)."""
+    """The extension's one ``before_request`` hook: serve ``<path>/@lock`` (and its
+    ``/events``) even when a host route (a catch-all) matched it first, else guard the
+    request (one hook: Flask's per-hook cost is paid by every request of the host app)."""
     # The request and the app are read through Flask's proxies once (each read through a
     # proxy costs about half a microsecond, and every request of the host app pays it).
     current = request._get_current_object()  # type: ignore[attr-defined]
@@ -52,8 +54,12 @@ def before_request() -> Response | None:
     content = state.content_dialect
     # The cheap path test first, once: most requests are not for ``@lock`` at all, and a
     # ``@lock`` request is served here (or by its own blueprint), never guarded.
-    if content is not None and content.claims_request():
-        return None if current.blueprint == content.name else content.dispatch()
+    if content is not None:
+        if content.claims_request():
+            return None if current.blueprint == content.name else content.dispatch()
+        events = state.lock_events  # <path>/@lock/events: past a host route too
+        if events is not None and current.path.endswith(EVENTS_SUFFIX) and events.claims_request():
+            return None if current.blueprint == events.name else events.dispatch()
     config = state.config
     if current.method not in config.guarded_methods or not config.guard_enabled:
         return None
@@ -64,7 +70,7 @@ def _guard(state: LockingState, app: Flask, current: Request) -> Response | None
     """Ask the lock engine about a guarded write and answer its decision."""
     if _is_exempt(state, app, current):
         return None
-    key, dialect = request_key(state)  # e.g. /items/07/ is checked as /items/7
+    key, dialect, above = request_key(state)  # e.g. /items/07/ is checked as /items/7
     if dialect is None:
         return None
     try:
@@ -76,7 +82,13 @@ def _guard(state: LockingState, app: Flask, current: Request) -> Response | None
         dialect.request_token(),
         ignore_unheld_token=dialect.ignores_unheld_token(),
         refresh=state.config.refresh_on_write,
+        above=above,
     )
+    row = decision.row
+    if row is not None and row.resource in above:
+        # Covered through the request's own spelling (a job below its URL): the refusal is
+        # the locked path's dialect's, as for every write below that lock.
+        dialect = state.dialect_for(split_namespace(row.resource)[1]) or dialect
     return answer(state, dialect, decision, key)
 
 

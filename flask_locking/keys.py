@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import current_app, has_request_context, request
@@ -35,7 +35,7 @@ from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
 from werkzeug.test import EnvironBuilder
 
 from .errors import InvalidResource
-from .resources import MAX_RESOURCE_LENGTH, namespace, normalize, split_namespace
+from .resources import MAX_RESOURCE_LENGTH, ancestors, namespace, normalize, split_namespace
 
 if TYPE_CHECKING:
     from .dialects.base import Dialect
@@ -80,9 +80,8 @@ def rules_version(url_map: Map) -> int:
 #: state, with the dialect count and rules version they were computed at; at most this many per
 #: state (and as many :func:`path_key` answers).
 MAX_CACHED_RULE_KEYS = 4096
-_OwnedPath = tuple[str, "Dialect | None"]
 _OWNED_BY_RULE: weakref.WeakKeyDictionary[
-    LockingState, tuple[tuple[int, int], dict[tuple[Any, ...], tuple[Rule, _OwnedPath]]]
+    LockingState, tuple[tuple[int, int], dict[tuple[Any, ...], tuple[Rule, RequestKey]]]
 ] = weakref.WeakKeyDictionary()
 
 #: :func:`path_key`'s answers per app state: ``(generation, url map, {(path, adapter
@@ -92,8 +91,24 @@ _PATH_KEYS: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
-def request_key(state: LockingState) -> tuple[str, Dialect | None]:
-    """The guard's key for the current request, and the dialect that owns it.
+class RequestKey(NamedTuple):
+    """The guard's answer for a request (:func:`request_key`)."""
+
+    #: The canonical key of what the request writes.
+    key: str
+    #: The dialect that owns it (``None``: nothing guards it).
+    dialect: Dialect | None
+    #: The ancestors of the other paths of what the request writes (each rule of its
+    #: endpoint built back with its arguments) that are not ancestors of :attr:`key`: a
+    #: depth-infinity lock on one of them covers the request too. Where the endpoint's
+    #: canonical URL (``url_for``'s: an alias rule registered first) lies elsewhere, a task
+    #: below a locked job's URL is still below it, whichever spelling writes it.
+    above: tuple[str, ...] = ()
+
+
+def request_key(state: LockingState) -> RequestKey:
+    """The guard's key for the current request, the dialect that owns it, and the other
+    keys whose depth-infinity lock covers it (see :class:`RequestKey`).
 
     Kept per app state by the rule the request matched, its method, its path, its view
     arguments and its URL adapter's binding (host, subdomain, ``SCRIPT_NAME``): a request
@@ -134,12 +149,22 @@ def request_key(state: LockingState) -> tuple[str, Dialect | None]:
     return answer
 
 
-def _request_key(state: LockingState, adapter: MapAdapter | None) -> tuple[str, Dialect | None]:
+def _request_key(state: LockingState, adapter: MapAdapter | None) -> RequestKey:
     """:func:`request_key`, computed."""
-    path, dialect = _owned_path(state, _request_path(adapter))
+    canonical, spellings = _request_path(adapter)
+    path, dialect = _owned_path(state, canonical)
     if dialect is None:
-        return path, None
-    return _space(adapter) + path, dialect
+        return RequestKey(path, None)
+    space = _space(adapter)
+    key = space + path
+    if not spellings:
+        return RequestKey(key, dialect)
+    covered = {key, *ancestors(key)}
+    above: dict[str, None] = {}
+    for spelled in spellings:
+        own = space + _owned(state, spelled)
+        above.update(dict.fromkeys(k for k in ancestors(own) if k not in covered))
+    return RequestKey(key, dialect, tuple(above))
 
 
 def _owned_path(state: LockingState, path: str) -> tuple[str, Dialect | None]:
@@ -219,18 +244,19 @@ def resolve(state: LockingState, resource: str) -> str:
 # -- the rule behind a spelling ----------------------------------------------------------
 
 
-def _request_path(adapter: MapAdapter | None) -> str:
-    """The canonical app path of the current request (no namespace)."""
+def _request_path(adapter: MapAdapter | None) -> tuple[str, tuple[str, ...]]:
+    """The canonical app path of the current request (no namespace), and the other paths
+    its endpoint's rules build for the same arguments (the one it matched among them)."""
     rule, args = request.url_rule, request.view_args
     if rule is None:
         error = request.routing_exception
         if not isinstance(error, RequestRedirect) or adapter is None:
-            return normalize(request.path, strict=False)  # routed nowhere: its own spelling
+            return normalize(request.path, strict=False), ()  # routed nowhere: as spelled
         target = _redirect_path(adapter, error)
         try:
             rule, args = _match(adapter, target, request.method)
         except HTTPException:
-            return normalize(target, strict=False)
+            return normalize(target, strict=False), ()
         args = _preprocessed(rule, args)
     elif adapter is not None and current_app.url_value_preprocessors:
         # The view arguments are what the app's url_value_preprocessors left: one may have
@@ -244,7 +270,9 @@ def _request_path(adapter: MapAdapter | None) -> str:
         if matched is not None:
             args = _as_preprocessed(matched, args or {})
     built = _build(rule, args or {}, request.method)
-    return built if built is not None else normalize(request.path, strict=False)
+    if built is None:
+        return normalize(request.path, strict=False), ()
+    return built, tuple(path for path in _spellings(rule, args or {}) if path != built)
 
 
 def _canonical(state: LockingState, adapter: MapAdapter, path: str) -> tuple[str, bool]:
@@ -487,6 +515,20 @@ def _build(rule: Rule, args: dict[str, Any], method: str) -> str | None:
             if candidate is rule:
                 return None
     return _build_with(rule, args)
+
+
+def _spellings(rule: Rule, args: dict[str, Any]) -> list[str]:
+    """Every path ``rule``'s endpoint reaches with exactly ``args``: ``rule``'s own, and
+    each other rule's of the endpoint taking these arguments (as :func:`_build` picks
+    them), each built back as a normalised path."""
+    names = args.keys()
+    found = [
+        built
+        for candidate in (rule, *_endpoint_rules(rule))
+        if candidate is rule or (candidate.arguments == names and candidate.suitable_for(args))
+        if (built := _build_with(candidate, args)) is not None
+    ]
+    return list(dict.fromkeys(found))
 
 
 def _build_with(rule: Rule, args: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 
 from .errors import (
+    AuthenticationRequired,
     InvalidInput,
     InvalidResource,
     LockingError,
@@ -69,6 +70,25 @@ class LockFilter:
         if self.owner_key is not None and owner_key(event.lock.owner) != self.owner_key:
             return False
         return self.matches_key(state, event.resource)
+
+
+def refuses_anonymous(
+    state: LockingState, resource: str, action: str, identity: Owner | None
+) -> bool:
+    """True when ``identity`` is anonymous and the dialect owning ``resource`` refuses
+    ``action`` to anonymous callers at its own endpoints (reference-data locks; ``@lock``
+    writes in Plone compatibility): the listing must not do for them what those refuse."""
+    if identity is not None:
+        return False
+    dialect = state.dialect_for(split_namespace(resource)[1])  # dialects own paths
+    return dialect is not None and dialect.refuses_anonymous(action)
+
+
+def may_view(state: LockingState, resource: str, identity: Owner | None) -> bool:
+    """Whether ``identity`` may see the lock on ``resource`` in a listing or a stream."""
+    return not refuses_anonymous(state, resource, "view", identity) and is_allowed(
+        state, "view", resource, identity
+    )
 
 
 def single_arguments(*names: str) -> None:
@@ -209,8 +229,8 @@ class LocksEndpoint:
                 if len(items) == limit:
                     return _page(items, after)
                 after = row.resource
-                if filters.matches_key(state, row.resource) and is_allowed(
-                    state, "view", row.resource, identity
+                if filters.matches_key(state, row.resource) and may_view(
+                    state, row.resource, identity
                 ):
                     items.append(lock_engine.to_lock(row))
             if len(batch) <= limit:
@@ -233,6 +253,8 @@ class LocksEndpoint:
                 if key in seen:  # another spelling of a key already answered
                     continue
                 seen.add(key)
+                if refuses_anonymous(state, key, "unlock", identity):
+                    raise AuthenticationRequired(f"Log in to unlock {key}.")
                 if not is_allowed(state, "unlock", key, identity):
                     raise LockPermissionDenied(f"You may not unlock {key}.", "unlock", key)
                 ended = state.engine.release(
@@ -249,9 +271,13 @@ class LocksEndpoint:
         state = self.state
         identity = current_identity(state)
         filters = parse_filter(state, identity)
-        return event_stream(
-            state, self.dialect, lambda event: filters.matches_event(state, event), identity
-        )
+
+        def match(event: LockEvent) -> bool:
+            return filters.matches_event(state, event) and not refuses_anonymous(
+                state, event.resource, "view", identity
+            )
+
+        return event_stream(state, self.dialect, match, identity)
 
 
 def _page(items: list[Lock], after: str | None) -> Response:

@@ -305,6 +305,14 @@ class Dialect(ABC):
 
     # -- the actions every dialect maps onto --------------------------------------------
 
+    def refuses_anonymous(self, action: str) -> bool:
+        """True when this dialect answers ``action`` (``view``, ``lock``, ``refresh`` or
+        ``unlock``) with 401 to a caller without an identity (default: every action with
+        :attr:`requires_identity`). The lock listing asks it too, so that ``/@locks`` shows
+        and releases no lock for a caller the dialect's own endpoints would refuse."""
+        del action  # the same answer for every action unless a dialect says otherwise
+        return self.requires_identity
+
     def identity(self) -> Owner | None:
         """The caller; with :attr:`requires_identity`, 401 when there is none."""
         identity = current_identity(self.state)

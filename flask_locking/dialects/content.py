@@ -94,7 +94,7 @@ class ContentDialect(Dialect):
         key = self.addressed_key(path)
         if request.method in ("GET", "HEAD"):  # Flask routes HEAD to GET views
             return self.lock_response(self.inspect(key))
-        if self.compat.writes_need_identity and self.identity() is None:
+        if self.refuses_anonymous("lock") and self.identity() is None:
             raise AuthenticationRequired("Log in to lock, refresh or unlock content.")
         lock: Lock | None
         try:
@@ -115,6 +115,10 @@ class ContentDialect(Dialect):
                 covering=True,
             )
         return self.lock_response(lock)
+
+    def refuses_anonymous(self, action: str) -> bool:
+        # Plone compatibility: anonymous callers may read a lock, never lock or unlock.
+        return action != "view" and self.compat.writes_need_identity
 
     def lock_json(self, lock: Lock | None) -> dict[str, Any]:
         return self.compat.lock_json(lock, current_identity(self.state))

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from ..resources import descendant_bounds
 from .base import LockRow
-from .sql import SQLStore
+from .sql import SQLStore, live_at
 
 
 def live_page(
@@ -15,7 +15,7 @@ def live_page(
     """At most ``limit`` live rows on ``prefix`` or below it, owned by ``owner_key`` (when
     given), whose resource sorts after ``after``; one indexed range query."""
     t = store.table
-    stmt = sa.select(t).where((t.c.locked_at_ms + t.c.timeout_ms) > store.now_expression())
+    stmt = sa.select(t).where(live_at(t, store.now_expression()))  # never a tombstone
     if prefix is not None:
         low, high = descendant_bounds(prefix)
         stmt = stmt.where(

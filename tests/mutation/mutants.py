@@ -64,8 +64,8 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-normalize",
         KEYS,
-        "return normalize(request.path, strict=False)  # routed nowhere",
-        "return request.path  # routed nowhere",
+        "return normalize(request.path, strict=False), ()  # routed nowhere",
+        "return request.path, ()  # routed nowhere",
         "check the raw path of an unrouted request (no dot-segment/slash normalisation)",
     ),
     M(
@@ -99,9 +99,8 @@ MUTANTS: list[Mutant] = [
     M(
         "guard-wrong-token",
         ENGINE,
-        "        if not self.token_matches(row, token):\n"
-        "            return WriteDecision(Verdict.STALE",
-        "        if False:\n            return WriteDecision(Verdict.STALE",
+        "unopened = next((r for r in rows if not self.token_matches(r, token)), None)",
+        "unopened = None",
         "any token opens the lock",
     ),
     M(
@@ -208,8 +207,8 @@ MUTANTS: list[Mutant] = [
     M(
         "keys-request-namespace",
         KEYS,
-        "return _space(adapter) + path, dialect",
-        "return path, dialect",
+        "    space = _space(adapter)\n    key = space + path\n",
+        "    space = \"\"\n    key = space + path\n",
         "requests keyed without their host/mount namespace",
     ),
     M(
@@ -359,22 +358,22 @@ MUTANTS: list[Mutant] = [
     M(
         "engine-covering-exact",
         ENGINE,
-        "            if row.resource == key:\n                return row\n",
-        "",
+        "live_among(lookup) if row.resource == key or row.infinite]",
+        "live_among(lookup) if row.infinite]",
         "the lock on the path itself does not cover it",
     ),
     M(
         "engine-covering-depth0",
         ENGINE,
-        "if row.infinite and (best is None or len(row.resource) > len(best.resource)):",
-        "if best is None or len(row.resource) > len(best.resource):",
+        "live_among(lookup) if row.resource == key or row.infinite]",
+        "live_among(lookup)]",
         "a depth-0 lock on an ancestor covers the path",
     ),
     M(
         "engine-covering-deepest",
         ENGINE,
-        "len(row.resource) > len(best.resource)",
-        "len(row.resource) < len(best.resource)",
+        "(row.resource != key, -len(row.resource))",
+        "(row.resource != key, len(row.resource))",
         "the shallowest covering lock wins",
         equivalent="two live infinite-depth locks never nest (the overlap check refuses the "
         "second), so at most one ancestor row is infinite and the choice never arises",
