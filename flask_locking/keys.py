@@ -24,7 +24,7 @@ no two of them can spell one resource two ways:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
@@ -157,14 +157,45 @@ def _request_key(state: LockingState, adapter: MapAdapter | None) -> RequestKey:
         return RequestKey(path, None)
     space = _space(adapter)
     key = space + path
-    if not spellings:
-        return RequestKey(key, dialect)
     covered = {key, *ancestors(key)}
     above: dict[str, None] = {}
-    for spelled in spellings:
-        own = space + _owned(state, spelled)
-        above.update(dict.fromkeys(k for k in ancestors(own) if k not in covered))
+    for own in (path, *(_owned(state, spelled) for spelled in spellings)):
+        # The ancestors of every spelling, each also as its own <ancestor>/@lock keys it (a
+        # job's URL whose endpoint builds another URL first): a depth-infinity lock on any
+        # of them covers the request.
+        above.update(dict.fromkeys(k for k in ancestors(space + own) if k not in covered))
+        if adapter is not None and _has_aliases(adapter.map):
+            above.update(dict.fromkeys(k for k in _ancestor_keys(state, own) if k not in covered))
     return RequestKey(key, dialect, tuple(above))
+
+
+#: Per URL map: (rules version, whether an endpoint has several rules).
+_ALIASED: weakref.WeakKeyDictionary[Map, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
+def _has_aliases(url_map: Map) -> bool:
+    """Whether some endpoint of ``url_map`` has several rules (so a path can key as another
+    spelling, its endpoint's first rule). Without one, an ancestor of a canonical key keys
+    as itself, and the guard need not resolve the ancestors (each a URL match)."""
+    version = rules_version(url_map)
+    known = _ALIASED.get(url_map)
+    if known is not None and known[0] == version:
+        return known[1]
+    endpoints = [rule.endpoint for rule in url_map.iter_rules()]
+    aliased = len(set(endpoints)) < len(endpoints)
+    _ALIASED[url_map] = (version, aliased)
+    return aliased
+
+
+def _ancestor_keys(state: LockingState, path: str) -> Iterator[str]:
+    """The keys that ``<ancestor>/@lock`` gives the ancestors of ``path`` (no namespace;
+    the request's own is added), where the app routes them: the key a lock on an ancestor
+    was taken under. (Each is kept by :func:`path_key`'s cache.)"""
+    for ancestor in ancestors(path):
+        try:
+            yield str(path_key(state, ancestor)[0])
+        except InvalidResource:  # not a key, or ambiguous: nothing can be locked on it
+            continue
 
 
 def _owned_path(state: LockingState, path: str) -> tuple[str, Dialect | None]:
@@ -521,10 +552,13 @@ def _spellings(rule: Rule, args: dict[str, Any]) -> list[str]:
     """Every path ``rule``'s endpoint reaches with exactly ``args``: ``rule``'s own, and
     each other rule's of the endpoint taking these arguments (as :func:`_build` picks
     them), each built back as a normalised path."""
+    rules = tuple(_endpoint_rules(rule))
+    if len(rules) <= 1:  # (most endpoints) one rule: one spelling, the built one
+        return []
     names = args.keys()
     found = [
         built
-        for candidate in (rule, *_endpoint_rules(rule))
+        for candidate in (rule, *rules)
         if candidate is rule or (candidate.arguments == names and candidate.suitable_for(args))
         if (built := _build_with(candidate, args)) is not None
     ]

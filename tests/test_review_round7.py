@@ -229,6 +229,44 @@ def test_a_job_lock_covers_writes_below_its_url_whatever_their_canonical_url(
     assert written == [3, 3, 3]
 
 
+def test_a_lock_on_an_ancestor_keyed_by_its_alias_covers_the_writes_below(
+    make_app: AppFactory,
+) -> None:
+    """The job's own endpoint has an alias rule registered first (``/j/<c>/<j>``), so a
+    lock on the job is taken under ``/j/1/2``, the key ``<job>/lock/`` gives it. A task
+    below the job's URL looked up only the ancestors of its own URL, never ``/j/1/2``:
+    Bob's write to task 3 went through Alice's job lock. Each ancestor is now also looked
+    up under the key a lock on it is taken under."""
+    app = make_app()
+    written: list[int] = []
+
+    @app.route("/api/v1.0/companies/<int:c>/jobs/<int:j>", methods=["PATCH"])
+    @app.route("/j/<int:c>/<int:j>", methods=["PATCH"])
+    def job(c: int, j: int) -> Any:
+        return jsonify(job=j)
+
+    @app.route("/api/v1.0/companies/<int:c>/jobs/<int:j>/tasks/<int:t>", methods=["PATCH"])
+    def task(c: int, j: int, t: int) -> Any:
+        written.append(t)
+        return jsonify(task=t)
+
+    client = app.test_client()
+    lock = client.post("/api/v1.0/companies/1/jobs/2/lock/", headers=ALICE)
+    assert lock.status_code == 201 and lock.json["resource"] == "/j/1/2"
+    bob = {"X-User": "bob"}
+    for _ in range(2):  # computed, then from the guard's key cache
+        refused = client.patch("/api/v1.0/companies/1/jobs/2/tasks/3", headers=bob)
+        assert refused.status_code in (403, 423), refused.get_data(as_text=True)
+        assert refused.headers["Lock-Refused"] == "locked"
+        assert client.patch("/api/v1.0/companies/1/jobs/2", headers=bob).status_code in (403, 423)
+    assert written == []
+    ok = client.patch(
+        "/api/v1.0/companies/1/jobs/2/tasks/3", headers={"Lock-Token": lock.json["token"]}
+    )
+    assert ok.status_code == 200 and written == [3]
+    assert client.patch("/api/v1.0/companies/1/jobs/9/tasks/3", headers=bob).status_code == 200
+
+
 def test_no_single_token_writes_a_resource_under_two_overlapping_locks(
     make_app: AppFactory,
 ) -> None:
