@@ -86,12 +86,12 @@ def test_an_operation_whose_event_fails_changes_no_lock(
     assert kinds(engine) == ["acquired", "acquired", "released"]
 
 
-def sql_statements(engine: LockEngine, run: Any) -> list[str]:
-    """The statements ``run()`` sends, by their first words."""
+def sql_statements(engine: LockEngine, run: Any, *, words: int | None = 3) -> list[str]:
+    """The statements ``run()`` sends, by their first ``words`` (``None``: whole)."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
+        seen.append(" ".join(statement.split()[:words]))
 
     sql_engine = engine.store.engine  # type: ignore[attr-defined]
     sa.event.listen(sql_engine, "before_cursor_execute", record)
@@ -120,11 +120,14 @@ def test_postgresql_event_is_sent_before_the_commit(make_app: AppFactory, tmp_pa
         lambda: engine.acquire("/docs/a", "alice"),
         lambda: engine.acquire("/docs/a", "alice"),  # a refresh through acquisition
     ):
-        statements = sql_statements(engine, run)
-        # One transaction: the event's statement, then the COMMIT; never
-        # a second, autocommitted statement after the commit.
+        statements = sql_statements(engine, run, words=None)
+        # One transaction: the lease's stamp with the event written from the stamped row
+        # (a data-modifying CTE), then the COMMIT; never a second, autocommitted
+        # statement after the commit.
         assert statements[-1] == "COMMIT"
-        assert "events" in statements[-2] or "head" in statements[-2], statements
+        assert statements[-2].startswith("WITH stamp AS"), statements
+        assert "_events" in statements[-2] and "pg_notify" in statements[-2]
+        assert statements.count("COMMIT") == 1 and "ROLLBACK" not in statements
     # A release is one autocommitted statement, atomic by itself, that writes its event
     # too (in a data-modifying CTE fed by the released row): nothing before or after it.
     # (after the read of the owner's lock that release(owner=) makes)

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from sqlalchemy import bindparam, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .base import LockRow
+from .base import EventFor, LockRow
 from .driver import Session, first
 from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
 from .schema import event_head_table, event_table
@@ -211,6 +212,25 @@ def event_params(event: NewEvent) -> dict[str, Any]:
     return {"ev_" + name: value for name, value in _columns(event).items()}
 
 
+def row_event_params(event: EventFor, row: LockRow) -> dict[str, Any] | None:
+    """The binds of an event written from the lock row a statement changes (its columns
+    read from that row in SQL, see :meth:`PostgreSQLEventLog.appended_from`), for
+    ``event``, the :data:`~flask_locking.store.base.EventFor` of the acquisition of ``row``:
+    its kind for a new grant of ``row`` (``ev_won``) and for a refresh of the holder's own
+    (``ev_kept``: a grant with another secret), and who made it (``ev_by_id``,
+    ``ev_by_name``). ``None`` when ``event`` does not describe the row it is given (then
+    only ``event(row)`` itself can make the event)."""
+    won = event(row)
+    kept = event(row._replace(secret=row.secret + "~"))
+    described = row._replace(secret="", owner_key="")
+    if won.lock != described or kept.lock != described or (
+        (won.by_id, won.by_name) != (kept.by_id, kept.by_name)
+    ):
+        return None
+    return {"ev_won": won.event, "ev_kept": kept.event, "ev_by_id": won.by_id,
+            "ev_by_name": won.by_name}
+
+
 def _event_row(
     event_id: int, time_ms: int, event: str, by_id: str | None, by_name: str | None,
     *lock: Any,
@@ -307,8 +327,26 @@ class PostgreSQLEventLog(SQLEventLog):
         from the changed row, so that a lone statement in autocommit mode is the whole
         atomic write. Its one row: how many rows ``change`` changed, and the new event's id
         (``NULL`` when none)."""
-        t, h = self.table, self.head_table
+        t = self.table
         changed = change.cte("changed")
+        binds = [bindparam("ev_" + c, type_=t.c[c].type) for c in self._columns]
+        appended = self.appended_from(changed, binds)
+        return sa.select(
+            sa.select(sa.func.count()).select_from(changed).scalar_subquery(),
+            sa.select(appended.c.id).scalar_subquery(),
+        )
+
+    def appended_from(
+        self, changed: sa.CTE, values: Sequence[sa.ColumnElement[Any]]
+    ) -> sa.CTE:
+        """A CTE appending one event for the one row of ``changed`` (none: nothing is
+        written, not even the counter's bump): the counter bumped (an upsert, so a head row
+        never seeded is seeded from the events kept; its row lock, held to the commit,
+        orders the ids), the event inserted with the new id and ``values`` (the columns
+        ``event``, ``by_id``, ``by_name``, then :data:`LOCK_COLUMNS`; they may refer to
+        ``changed``), ``NOTIFY`` sent from its ``RETURNING`` (delivered at the commit, and
+        only then). Its column ``id``: the new event's id."""
+        t, h = self.table, self.head_table
         seed = sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0) + 1).scalar_subquery()
         head = (
             pg_insert(h)
@@ -319,17 +357,15 @@ class PostgreSQLEventLog(SQLEventLog):
             )
             .returning(h.c.last_id).cte("head")
         )
-        binds = [bindparam("ev_" + c, type_=t.c[c].type) for c in self._columns]
-        source = sa.select(head.c.last_id, self.store.now_expression(), *binds)
-        appended = (
+        # (the head has a row only when ``changed`` has one: joined, they are that one)
+        source = sa.select(head.c.last_id, self.store.now_expression(), *values).select_from(
+            head.join(changed, sa.true())
+        )
+        return (
             sa.insert(t)
             .from_select(["id", "time_ms", *self._columns], source)
             .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
             .cte("appended")
-        )
-        return sa.select(
-            sa.select(sa.func.count()).select_from(changed).scalar_subquery(),
-            sa.select(appended.c.id).scalar_subquery(),
         )
 
     def write(self, conn: Session, event: NewEvent) -> int:
