@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flask_locking import LockConflict
 from flask_locking.engine import LockEngine
 from flask_locking.signals import lock_acquired
 from flask_locking.store import AcquireRequest, LockRow, MemoryStore
@@ -250,3 +251,57 @@ def test_missing_event_tables_turn_events_off_not_the_locks(
     assert client.patch("/docs/2").status_code == 403
     assert client.patch("/docs/2", headers={"Lock-Token": token}).status_code == 200
     assert client.delete("/docs/2/@lock", headers={"X-User": "ann"}).status_code == 200
+
+
+def _stored(engine: LockEngine, resource: str) -> Any:
+    """The row of ``resource`` as it is stored, live or not."""
+    store: Any = engine.store
+    with store.engine.connect() as conn:
+        return conn.execute(store._select_row, {"resource": resource}).one()
+
+
+def test_a_lost_acquisition_leaves_nothing_behind(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """PostgreSQL sends a loser's COMMIT with its statements (one round trip whether it wins
+    or not): the lease stamp and the event in that batch must act only on the row its own
+    upsert wrote. A stamp that took "the row is the caller's" for "the caller won" would
+    revive the caller's expired lock below another's infinite one, and record it."""
+    engine = engine_of(make_app(database_url=database_url))
+    engine.acquire("/docs/a/b", "alice", timeout=0.05)
+    time.sleep(0.1)
+    held = engine.acquire("/docs/a", "bob", depth="infinity")
+    expired = _stored(engine, "/docs/a/b")
+    before = kinds(engine)
+    with pytest.raises(LockConflict) as conflict:  # blocked by bob's lock above
+        engine.acquire("/docs/a/b", "alice")
+    assert conflict.value.lock is not None and conflict.value.lock.resource == "/docs/a"
+    with pytest.raises(LockConflict):  # bob's row itself
+        engine.acquire("/docs/a", "carol")
+    assert _stored(engine, "/docs/a/b") == expired  # not stamped again: still expired
+    assert engine.get("/docs/a/b") is None
+    assert kinds(engine) == before == ["acquired", "acquired"]
+
+    # The owner locking again refreshes (token and version kept, the lease restarted), and
+    # the event describes the row as stored.
+    again = engine.acquire("/docs/a", "bob", depth="infinity")
+    assert (again.token, again.version) == (held.token, held.version)
+    assert again.time >= held.time
+    engine.release("/docs/a", token=held.token)
+    # An expired row taken over: a new grant, the next version.
+    taken = engine.acquire("/docs/a/b", "carol")
+    assert taken.version == expired.version + 1
+    assert engine.events is not None
+    events = engine.events.after(0)
+    assert [e.event for e in events] == [
+        "acquired", "acquired", "refreshed", "released", "acquired"
+    ]
+    assert [e.id for e in events] == list(range(events[0].id, events[0].id + 5))
+    for event, lock in ((events[2], again), (events[4], taken)):
+        assert (event.lock.resource, event.lock.version, event.lock.owner_id) == (
+            lock.resource, lock.version, lock.owner.id if lock.owner else None
+        )
+        assert (event.lock.locked_at_ms, event.lock.timeout_ms) == (
+            round(lock.time * 1000), round(lock.timeout * 1000)
+        )
+        assert (event.lock.stealable, event.lock.infinite) == (lock.stealable, lock.infinite)

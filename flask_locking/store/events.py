@@ -23,9 +23,9 @@ from sqlalchemy import bindparam, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .base import EventFor, LockRow
+from .base import LockRow
 from .driver import Session, first
-from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
+from .eventlog import ChangeListener, EventLog, EventRow, GrantEvent, NewEvent
 from .schema import event_head_table, event_table
 
 if TYPE_CHECKING:
@@ -212,23 +212,12 @@ def event_params(event: NewEvent) -> dict[str, Any]:
     return {"ev_" + name: value for name, value in _columns(event).items()}
 
 
-def row_event_params(event: EventFor, row: LockRow) -> dict[str, Any] | None:
-    """The binds of an event written from the lock row a statement changes (its columns
-    read from that row in SQL, see :meth:`PostgreSQLEventLog.appended_from`), for
-    ``event``, the :data:`~flask_locking.store.base.EventFor` of the acquisition of ``row``:
-    its kind for a new grant of ``row`` (``ev_won``) and for a refresh of the holder's own
-    (``ev_kept``: a grant with another secret), and who made it (``ev_by_id``,
-    ``ev_by_name``). ``None`` when ``event`` does not describe the row it is given (then
-    only ``event(row)`` itself can make the event)."""
-    won = event(row)
-    kept = event(row._replace(secret=row.secret + "~"))
-    described = row._replace(secret="", owner_key="")
-    if won.lock != described or kept.lock != described or (
-        (won.by_id, won.by_name) != (kept.by_id, kept.by_name)
-    ):
-        return None
-    return {"ev_won": won.event, "ev_kept": kept.event, "ev_by_id": won.by_id,
-            "ev_by_name": won.by_name}
+def grant_event_params(event: GrantEvent, secret: str) -> dict[str, Any]:
+    """The binds of the acquisition event ``event`` written in SQL from the row a statement
+    stamps (see :meth:`PostgreSQLEventLog.appended_from`): the row's own columns, the
+    kind by whether it holds ``secret`` (bind ``grant_secret``)."""
+    return {"grant_secret": secret, "ev_won": event.granted, "ev_kept": event.refreshed,
+            "ev_by_id": event.by_id, "ev_by_name": event.by_name}
 
 
 def _event_row(

@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 
 from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first, stale_prepared_plan
-from .events import LOCK_COLUMNS, EventLog, PostgreSQLEventLog, event_params, row_event_params
+from .eventlog import GrantEvent
+from .events import LOCK_COLUMNS, EventLog, PostgreSQLEventLog, event_params, grant_event_params
 from .sql import SQLStore, _grant, _one
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -84,15 +85,14 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
                                   "grant_owner": request.owner_key}
         log = self._events
         binds = None
-        if recording and isinstance(log, PostgreSQLEventLog):
-            assert event is not None
-            binds = row_event_params(event, request.row)
-        if binds is not None:
-            assert log is not None
+        # (an event that is only a function needs the row first: written in a second round
+        # trip, by record())
+        if recording and isinstance(event, GrantEvent) and isinstance(log, PostgreSQLEventLog):
+            binds = grant_event_params(event, request.secret)
             statement = self._stamp_recorded.get(id(log))
             if statement is None:
                 statement = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
-            params.update(binds, grant_secret=request.secret)
+            params.update(binds)
         commits = binds is not None or not recording
         with conn.together():
             conn.execute("BEGIN")
@@ -236,9 +236,9 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
 
     def _stamp_or_holder_with(self, log: PostgreSQLEventLog | None) -> sa.CompoundSelect:
         """The statement after the upsert (see :meth:`acquire_at_once`); with ``log``, it
-        also appends the acquisition's event made from the stamped row (binds of
-        :func:`~flask_locking.store.events.row_event_params`; the kind by whether the row
-        holds this request's secret, ``grant_secret``) and returns its id last."""
+        also appends the acquisition's event made from the stamped row, as
+        :class:`~flask_locking.store.eventlog.GrantEvent` makes it (binds of
+        :func:`~flask_locking.store.events.grant_event_params`), and returns its id last."""
         t, stamp = self.table, self._stamp
         mine = sa.select(*stamp.c, stamp.c.locked_at_ms.label("now"))
         holder = sa.select(t, self.now_expression().label("now")).where(
