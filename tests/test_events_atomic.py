@@ -122,13 +122,12 @@ def test_postgresql_event_is_sent_before_the_commit(make_app: AppFactory, tmp_pa
         lambda: engine.acquire("/docs/a", "alice"),  # a refresh through acquisition
     ):
         statements = sql_statements(engine, run, words=None)
-        # One transaction: the lease's stamp with the event written from the stamped row
-        # (a data-modifying CTE), then the COMMIT; never a second, autocommitted
-        # statement after the commit.
-        assert statements[-1] == "COMMIT"
-        assert statements[-2].startswith("WITH stamp AS"), statements
-        assert "_events" in statements[-2] and "pg_notify" in statements[-2]
-        assert statements.count("COMMIT") == 1 and "ROLLBACK" not in statements
+        # One transaction, one batch: the advisory lock, the upsert, and the lease's stamp
+        # with the event written from the stamped row (data-modifying CTEs), which the
+        # server commits at the batch's end; nothing before or after it.
+        assert [s.split()[0] for s in statements] == ["SELECT", "INSERT", "WITH"], statements
+        assert statements[-1].startswith("WITH stamp AS"), statements
+        assert "_events" in statements[-1] and "pg_notify" in statements[-1]
     # A release is one autocommitted statement, atomic by itself, that writes its event
     # too (in a data-modifying CTE fed by the released row): nothing before or after it.
     # (after the read of the owner's lock that release(owner=) makes)
@@ -305,3 +304,34 @@ def test_a_lost_acquisition_leaves_nothing_behind(
             round(lock.time * 1000), round(lock.timeout * 1000)
         )
         assert (event.lock.stealable, event.lock.infinite) == (lock.stealable, lock.infinite)
+
+
+def test_an_event_the_database_refuses_undoes_its_acquisition(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """The grant and its event are one transaction in the database too: when the event's
+    INSERT fails there (the id the counter hands out is taken already), the grant is undone.
+    (PostgreSQL sends the acquisition as one batch with no BEGIN or COMMIT of its own,
+    which the server runs as one implicit transaction: were each statement committed
+    alone, the lock would stay, without its event.)"""
+    engine = engine_of(make_app(database_url=database_url))
+    engine.acquire("/docs/x", "alice")
+    log: Any = engine.events
+    taken = {"id": log.head() + 1, "time_ms": 0, "event": "acquired", "by_id": None,
+             "by_name": None, "resource": "/elsewhere", "version": 1, "owner_id": None,
+             "owner_name": None, "owner_url": None, "stealable": True, "infinite": False,
+             "timeout_ms": 1, "locked_at_ms": 0}
+    with log.store.engine.begin() as conn:
+        conn.execute(log.table.insert().values(**taken))
+    for key in ("/docs/a", "/root"):  # (a key with an ancestor, and one without)
+        with pytest.raises(sa.exc.IntegrityError):
+            engine.acquire(key, "alice")
+        assert engine.get(key) is None
+        assert _stored_or_none(engine, key) is None
+    assert log.head() == taken["id"] - 1
+
+
+def _stored_or_none(engine: LockEngine, resource: str) -> Any:
+    store: Any = engine.store
+    with store.engine.connect() as conn:
+        return conn.execute(store._select_row, {"resource": resource}).first()

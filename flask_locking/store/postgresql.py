@@ -93,14 +93,17 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             if statement is None:
                 statement = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
             params.update(binds)
+        # Nothing to do after the batch: no BEGIN nor COMMIT of ours, the batch is the
+        # transaction (statements sent together, as psycopg's pipeline sends them, run in
+        # one implicit transaction that the server commits at the batch's end, or rolls
+        # back at the first error). Else our own BEGIN, and the COMMIT comes later.
         commits = binds is not None or not recording
         with conn.together():
-            conn.execute("BEGIN")
+            if not commits:
+                conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             upsert = self.upsert_unless_overlap(conn, request)
             stamped = conn.run(statement, params)
-            if commits:
-                conn.execute("COMMIT")
         won = first(upsert) is not None
         found = first(stamped)
         if binds is not None and found is not None:
