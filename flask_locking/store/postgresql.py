@@ -65,63 +65,69 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
     def acquire_at_once(
         self, conn: Session, request: AcquireRequest, event: EventFor | None = None
     ) -> LockRow | None:
-        # One round trip (one driver call: Session.together), the COMMIT included: our own
-        # BEGIN (the connection is in autocommit mode, so psycopg adds no BEGIN round trip
-        # of its own), the advisory locks, the upsert that proposes its row only when no
-        # overlap is live (its snapshot is taken after the advisory locks: every
-        # overlapping grant that could race has committed or waits for us), then the lease
-        # stamped at the clock after any wait for the row, as start_lease() does, with the
-        # event made from the stamped row in the same statement; in that statement too,
-        # when the stamp touched nothing, the row as it is then, for a loser to name its
-        # holder (_stamp_or_holder). The server runs them in this order and stops at the
-        # first error (the COMMIT is then skipped, and the operation rolls back).
-        # The stamp acts only on a row version this transaction wrote (its xmin): the
-        # upsert's, which exists exactly when the upsert won. So a loser's COMMIT commits
-        # nothing: no lease is stamped (not even on a lock of ours that an overlap
-        # blocks, or one that expired), no event, no counter bump.
-        recording = self.records(event)
-        statement = self._stamp_or_holder
+        # One round trip (one driver call: Session.together) that is the whole transaction:
+        # the advisory locks, the upsert that proposes its row only when no overlap is live
+        # (its snapshot is taken after the advisory locks: every overlapping grant that
+        # could race has committed or waits for us), then the lease stamped at the clock
+        # after any wait for the row, as start_lease() does, with the event made from the
+        # stamped row in the same statement; in that statement too, when the stamp touched
+        # nothing, the row as it is then, for a loser to name its holder. Statements sent
+        # together run in one implicit transaction (psycopg's pipeline, in autocommit
+        # mode): the server commits it at the batch's end, or rolls it back at its first
+        # error and skips the rest. So no BEGIN or COMMIT of ours, and a loser commits
+        # too: the stamp acts only on a row version this transaction wrote (its xmin),
+        # the upsert's, which exists exactly when the upsert won; a loser commits nothing
+        # (no lease stamped, not even on an expired lock of ours that an overlap blocks;
+        # no event; no counter bump).
         params: dict[str, Any] = {"grant_resource": request.resource,
                                   "grant_owner": request.owner_key}
         log = self._events
-        binds = None
-        # (an event that is only a function needs the row first: written in a second round
-        # trip, by record())
-        if recording and isinstance(event, GrantEvent) and isinstance(log, PostgreSQLEventLog):
-            binds = grant_event_params(event, request.secret)
+        if not self.records(event):
+            statement = self._stamp_or_holder
+        elif isinstance(event, GrantEvent) and isinstance(log, PostgreSQLEventLog):
             statement = self._stamp_recorded.get(id(log))
             if statement is None:
                 statement = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
-            params.update(binds)
-        # Nothing to do after the batch: no BEGIN nor COMMIT of ours, the batch is the
-        # transaction (statements sent together, as psycopg's pipeline sends them, run in
-        # one implicit transaction that the server commits at the batch's end, or rolls
-        # back at the first error). Else our own BEGIN, and the COMMIT comes later.
-        commits = binds is not None or not recording
+            params.update(grant_event_params(event, request.secret))
+        else:  # an event that is only a function: made from the row won, then written
+            return self._acquire_then_record(conn, request, event, params)
         with conn.together():
-            if not commits:
-                conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             upsert = self.upsert_unless_overlap(conn, request)
             stamped = conn.run(statement, params)
-        won = first(upsert) is not None
         found = first(stamped)
-        if binds is not None and found is not None:
-            *found, event_id = found  # (the holder's row has no event: NULL)
-        if not won:
-            if not commits:
-                conn.execute("ROLLBACK")
+        event_id = None
+        if found is not None and statement is not self._stamp_or_holder:
+            *found, event_id = found  # (NULL on the holder's row: no event)
+        if first(upsert) is None:
             self.refused_by(found, request)
             return None
-        row = None if found is None else _one(found[:-1])
-        if binds is not None:
-            if row is not None:
-                assert log is not None
-                log._written_and_committed(int(event_id))
-        elif row is not None and recording:
-            self.record(conn, event, row)  # and COMMIT
-        elif not commits:
-            conn.execute("COMMIT")
+        if found is None:  # (cannot happen: the upsert's row is ours to stamp)
+            return None
+        if event_id is not None:
+            assert log is not None
+            log._written_and_committed(int(event_id))
+        return _one(found[:-1])
+
+    def _acquire_then_record(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None,
+        params: dict[str, Any],
+    ) -> LockRow | None:
+        """:meth:`acquire_at_once` for an ``event`` that only the row won can make: the
+        same batch in a transaction of ours, then the event and the ``COMMIT`` (a second
+        round trip), or the ``ROLLBACK``."""
+        with conn.together():
+            conn.execute("BEGIN")
+            self.serialize_hierarchy(conn, request)
+            upsert = self.upsert_unless_overlap(conn, request)
+            stamped = conn.run(self._stamp_or_holder, params)
+        found = first(stamped)
+        if first(upsert) is None or found is None:
+            conn.execute("ROLLBACK")
+            self.refused_by(found, request)
+            return None
+        row = _one(found[:-1])
+        self.record(conn, event, row)  # and COMMIT
         return row
 
     def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
