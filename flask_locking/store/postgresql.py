@@ -85,9 +85,10 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         if not self.records(event):
             statement = self._stamp_or_holder
         elif isinstance(event, GrantEvent) and isinstance(log, PostgreSQLEventLog):
-            statement = self._stamp_recorded.get(id(log))
-            if statement is None:
-                statement = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
+            recorded = self._stamp_recorded.get(id(log))
+            if recorded is None:
+                recorded = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
+            statement = recorded
             params.update(grant_event_params(event, request.secret))
         else:  # an event that is only a function: made from the row won, then written
             return self._acquire_then_record(conn, request, event, params)
@@ -240,10 +241,10 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             .returning(*t.c)
             .cte("stamp")
         )
-        self._stamp_recorded: dict[int, sa.CompoundSelect] = {}
+        self._stamp_recorded: dict[int, sa.CompoundSelect[Any]] = {}
         self._stamp_or_holder = self._stamp_or_holder_with(None)
 
-    def _stamp_or_holder_with(self, log: PostgreSQLEventLog | None) -> sa.CompoundSelect:
+    def _stamp_or_holder_with(self, log: PostgreSQLEventLog | None) -> sa.CompoundSelect[Any]:
         """The statement after the upsert (see :meth:`acquire_at_once`); with ``log``, it
         also appends the acquisition's event made from the stamped row, as
         :class:`~flask_locking.store.eventlog.GrantEvent` makes it (binds of
