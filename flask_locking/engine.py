@@ -27,6 +27,7 @@ from .events.model import EVENTS, new_event
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, EventFor, LockRow, LockStore
+from .store.eventlog import GrantEvent
 from .store.events import EventLog, NewEvent
 from .tokens import TokenKey, derive_token, new_secret, tokens_equal
 
@@ -133,10 +134,8 @@ class LockEngine:
             version=0,
         ))
 
-        def event(row: LockRow) -> NewEvent:
-            kind = "acquired" if row.secret == request.row.secret else "refreshed"
-            return new_event(kind, self.to_lock(row), None)
-
+        # "acquired" for a new grant (the row holds this request's secret), else "refreshed"
+        event = GrantEvent(request.row.secret)
         try:
             result = self.store.acquire(request, **self._recording(event))
         except HeldElsewhere as held:

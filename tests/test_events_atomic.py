@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flask_locking import LockConflict
 from flask_locking.engine import LockEngine
 from flask_locking.signals import lock_acquired
 from flask_locking.store import AcquireRequest, LockRow, MemoryStore
@@ -86,12 +87,12 @@ def test_an_operation_whose_event_fails_changes_no_lock(
     assert kinds(engine) == ["acquired", "acquired", "released"]
 
 
-def sql_statements(engine: LockEngine, run: Any) -> list[str]:
-    """The statements ``run()`` sends, by their first words."""
+def sql_statements(engine: LockEngine, run: Any, *, words: int | None = 3) -> list[str]:
+    """The statements ``run()`` sends, by their first ``words`` (``None``: whole)."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
+        seen.append(" ".join(statement.split()[:words]))
 
     sql_engine = engine.store.engine  # type: ignore[attr-defined]
     sa.event.listen(sql_engine, "before_cursor_execute", record)
@@ -120,11 +121,13 @@ def test_postgresql_event_is_sent_before_the_commit(make_app: AppFactory, tmp_pa
         lambda: engine.acquire("/docs/a", "alice"),
         lambda: engine.acquire("/docs/a", "alice"),  # a refresh through acquisition
     ):
-        statements = sql_statements(engine, run)
-        # One transaction: the event's statement, then the COMMIT; never
-        # a second, autocommitted statement after the commit.
-        assert statements[-1] == "COMMIT"
-        assert "events" in statements[-2] or "head" in statements[-2], statements
+        statements = sql_statements(engine, run, words=None)
+        # One transaction, one batch: the advisory lock, the upsert, and the lease's stamp
+        # with the event written from the stamped row (data-modifying CTEs), which the
+        # server commits at the batch's end; nothing before or after it.
+        assert [s.split()[0] for s in statements] == ["SELECT", "INSERT", "WITH"], statements
+        assert statements[-1].startswith("WITH stamp AS"), statements
+        assert "_events" in statements[-1] and "pg_notify" in statements[-1]
     # A release is one autocommitted statement, atomic by itself, that writes its event
     # too (in a data-modifying CTE fed by the released row): nothing before or after it.
     # (after the read of the owner's lock that release(owner=) makes)
@@ -247,3 +250,88 @@ def test_missing_event_tables_turn_events_off_not_the_locks(
     assert client.patch("/docs/2").status_code == 403
     assert client.patch("/docs/2", headers={"Lock-Token": token}).status_code == 200
     assert client.delete("/docs/2/@lock", headers={"X-User": "ann"}).status_code == 200
+
+
+def _stored(engine: LockEngine, resource: str) -> Any:
+    """The row of ``resource`` as it is stored, live or not."""
+    store: Any = engine.store
+    with store.engine.connect() as conn:
+        return conn.execute(store._select_row, {"resource": resource}).one()
+
+
+def test_a_lost_acquisition_leaves_nothing_behind(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """PostgreSQL sends a loser's COMMIT with its statements (one round trip whether it wins
+    or not): the lease stamp and the event in that batch must act only on the row its own
+    upsert wrote. A stamp that took "the row is the caller's" for "the caller won" would
+    revive the caller's expired lock below another's infinite one, and record it."""
+    engine = engine_of(make_app(database_url=database_url))
+    engine.acquire("/docs/a/b", "alice", timeout=0.05)
+    time.sleep(0.1)
+    held = engine.acquire("/docs/a", "bob", depth="infinity")
+    expired = _stored(engine, "/docs/a/b")
+    before = kinds(engine)
+    with pytest.raises(LockConflict) as conflict:  # blocked by bob's lock above
+        engine.acquire("/docs/a/b", "alice")
+    assert conflict.value.lock is not None and conflict.value.lock.resource == "/docs/a"
+    with pytest.raises(LockConflict):  # bob's row itself
+        engine.acquire("/docs/a", "carol")
+    assert _stored(engine, "/docs/a/b") == expired  # not stamped again: still expired
+    assert engine.get("/docs/a/b") is None
+    assert kinds(engine) == before == ["acquired", "acquired"]
+
+    # The owner locking again refreshes (token and version kept, the lease restarted), and
+    # the event describes the row as stored.
+    again = engine.acquire("/docs/a", "bob", depth="infinity")
+    assert (again.token, again.version) == (held.token, held.version)
+    assert again.time >= held.time
+    engine.release("/docs/a", token=held.token)
+    # An expired row taken over: a new grant, the next version.
+    taken = engine.acquire("/docs/a/b", "carol")
+    assert taken.version == expired.version + 1
+    assert engine.events is not None
+    events = engine.events.after(0)
+    assert [e.event for e in events] == [
+        "acquired", "acquired", "refreshed", "released", "acquired"
+    ]
+    assert [e.id for e in events] == list(range(events[0].id, events[0].id + 5))
+    for event, lock in ((events[2], again), (events[4], taken)):
+        assert (event.lock.resource, event.lock.version, event.lock.owner_id) == (
+            lock.resource, lock.version, lock.owner.id if lock.owner else None
+        )
+        assert (event.lock.locked_at_ms, event.lock.timeout_ms) == (
+            round(lock.time * 1000), round(lock.timeout * 1000)
+        )
+        assert (event.lock.stealable, event.lock.infinite) == (lock.stealable, lock.infinite)
+
+
+def test_an_event_the_database_refuses_undoes_its_acquisition(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """The grant and its event are one transaction in the database too: when the event's
+    INSERT fails there (the id the counter hands out is taken already), the grant is undone.
+    (PostgreSQL sends the acquisition as one batch with no BEGIN or COMMIT of its own,
+    which the server runs as one implicit transaction: were each statement committed
+    alone, the lock would stay, without its event.)"""
+    engine = engine_of(make_app(database_url=database_url))
+    engine.acquire("/docs/x", "alice")
+    log: Any = engine.events
+    taken = {"id": log.head() + 1, "time_ms": 0, "event": "acquired", "by_id": None,
+             "by_name": None, "resource": "/elsewhere", "version": 1, "owner_id": None,
+             "owner_name": None, "owner_url": None, "stealable": True, "infinite": False,
+             "timeout_ms": 1, "locked_at_ms": 0}
+    with log.store.engine.begin() as conn:
+        conn.execute(log.table.insert().values(**taken))
+    for key in ("/docs/a", "/root"):  # (a key with an ancestor, and one without)
+        with pytest.raises(sa.exc.IntegrityError):
+            engine.acquire(key, "alice")
+        assert engine.get(key) is None
+        assert _stored_or_none(engine, key) is None
+    assert log.head() == taken["id"] - 1
+
+
+def _stored_or_none(engine: LockEngine, resource: str) -> Any:
+    store: Any = engine.store
+    with store.engine.connect() as conn:
+        return conn.execute(store._select_row, {"resource": resource}).first()

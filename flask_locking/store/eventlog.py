@@ -26,6 +26,31 @@ class NewEvent(NamedTuple):
     by_name: str | None
 
 
+class GrantEvent:
+    """The :data:`~flask_locking.store.base.EventFor` of an acquisition: the event about
+    the row it produced (that row as its lock, secret and owner key left empty), of kind
+    ``granted`` when the row holds the request's ``secret`` (a new grant), else
+    ``refreshed`` (the holder locking again), made by ``by_id``/``by_name``. Being data as
+    well as a function, it lets a store write this same event in SQL from a row it has not
+    read yet (PostgreSQL: in the statement that stamps the lease)."""
+
+    __slots__ = ("by_id", "by_name", "granted", "refreshed", "secret")
+
+    def __init__(
+        self, secret: str, *, granted: str = "acquired", refreshed: str = "refreshed",
+        by_id: str | None = None, by_name: str | None = None,
+    ) -> None:
+        self.secret = secret
+        self.granted = granted
+        self.refreshed = refreshed
+        self.by_id = by_id
+        self.by_name = by_name
+
+    def __call__(self, row: LockRow) -> NewEvent:
+        kind = self.granted if row.secret == self.secret else self.refreshed
+        return NewEvent(kind, row._replace(secret="", owner_key=""), self.by_id, self.by_name)
+
+
 class EventRow(NamedTuple):
     """One stored event: its id, the store's clock (ms) when written, and what was recorded.
     Never holds a secret or token."""

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .base import LockRow
 from .driver import Session, first
-from .eventlog import ChangeListener, EventLog, EventRow, NewEvent
+from .eventlog import ChangeListener, EventLog, EventRow, GrantEvent, NewEvent
 from .schema import event_head_table, event_table
 
 if TYPE_CHECKING:
@@ -211,6 +212,14 @@ def event_params(event: NewEvent) -> dict[str, Any]:
     return {"ev_" + name: value for name, value in _columns(event).items()}
 
 
+def grant_event_params(event: GrantEvent, secret: str) -> dict[str, Any]:
+    """The binds of the acquisition event ``event`` written in SQL from the row a statement
+    stamps (see :meth:`PostgreSQLEventLog.appended_from`): the row's own columns, the
+    kind by whether it holds ``secret`` (bind ``grant_secret``)."""
+    return {"grant_secret": secret, "ev_won": event.granted, "ev_kept": event.refreshed,
+            "ev_by_id": event.by_id, "ev_by_name": event.by_name}
+
+
 def _event_row(
     event_id: int, time_ms: int, event: str, by_id: str | None, by_name: str | None,
     *lock: Any,
@@ -307,8 +316,26 @@ class PostgreSQLEventLog(SQLEventLog):
         from the changed row, so that a lone statement in autocommit mode is the whole
         atomic write. Its one row: how many rows ``change`` changed, and the new event's id
         (``NULL`` when none)."""
-        t, h = self.table, self.head_table
+        t = self.table
         changed = change.cte("changed")
+        binds = [bindparam("ev_" + c, type_=t.c[c].type) for c in self._columns]
+        appended = self.appended_from(changed, binds)
+        return sa.select(
+            sa.select(sa.func.count()).select_from(changed).scalar_subquery(),
+            sa.select(appended.c.id).scalar_subquery(),
+        )
+
+    def appended_from(
+        self, changed: sa.CTE, values: Sequence[sa.ColumnElement[Any]]
+    ) -> sa.CTE:
+        """A CTE appending one event for the one row of ``changed`` (none: nothing is
+        written, not even the counter's bump): the counter bumped (an upsert, so a head row
+        never seeded is seeded from the events kept; its row lock, held to the commit,
+        orders the ids), the event inserted with the new id and ``values`` (the columns
+        ``event``, ``by_id``, ``by_name``, then :data:`LOCK_COLUMNS`; they may refer to
+        ``changed``), ``NOTIFY`` sent from its ``RETURNING`` (delivered at the commit, and
+        only then). Its column ``id``: the new event's id."""
+        t, h = self.table, self.head_table
         seed = sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0) + 1).scalar_subquery()
         head = (
             pg_insert(h)
@@ -319,17 +346,15 @@ class PostgreSQLEventLog(SQLEventLog):
             )
             .returning(h.c.last_id).cte("head")
         )
-        binds = [bindparam("ev_" + c, type_=t.c[c].type) for c in self._columns]
-        source = sa.select(head.c.last_id, self.store.now_expression(), *binds)
-        appended = (
+        # (the head has a row only when ``changed`` has one: joined, they are that one)
+        source = sa.select(head.c.last_id, self.store.now_expression(), *values).select_from(
+            head.join(changed, sa.true())
+        )
+        return (
             sa.insert(t)
             .from_select(["id", "time_ms", *self._columns], source)
             .returning(t.c.id, sa.func.pg_notify(self.channel, sa.cast(t.c.id, sa.Text)))
             .cte("appended")
-        )
-        return sa.select(
-            sa.select(sa.func.count()).select_from(changed).scalar_subquery(),
-            sa.select(appended.c.id).scalar_subquery(),
         )
 
     def write(self, conn: Session, event: NewEvent) -> int:

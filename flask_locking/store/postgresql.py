@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 
 from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first, stale_prepared_plan
-from .events import EventLog, PostgreSQLEventLog, event_params
+from .eventlog import GrantEvent
+from .events import LOCK_COLUMNS, EventLog, PostgreSQLEventLog, event_params, grant_event_params
 from .sql import SQLStore, _grant, _one
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -64,38 +65,70 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
     def acquire_at_once(
         self, conn: Session, request: AcquireRequest, event: EventFor | None = None
     ) -> LockRow | None:
-        # One round trip (one driver call: Session.together), then the COMMIT: our own
-        # BEGIN (the connection is in autocommit mode, so psycopg adds no BEGIN round trip
-        # of its own), the advisory locks, the upsert that proposes its row only when no
-        # overlap is live (its snapshot is taken after the advisory locks: every
-        # overlapping grant that could race has committed or waits for us), then the lease
-        # stamped at the clock after any wait for the row, as start_lease() does. The row
-        # is ours if the upsert returned it: the stamp's "owner_key = ours" then names
-        # exactly that grant, under the row lock we hold. In the same statement, when the
-        # stamp touched nothing, the row as it is then, for a loser to name its holder
-        # (_stamp_or_holder). The server runs them in this order and stops at the
-        # first error (the transaction then rolls back, as the operation aborts).
-        # A winner's event, then the COMMIT (record()): the event is made from the row
-        # won, so it cannot be in the first call.
+        # One round trip (one driver call: Session.together) that is the whole transaction:
+        # the advisory locks, the upsert that proposes its row only when no overlap is live
+        # (its snapshot is taken after the advisory locks: every overlapping grant that
+        # could race has committed or waits for us), then the lease stamped at the clock
+        # after any wait for the row, as start_lease() does, with the event made from the
+        # stamped row in the same statement; in that statement too, when the stamp touched
+        # nothing, the row as it is then, for a loser to name its holder. Statements sent
+        # together run in one implicit transaction (psycopg's pipeline, in autocommit
+        # mode): the server commits it at the batch's end, or rolls it back at its first
+        # error and skips the rest. So no BEGIN or COMMIT of ours, and a loser commits
+        # too: the stamp acts only on a row version this transaction wrote (its xmin),
+        # the upsert's, which exists exactly when the upsert won; a loser commits nothing
+        # (no lease stamped, not even on an expired lock of ours that an overlap blocks;
+        # no event; no counter bump).
+        params: dict[str, Any] = {"grant_resource": request.resource,
+                                  "grant_owner": request.owner_key}
+        log = self._events
+        if not self.records(event):
+            statement = self._stamp_or_holder
+        elif isinstance(event, GrantEvent) and isinstance(log, PostgreSQLEventLog):
+            recorded = self._stamp_recorded.get(id(log))
+            if recorded is None:
+                recorded = self._stamp_recorded[id(log)] = self._stamp_or_holder_with(log)
+            statement = recorded
+            params.update(grant_event_params(event, request.secret))
+        else:  # an event that is only a function: made from the row won, then written
+            return self._acquire_then_record(conn, request, event, params)
+        with conn.together():
+            self.serialize_hierarchy(conn, request)
+            upsert = self.upsert_unless_overlap(conn, request)
+            stamped = conn.run(statement, params)
+        found = first(stamped)
+        event_id = None
+        if found is not None and statement is not self._stamp_or_holder:
+            *found, event_id = found  # (NULL on the holder's row: no event)
+        if first(upsert) is None:
+            self.refused_by(found, request)
+            return None
+        if found is None:  # (cannot happen: the upsert's row is ours to stamp)
+            return None
+        if event_id is not None:
+            assert log is not None
+            log._written_and_committed(int(event_id))
+        return _one(found[:-1])
+
+    def _acquire_then_record(
+        self, conn: Session, request: AcquireRequest, event: EventFor | None,
+        params: dict[str, Any],
+    ) -> LockRow | None:
+        """:meth:`acquire_at_once` for an ``event`` that only the row won can make: the
+        same batch in a transaction of ours, then the event and the ``COMMIT`` (a second
+        round trip), or the ``ROLLBACK``."""
         with conn.together():
             conn.execute("BEGIN")
             self.serialize_hierarchy(conn, request)
             upsert = self.upsert_unless_overlap(conn, request)
-            stamped = conn.run(self._stamp_or_holder, {"grant_resource": request.resource,
-                                                       "grant_owner": request.owner_key})
-        won = first(upsert) is not None
+            stamped = conn.run(self._stamp_or_holder, params)
         found = first(stamped)
-        if not won:
-            # (no row: the stamp may have touched a lock of ours that an overlap blocks; it
-            # then came back instead of the holder, and refused_by() sees a lock of ours)
+        if first(upsert) is None or found is None:
             conn.execute("ROLLBACK")
             self.refused_by(found, request)
             return None
-        row = None if found is None else _one(found[:-1])
-        if row is not None and self.records(event):
-            self.record(conn, event, row)  # and COMMIT
-        else:
-            conn.execute("COMMIT")
+        row = _one(found[:-1])
+        self.record(conn, event, row)  # and COMMIT
         return row
 
     def release(self, row: LockRow, *, event: EventFor | None = None) -> bool:
@@ -195,22 +228,47 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
         # with its own locked_at_ms in the clock's place, else the holder's. (The SELECT
         # sees the statement's snapshot, taken after the upsert, as _select_holder sent
         # next would; its clock is read after that snapshot, so a holder live at it was
-        # live at the snapshot.)
-        stamp = (
+        # live at the snapshot.) The stamp touches only a row version written by this
+        # transaction (xmin: the upsert's; none when it lost, and then no transaction id
+        # may be assigned at all, hence "_if_assigned").
+        self._stamp = (
             sa.update(t)
             .where(t.c.resource == sa.bindparam("grant_resource"),
-                   t.c.owner_key == sa.bindparam("grant_owner"))
+                   t.c.owner_key == sa.bindparam("grant_owner"),
+                   sa.literal_column("xmin = pg_current_xact_id_if_assigned()::xid",
+                                     sa.Boolean))
             .values(locked_at_ms=self.now_expression())
             .returning(*t.c)
             .cte("stamp")
         )
+        self._stamp_recorded: dict[int, sa.CompoundSelect[Any]] = {}
+        self._stamp_or_holder = self._stamp_or_holder_with(None)
+
+    def _stamp_or_holder_with(self, log: PostgreSQLEventLog | None) -> sa.CompoundSelect[Any]:
+        """The statement after the upsert (see :meth:`acquire_at_once`); with ``log``, it
+        also appends the acquisition's event made from the stamped row, as
+        :class:`~flask_locking.store.eventlog.GrantEvent` makes it (binds of
+        :func:`~flask_locking.store.events.grant_event_params`), and returns its id last."""
+        t, stamp = self.table, self._stamp
+        mine = sa.select(*stamp.c, stamp.c.locked_at_ms.label("now"))
         holder = sa.select(t, self.now_expression().label("now")).where(
             t.c.resource == sa.bindparam("grant_resource"),
             ~sa.exists().where(stamp.c.resource.is_not(None)),
         )
-        self._stamp_or_holder = sa.union_all(
-            sa.select(*stamp.c, stamp.c.locked_at_ms.label("now")), holder
-        )
+        if log is not None:
+            kind = sa.case(
+                (stamp.c.secret == sa.bindparam("grant_secret", type_=sa.String),
+                 sa.bindparam("ev_won", type_=sa.String)),
+                else_=sa.bindparam("ev_kept", type_=sa.String),
+            )
+            appended = log.appended_from(stamp, [
+                kind, sa.bindparam("ev_by_id", type_=sa.String),
+                sa.bindparam("ev_by_name", type_=sa.String),
+                *[stamp.c[name] for name in LOCK_COLUMNS],
+            ])
+            mine = mine.add_columns(sa.select(appended.c.id).scalar_subquery())
+            holder = holder.add_columns(sa.null())
+        return sa.union_all(mine, holder)
 
 
 def _stale_plan_disconnects(context: Any) -> None:

@@ -405,3 +405,61 @@ def herd_tree(
         queue.put(("results", proc, results))
 
     _report(queue, f"herd_tree {proc}", body)
+
+
+# -- a herd over the contenders' own expired locks ------------------------------------------
+
+
+def herd_over_expired(
+    url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any
+) -> None:
+    """Each round, every contender first takes a lock of its own on a leaf and lets it run
+    out; then all race, through a Flask app's Python API (events recorded), for the round's
+    root at infinite depth and for their leaf again, half of them in each order. A leaf
+    asked for after the root was won loses to it: its owner's expired row must stay as it
+    was (not stamped live again, no event)."""
+
+    def body() -> None:
+        from flask import Flask
+
+        from flask_locking import LockConflict, Locking
+
+        app = Flask(f"expired{proc}")
+        app.config.update(SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table)
+        locking = Locking(app)
+        results: list[tuple[Any, ...]] = []
+        guard = threading.Lock()
+
+        def contender(i: int) -> None:
+            owner = f"p{proc}t{i}"
+            for r in range(rounds):
+                leaf, root = f"/x{r}/{owner}", f"/x{r}"
+                with app.app_context():
+                    locking.acquire(leaf, owner, timeout=0.02)
+                with guard:
+                    results.append(("pre", r, leaf, False))
+                time.sleep(0.06)
+                asks = [(root, True), (leaf, False)]
+                if i % 2:
+                    asks.reverse()
+                barrier.wait(timeout=60)
+                for resource, infinite in asks:
+                    with app.app_context():
+                        try:
+                            locking.acquire(resource, owner, timeout=60,
+                                            depth="infinity" if infinite else 0)
+                        except LockConflict:
+                            outcome: tuple[Any, ...] = ("conflict", r, resource, infinite)
+                        except Exception as error:  # noqa: BLE001
+                            outcome = ("error", r, resource, repr(error))
+                        else:
+                            outcome = ("win", r, resource, infinite)
+                    with guard:
+                        results.append(outcome)
+                barrier.wait(timeout=60)
+
+        _threads(threads, contender)
+        app.extensions["locking"].close()
+        queue.put(("results", proc, results))
+
+    _report(queue, f"herd_over_expired {proc}", body)
