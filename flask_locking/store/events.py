@@ -125,7 +125,11 @@ class SQLEventLog(EventLog):
     def committed(self) -> None:
         """After the commit of a transaction that wrote events, its connection handed back:
         wake this process's readers (:attr:`appended`) and run a prune left for then."""
-        self.appended.set()
+        if not self.appended.is_set():
+            # A reader clears the flag before it reads the log: a flag still set means a
+            # read still to come, which sees this commit (set() takes a lock; most writes
+            # happen with no reader, the flag never cleared).
+            self.appended.set()
         if self._prune_due:
             self._prune_due = False
             try:
