@@ -23,7 +23,7 @@ from .errors import (
     LockPermissionDenied,
     StoreUnavailable,
 )
-from .events.model import EVENTS, new_event
+from .events.model import EVENTS, new_event, row_event
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, EventFor, LockRow, LockStore
@@ -135,7 +135,7 @@ class LockEngine:
 
         def event(row: LockRow) -> NewEvent:
             kind = "acquired" if row.secret == request.row.secret else "refreshed"
-            return new_event(kind, self.to_lock(row), None)
+            return row_event(kind, row)
 
         try:
             result = self.store.acquire(request, **self._recording(event))
@@ -392,10 +392,10 @@ class LockEngine:
         return {"event": event} if self.events_in_store else {}
 
     def _refreshed_event(self, row: LockRow) -> NewEvent:
-        return new_event("refreshed", self.to_lock(row), None)
+        return row_event("refreshed", row)
 
     def _expired_event(self, row: LockRow) -> NewEvent:
-        return new_event("expired", self.to_lock(row), None)
+        return row_event("expired", row)
 
     def _emit(self, event: str, lock: Lock, by: Owner | None = None) -> None:
         """After the operation committed: record the event (unless the store wrote it in
