@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import operator
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -206,13 +207,15 @@ class SQLEventLog(EventLog):
             return int(conn.execute(self._prune, {"keep_ms": self.retention_ms}).rowcount)
 
 
+#: The values of :data:`LOCK_COLUMNS` from a lock row, in that order.
+_lock_values = operator.itemgetter(*[LockRow._fields.index(name) for name in LOCK_COLUMNS])
+
+
 def _columns(event: NewEvent) -> dict[str, Any]:
     """The event table's values for ``event``."""
-    lock = event.lock
-    return {
-        "event": event.event, "by_id": event.by_id, "by_name": event.by_name,
-        **{name: getattr(lock, name) for name in LOCK_COLUMNS},
-    }
+    values = dict(zip(LOCK_COLUMNS, _lock_values(event.lock), strict=True))
+    values["event"], values["by_id"], values["by_name"] = event.event, event.by_id, event.by_name
+    return values
 
 
 def event_params(event: NewEvent) -> dict[str, Any]:
