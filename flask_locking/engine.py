@@ -304,7 +304,7 @@ class LockEngine:
                 stolen = True
             by = Owner.coerce(owner) if owner is not UNSET else None
             kind = "stolen" if stolen else "released"
-            if self.store.release(row, **self._recording(_ended_event(kind, lock, by))):
+            if self.store.release(row, **self._recording(_ended_event(kind, by))):
                 self._emit(kind, lock, by)
                 return lock
         return None
@@ -411,10 +411,10 @@ class LockEngine:
             self._notify(event, lock)
 
 
-def _ended_event(kind: str, lock: Lock, by: Owner | None) -> EventFor:
-    """The event of a release or steal: about the lock that ended (the row the store ends
-    is that grant), and who ended it."""
-    return lambda _row: new_event(kind, lock, by)
+def _ended_event(kind: str, by: Owner | None) -> EventFor:
+    """The event of a release or steal: about the lock that ended (the row the store ends,
+    that grant as read before), and who ended it."""
+    return lambda row: row_event(kind, row, by)
 
 
 def _lookup_keys(key: str) -> tuple[str, ...]:

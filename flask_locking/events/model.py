@@ -70,13 +70,13 @@ def new_event(event: str, lock: Lock, by: Owner | None) -> NewEvent:
     return NewEvent(event, row, by.id if by else None, by.name if by else None)
 
 
-def row_event(event: str, row: LockRow) -> NewEvent:
-    """:func:`new_event` for the lock in the store's ``row``, ended or changed by no one
-    named: the same values, without building a :class:`Lock` to take them apart again (a
-    store writes this inside its transaction)."""
+def row_event(event: str, row: LockRow, by: Owner | None = None) -> NewEvent:
+    """:func:`new_event` for the lock in the store's ``row``: the same values, without
+    building a :class:`Lock` to take them apart again (a store writes this inside its
+    transaction)."""
     named = row.owner_id is not None  # (a Lock has no owner, so no name nor url, without an id)
     return NewEvent(event, LockRow(
         row.resource, "", "", row.owner_id, row.owner_name if named else None,
         row.owner_url if named else None, bool(row.stealable), bool(row.infinite),
         row.timeout_ms, row.locked_at_ms, int(row.version),
-    ), None, None)
+    ), by.id if by else None, by.name if by else None)
