@@ -254,7 +254,8 @@ class SQLiteEventLog(SQLEventLog):
             ["id", "time_ms", *self._columns], source
         )
         # The column SQLite names for the rowid of the event table: "id" when id is it.
-        self._rowid_name = sa.select(sa.literal_column("rowid")).select_from(t).limit(0)
+        rowid: sa.ColumnElement[Any] = sa.literal_column("rowid")
+        self._rowid_name = sa.select(rowid).select_from(t).limit(0)
         self._id_is_rowid: bool | None = None
 
     def _insert_event(self, conn: Session, event: NewEvent) -> int:
