@@ -23,7 +23,7 @@ from .errors import (
     LockPermissionDenied,
     StoreUnavailable,
 )
-from .events.model import EVENTS, new_event
+from .events.model import EVENTS, new_event, row_event
 from .lock import Lock, Owner, owner_key
 from .resources import MAX_RESOURCE_LENGTH, ancestors, is_lockable, normalize
 from .store.base import AcquireRequest, EventFor, LockRow, LockStore
@@ -309,7 +309,7 @@ class LockEngine:
                 stolen = True
             by = Owner.coerce(owner) if owner is not UNSET else None
             kind = "stolen" if stolen else "released"
-            if self.store.release(row, **self._recording(_ended_event(kind, lock, by))):
+            if self.store.release(row, **self._recording(_ended_event(kind, by))):
                 self._emit(kind, lock, by)
                 return lock
         return None
@@ -403,10 +403,10 @@ class LockEngine:
         return {"event": event} if self.events_in_store else {}
 
     def _refreshed_event(self, row: LockRow) -> NewEvent:
-        return new_event("refreshed", self.to_lock(row), None)
+        return row_event("refreshed", row)
 
     def _expired_event(self, row: LockRow) -> NewEvent:
-        return new_event("expired", self.to_lock(row), None)
+        return row_event("expired", row)
 
     def _emit(self, event: str, lock: Lock, by: Owner | None = None) -> None:
         """After the operation committed: record the event (unless the store wrote it in
@@ -422,10 +422,10 @@ class LockEngine:
             self._notify(event, lock)
 
 
-def _ended_event(kind: str, lock: Lock, by: Owner | None) -> EventFor:
-    """The event of a release or steal: about the lock that ended (the row the store ends
-    is that grant), and who ended it."""
-    return lambda _row: new_event(kind, lock, by)
+def _ended_event(kind: str, by: Owner | None) -> EventFor:
+    """The event of a release or steal: about the lock that ended (the row the store ends,
+    that grant as read before), and who ended it."""
+    return lambda row: row_event(kind, row, by)
 
 
 def _lookup_keys(key: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from flask_locking import LockConflict
 from flask_locking.engine import LockEngine
 from flask_locking.signals import lock_acquired
 from flask_locking.store import AcquireRequest, LockRow, MemoryStore
+from flask_locking.store.eventlog import NewEvent
 from flask_locking.store.memory import MemoryEventLog
 from flask_locking.store.sqlite import SQLiteStore
 from tests.conftest import AppFactory
@@ -335,3 +336,36 @@ def _stored_or_none(engine: LockEngine, resource: str) -> Any:
     store: Any = engine.store
     with store.engine.connect() as conn:
         return conn.execute(store._select_row, {"resource": resource}).first()
+@pytest.mark.parametrize("id_type", ["INTEGER", "BIGINT"])
+def test_sqlite_event_ids_continue_after_the_log_is_emptied(
+    make_app: AppFactory, table_name: str, id_type: str
+) -> None:
+    """SQLite reads an event's id from the driver (``lastrowid``) where ``id`` is the
+    table's rowid (an ``INTEGER PRIMARY KEY``, as this package makes it); a table made by
+    hand with another key (``BIGINT``: a column of its own beside the rowid) gets the id
+    read back from the counter. Either way the counter row, not the rows kept, numbers the
+    events: ids go on after a prune empties the log, never reused, without gaps."""
+    engine = engine_of(make_app())
+    assert isinstance(engine.store, SQLiteStore)
+    events = engine.events
+    assert events is not None
+    if id_type != "INTEGER":  # the same table, its key declared BIGINT (before any event)
+        with engine.store.engine.begin() as conn:
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (f"{table_name}_events",)
+            ).scalar_one()
+            conn.exec_driver_sql(f"DROP TABLE {table_name}_events")
+            conn.exec_driver_sql(ddl.replace("id INTEGER NOT NULL", "id BIGINT NOT NULL", 1))
+    engine.acquire("/docs/a", "alice")
+    engine.release("/docs/a", owner="alice")
+    time.sleep(0.01)
+    events.retention_ms = 1
+    assert events.prune() == 2 and events.after(0) == []
+    events.retention_ms = 3_600_000
+    appended = events.append(NewEvent("acquired", LockRow(
+        "/docs/x", "", "", None, None, None, True, False, 1000, 0, 1), None, None))
+    engine.acquire("/docs/b", "alice")
+    assert appended == 3
+    assert [row.id for row in events.after(0)] == [3, 4] and events.head() == 4
+    # the table kept its key, and the path taken is the one it allows
+    assert events._id_is_rowid is (id_type == "INTEGER")  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..lock import Lock, Owner
 from ..store.base import LockRow
-from ..store.eventlog import EventRow, NewEvent
+from ..store.eventlog import EventRow, NewEvent, event_of_row
 
 #: The events that are recorded and streamed (``conflict`` stays an in-process signal).
 EVENTS = ("acquired", "refreshed", "released", "stolen", "expired")
@@ -68,3 +68,10 @@ def new_event(event: str, lock: Lock, by: Owner | None) -> NewEvent:
         version=lock.version,
     )
     return NewEvent(event, row, by.id if by else None, by.name if by else None)
+
+
+def row_event(event: str, row: LockRow, by: Owner | None = None) -> NewEvent:
+    """:func:`new_event` for the lock in the store's ``row``: the same values, without
+    building a :class:`Lock` to take them apart again (a store writes this inside its
+    transaction)."""
+    return event_of_row(event, row, by.id if by else None, by.name if by else None)

@@ -48,7 +48,21 @@ class GrantEvent:
 
     def __call__(self, row: LockRow) -> NewEvent:
         kind = self.granted if row.secret == self.secret else self.refreshed
-        return NewEvent(kind, row._replace(secret="", owner_key=""), self.by_id, self.by_name)
+        return event_of_row(kind, row, self.by_id, self.by_name)
+
+
+def event_of_row(
+    kind: str, row: LockRow, by_id: str | None = None, by_name: str | None = None
+) -> NewEvent:
+    """The event ``kind`` about the lock in the store's ``row``, as events keep a lock: no
+    secret nor owner key, and an owner's name and url only with its id (a lock has no owner
+    without one), flags as bools."""
+    named = row.owner_id is not None
+    return NewEvent(kind, LockRow(
+        row.resource, "", "", row.owner_id, row.owner_name if named else None,
+        row.owner_url if named else None, bool(row.stealable), bool(row.infinite),
+        row.timeout_ms, row.locked_at_ms, int(row.version),
+    ), by_id, by_name)
 
 
 class EventRow(NamedTuple):

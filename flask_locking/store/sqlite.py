@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first
+from .events import EventLog, SQLiteEventLog
 from .sql import SQLStore, _row
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -53,6 +54,9 @@ class SQLiteStore(OnConflictUpsert, SQLStore):
         self.reads_alone = not in_memory
         self._at_once_by_shape = {}
         super().__init__(engine, metadata, table_name, timeout=timeout)
+
+    def event_log(self, *, retention: float = 3600.0) -> EventLog:
+        return SQLiteEventLog(self, retention=retention)
 
     def now_expression(self) -> sa.ColumnElement[int]:
         # julianday('now') is fixed for the duration of one statement.

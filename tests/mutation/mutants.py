@@ -329,8 +329,8 @@ MUTANTS: list[Mutant] = [
     M(
         "engine-release-unchecked",
         ENGINE,
-        "if self.store.release(row, **self._recording(_ended_event(kind, lock, by))):",
-        "if self.store.release(row, **self._recording(_ended_event(kind, lock, by))) or True:",
+        "if self.store.release(row, **self._recording(_ended_event(kind, by))):",
+        "if self.store.release(row, **self._recording(_ended_event(kind, by))) or True:",
         "release reports a lock it did not end",
     ),
     M(
