@@ -13,12 +13,14 @@ such acquirers, and the loser is retried.
 
 Statements that need no result of another are sent together, in one round trip
 (:meth:`~flask_locking.store.driver.Session.run_together`): an acquisition's upsert, overlap
-check, lease stamp and read-back (:meth:`MySQLStore.acquire_at_once`; an overlap, or a lease
-that ended while the upsert waited, goes the general way: the upsert with its read-back,
-then the overlap check with the lease stamp and its read-back); a refresh's row lock, UPDATE
-and read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
-The server runs them in order, so each still waits where it waited alone. The upsert, whose
-long ``ON DUPLICATE KEY UPDATE`` costs the server more to parse than to run, is prepared
+check, lease stamp and read-back, and on MariaDB its event and the transaction's end, COMMIT
+when it won, else ROLLBACK, decided in SQL (:meth:`MySQLStore.acquire_at_once`; an overlap,
+or a lease that ended while the upsert waited, goes the general way: the upsert with its
+read-back, then the overlap check with the lease stamp and its read-back); a refresh's row
+lock, UPDATE and read-back; an event with the COMMIT
+(:class:`~flask_locking.store.events.MySQLEventLog`). The server runs them in order, so
+each still waits where it waited alone. The upsert, whose long ``ON DUPLICATE KEY UPDATE``
+costs the server more to parse than to run, and the acquisition's other writes are prepared
 once per connection (``PREPARE`` / ``EXECUTE ... USING``).
 """
 
@@ -150,15 +152,15 @@ class MySQLStore(SQLStore):
                 if check is not None:
                     compiled, params = check
                     overlap = conn.execute(compiled.sql, compiled.bind(params))
-                conn.run(self._decide, grant)
-                conn.run(self._stamp_owner, grant)
+                self._run_prepared(conn, self._decide, grant)
+                self._run_prepared(conn, self._stamp_owner, grant)
                 holder = conn.run(self._select_holder_json, {"resource": resource})
                 if ends and appends:
                     assert isinstance(event, GrantEvent) and isinstance(log, MySQLEventLog)
                     bump, insert = self._appended(log)
                     values = {**grant, **grant_event_params(event, request.secret)}
-                    conn.run(bump, {})
-                    appended = conn.run(insert, values)
+                    self._run_prepared(conn, bump, {})
+                    appended = self._run_prepared(conn, insert, values)
                 if ends:
                     conn.execute(_END)
         except BaseException:
