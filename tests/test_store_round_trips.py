@@ -227,7 +227,7 @@ def test_a_prepared_upsert_the_server_forgot_is_prepared_again(
     engine.acquire("/docs/a", "alice")
     assert not any(b"PREPARE " in sql for sql in round_trips), round_trips
     assert any(sql.startswith(b"EXECUTE ") for sql in round_trips)
-    (name,) = [prepared.name for prepared in store._prepared.values()]
+    name = store._prepared[id(store._upsert)].name
     (kept, _since), = store.keeper._idle
     cursor = kept.dbapi_connection.cursor()
     cursor.execute(f"DEALLOCATE PREPARE {name}")
