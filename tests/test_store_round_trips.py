@@ -1,9 +1,10 @@
 """MariaDB: statements that need no result of another go in one round trip.
 
 The store's own PyMySQL engine is opened with ``CLIENT.MULTI_STATEMENTS`` and
-:meth:`~flask_locking.store.driver.Session.run_together` sends an acquisition in three
-round trips (the upsert, the overlap check, the lease stamp and the read-back; the event
-with the COMMIT) where it took nine; the upsert itself runs as a statement the server
+:meth:`~flask_locking.store.driver.Session.run_together` sends a won acquisition in one
+round trip (the upsert, the overlap check, the lease stamp and the read-back, the event and
+the COMMIT, each write only when it won; a loser's batch ends with ROLLBACK) where it took
+nine; the upsert itself runs as a statement the server
 prepared once per connection. What must not change: an event
 exists exactly when its change committed (a statement failing inside a batch stops the
 batch before its COMMIT), a head row never seeded is seeded by the first write, and a user's
@@ -13,6 +14,7 @@ counted at the driver's command writer (counted, not replaced).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ import pymysql.connections
 import pytest
 import sqlalchemy as sa
 
+from flask_locking import LockConflict
 from flask_locking.errors import LockingError, StoreUnavailable
 from tests.conftest import AppFactory, backend_url
 from tests.helpers.engine import engine_of, kinds
@@ -44,17 +47,17 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     yield sent
 
 
-def test_an_acquisition_with_its_event_takes_two_round_trips(
+def test_an_acquisition_with_its_event_takes_one_round_trip(
     make_app: AppFactory, mysql_url: str, round_trips: list[bytes]
 ) -> None:
     engine = engine_of(make_app(database_url=mysql_url))
     engine.acquire("/docs/warm", "alice")  # the tables, the key, a kept connection
     round_trips.clear()
     lock = engine.acquire("/docs/a", "alice", timeout=60)
-    # The upsert, the overlap check, the lease stamp and the read-back; the event and the
-    # COMMIT.
-    assert len(round_trips) == 2, round_trips
-    assert round_trips[-1].rstrip().endswith(b"COMMIT")
+    # The upsert, the overlap check, the decision, the lease stamp, the read-back, the
+    # event (counter bump and INSERT) and the COMMIT (the batch's end, as decided).
+    assert len(round_trips) == 1, round_trips
+    assert round_trips[-1].rstrip().endswith(b"'COMMIT', 'ROLLBACK')")
     round_trips.clear()
     assert engine.store.refresh(engine.store.live("/docs/a"), 90_000) is not None  # type: ignore[attr-defined]
     # The read of the live row with its COMMIT; the row lock, the UPDATE, the read-back and
@@ -62,6 +65,52 @@ def test_an_acquisition_with_its_event_takes_two_round_trips(
     assert len(round_trips) == 2, round_trips
     engine.release("/docs/a", token=lock.token)
     assert kinds(engine) == ["acquired", "acquired", "released"]
+
+
+def _stored(engine: Any, resource: str) -> Any:
+    """The row of ``resource`` as committed, read on a connection of its own."""
+    store: Any = engine.store
+    with store.engine.connect() as conn:
+        return conn.execute(store._select_row, {"resource": resource}).one()
+
+
+def test_a_losing_batch_ends_its_transaction_and_commits_nothing(
+    make_app: AppFactory, mysql_url: str, round_trips: list[bytes]
+) -> None:
+    """A batch that ends with the transaction's end, decided in SQL: a loser's must roll
+    back, not commit. Alice's expired lock below Bob's infinite one is taken back by her
+    upsert (it does not look at other rows) before the overlap read finds Bob's lock: a
+    batch that committed would revive it, with its event and the counter's bump. Its
+    session variables are set anew by every batch: what one loser noted never decides the
+    next acquisition on that connection."""
+    engine = engine_of(make_app(database_url=mysql_url))
+    engine.acquire("/docs/a/b", "alice", timeout=0.05)
+    time.sleep(0.1)
+    engine.acquire("/docs/a", "bob", depth="infinity")
+    log: Any = engine.events
+    expired, head = _stored(engine, "/docs/a/b"), log.head()
+    round_trips.clear()
+    with pytest.raises(LockConflict) as conflict:
+        engine.acquire("/docs/a/b", "alice")
+    assert conflict.value.lock is not None and conflict.value.lock.resource == "/docs/a"
+    loser = round_trips[0]
+    with pytest.raises(LockConflict):  # bob's row itself
+        engine.acquire("/docs/a", "carol")
+    assert _stored(engine, "/docs/a/b") == expired  # not stamped, not taken back
+    assert (log.head(), kinds(engine)) == (head, ["acquired", "acquired"])
+    assert loser.rstrip().endswith(b"'COMMIT', 'ROLLBACK')"), loser
+    # The next acquisitions on the kept connection (with an overlap check, and a key with
+    # none) win in one round trip each, and the row the loser touched is free to write.
+    for key in ("/docs/c", "/root"):
+        round_trips.clear()
+        assert engine.acquire(key, "alice").version == 1
+        assert len(round_trips) == 1, round_trips
+    with engine.store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.text("SET SESSION innodb_lock_wait_timeout = 1"))
+        conn.execute(engine.store.table.update().values(timeout_ms=1)  # type: ignore[attr-defined]
+                     .where(engine.store.table.c.resource == "/docs/a/b"))  # type: ignore[attr-defined]
+    assert kinds(engine) == ["acquired"] * 4
+    assert [row.id for row in log.after(0)] == [1, 2, 3, 4]
 
 
 def test_a_user_client_flag_means_one_statement_per_round_trip(
@@ -178,7 +227,7 @@ def test_a_prepared_upsert_the_server_forgot_is_prepared_again(
     engine.acquire("/docs/a", "alice")
     assert not any(b"PREPARE " in sql for sql in round_trips), round_trips
     assert any(sql.startswith(b"EXECUTE ") for sql in round_trips)
-    (name,) = [prepared.name for prepared in store._prepared.values()]
+    name = store._prepared[id(store._upsert)].name
     (kept, _since), = store.keeper._idle
     cursor = kept.dbapi_connection.cursor()
     cursor.execute(f"DEALLOCATE PREPARE {name}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, exc
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -224,6 +225,20 @@ def event_params(event: NewEvent) -> dict[str, Any]:
     return {"ev_" + name: value for name, value in _columns(event).items()}
 
 
+def grant_event_values(row: Any) -> list[sa.ColumnElement[Any]]:
+    """The event columns (``event``, ``by_id``, ``by_name``, then :data:`LOCK_COLUMNS`) of
+    the acquisition event :class:`GrantEvent` makes, written in SQL from ``row`` (the
+    columns of the row a statement stamped): its kind by whether the row holds the
+    request's secret, the rest bound (see :func:`grant_event_params`)."""
+    kind = sa.case(
+        (row.secret == bindparam("grant_secret", type_=sa.String),
+         bindparam("ev_won", type_=sa.String)),
+        else_=bindparam("ev_kept", type_=sa.String),
+    )
+    return [kind, bindparam("ev_by_id", type_=sa.String),
+            bindparam("ev_by_name", type_=sa.String), *[row[name] for name in LOCK_COLUMNS]]
+
+
 def grant_event_params(event: GrantEvent, secret: str) -> dict[str, Any]:
     """The binds of the acquisition event ``event`` written in SQL from the row a statement
     stamps (see :meth:`PostgreSQLEventLog.appended_from`): the row's own columns, the
@@ -313,6 +328,32 @@ class MySQLEventLog(SQLEventLog):
         # Where INSERT has RETURNING (MariaDB 10.5+), the id comes back from the INSERT
         # itself, and no read of the counter follows it.
         self._insert_returning = self._insert_next.returning(t.c.id)
+
+    def appended_when(
+        self, condition: sa.ColumnElement[bool], values: Sequence[sa.ColumnElement[Any]],
+        source: sa.FromClause, *where: sa.ColumnElement[bool],
+    ) -> tuple[sa.Executable, sa.Executable]:
+        """Two statements, run in this order in a write transaction, that append one event
+        when ``condition`` holds (else write nothing, not even the counter's bump): the
+        counter bumped (an upsert, so a head row never seeded is seeded from the events
+        kept; its row lock, held to the commit, orders the ids), then the event inserted
+        with the new id and ``values`` (the columns ``event``, ``by_id``, ``by_name``, then
+        :data:`LOCK_COLUMNS`), read from the one row of ``source`` where ``where`` holds,
+        returning its id (MariaDB's ``INSERT ... RETURNING``)."""
+        t, h = self.table, self.head_table
+        seed = sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0) + 1).scalar_subquery()
+        bump = (
+            mysql_insert(h)
+            .from_select(["name", "last_id"], sa.select(sa.literal(_HEAD), seed).where(condition))
+            .on_duplicate_key_update(last_id=h.c.last_id + 1)
+        )
+        rows = sa.select(h.c.last_id, self.store.now_expression(), *values).select_from(
+            source.join(h, h.c.name == _HEAD)
+        ).where(condition, *where)
+        insert = (
+            sa.insert(t).from_select(["id", "time_ms", *self._columns], rows).returning(t.c.id)
+        )
+        return bump, insert
 
     def write(self, conn: Session, event: NewEvent) -> int:
         """Bump the counter, insert the event with the new id, read the id, and ``COMMIT``:

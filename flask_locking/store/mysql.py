@@ -13,12 +13,14 @@ such acquirers, and the loser is retried.
 
 Statements that need no result of another are sent together, in one round trip
 (:meth:`~flask_locking.store.driver.Session.run_together`): an acquisition's upsert, overlap
-check, lease stamp and read-back (:meth:`MySQLStore.acquire_at_once`; an overlap, or a lease
-that ended while the upsert waited, goes the general way: the upsert with its read-back,
-then the overlap check with the lease stamp and its read-back); a refresh's row lock, UPDATE
-and read-back; the event with the COMMIT (:class:`~flask_locking.store.events.MySQLEventLog`).
-The server runs them in order, so each still waits where it waited alone. The upsert, whose
-long ``ON DUPLICATE KEY UPDATE`` costs the server more to parse than to run, is prepared
+check, lease stamp and read-back, and on MariaDB its event and the transaction's end, COMMIT
+when it won, else ROLLBACK, decided in SQL (:meth:`MySQLStore.acquire_at_once`; an overlap,
+or a lease that ended while the upsert waited, goes the general way: the upsert with its
+read-back, then the overlap check with the lease stamp and its read-back); a refresh's row
+lock, UPDATE and read-back; an event with the COMMIT
+(:class:`~flask_locking.store.events.MySQLEventLog`). The server runs them in order, so
+each still waits where it waited alone. The upsert, whose long ``ON DUPLICATE KEY UPDATE``
+costs the server more to parse than to run, and the acquisition's other writes are prepared
 once per connection (``PREPARE`` / ``EXECUTE ... USING``).
 """
 
@@ -39,7 +41,8 @@ from sqlalchemy.engine import Connection
 from .base import AcquireRequest, EventFor, LockRow
 from .batch import commits_together
 from .driver import Compiled, Session, first
-from .events import EventLog, MySQLEventLog
+from .eventlog import GrantEvent
+from .events import EventLog, MySQLEventLog, grant_event_params, grant_event_values
 from .sql import SQLStore, _grant, _one, _row, _shaped, ended_at, overlap_at, overlap_params
 from .upsert import PROPOSED_COLUMNS, proposed_values
 
@@ -122,45 +125,81 @@ class MySQLStore(SQLStore):
         # operation then rolls back): the upsert, which takes the row's lock; the locking
         # read of the overlapping rows, which waits for any transaction still writing one
         # of them (after the upsert, as on the general path: of two overlapping acquirers,
-        # the second to read finds the first's row); the lease stamped at the clock after
-        # every wait, on the row only if it is ours ("owner_key = ours" is exactly "the
-        # upsert took it", and we hold its lock); last the row as it is then, with that
-        # clock, for a loser to name its holder. A winner's event goes with the COMMIT in
-        # one more round trip (record()); without one, the operation commits.
+        # the second to read finds the first's row), noting in a session variable that it
+        # found one; the decision, in another: won when the row is ours ("owner_key =
+        # ours" is exactly "the upsert took it", and we hold its lock) and no overlap was
+        # found; the lease stamped at the clock after every wait, only when won; the row
+        # as it is then, with that clock and the decision, for a loser to name its holder.
+        # On MariaDB the batch ends the transaction itself: a winner's event written from
+        # the stamped row (GrantEvent: counter bump and INSERT, each only when won), then
+        # COMMIT when won, else ROLLBACK. Elsewhere (or for an event that is only a
+        # function) the event and the COMMIT go in one more round trip (record()).
         resource = request.resource
         check = self._overlap_now(request)
-        overlap = None
+        log = self._events
+        ends = bool(getattr(conn.dialect, "is_mariadb", False))
+        appends = self.records(event) and isinstance(event, GrantEvent) and isinstance(
+            log, MySQLEventLog
+        )
+        if self.records(event) and not appends:
+            ends = False
+        grant = {"grant_resource": resource, "grant_owner": request.owner_key}
+        overlap = appended = None
         try:
             with conn.together():
                 self._run_prepared(conn, self._upsert, request.proposed())
+                conn.execute(_NO_OVERLAP)
                 if check is not None:
                     compiled, params = check
                     overlap = conn.execute(compiled.sql, compiled.bind(params))
-                conn.run(self._stamp_owner,
-                         {"grant_resource": resource, "grant_owner": request.owner_key})
+                self._run_prepared(conn, self._decide, grant)
+                self._run_prepared(conn, self._stamp_owner, grant)
                 holder = conn.run(self._select_holder_json, {"resource": resource})
+                if ends and appends:
+                    assert isinstance(event, GrantEvent) and isinstance(log, MySQLEventLog)
+                    bump, insert = self._appended(log)
+                    values = {**grant, **grant_event_params(event, request.secret)}
+                    self._run_prepared(conn, bump, {})
+                    appended = self._run_prepared(conn, insert, values)
+                if ends:
+                    conn.execute(_END)
         except BaseException:
             # (a statement prepared in this batch may not have been: prepare them again)
             conn.connection.info.pop(_PREPARED, None)
             raise
+        if ends:
+            conn.committed = True  # (or rolled back: the operation has nothing to send)
         packed = first(holder)
         found = None if packed is None else json.loads(packed[0])
-        row = None if found is None else _one(found[:-1])
-        if row is None or row.owner_key != request.owner_key:
+        won = packed is not None and bool(packed[1])
+        if not won:
             # Lost: another owner's grant live at the read after every wait is decided
-            # here (the operation rolls back); anything else (a lease that ended while we
-            # waited) goes the general way, from nothing.
+            # here; anything else (a lease that ended while we waited, an overlap live at
+            # the check's clock: the general path looks again at a lock that ends before
+            # the lease starts) goes the general way, from nothing.
+            if not ends:
+                conn.rollback()
             self.refused_by(found, request)
-            conn.rollback()
             return None
-        if overlap is not None and first(overlap) is not None:
-            # An overlap live at the check's clock: the general path decides (it looks
-            # again at a lock that ends before the lease starts), from nothing.
-            conn.rollback()
-            return None
-        if self.records(event):
+        assert found is not None and (overlap is None or first(overlap) is None)
+        row = _one(found[:-1])
+        if appended is not None:
+            assert log is not None
+            log._written_and_committed(int(first(appended)[0]))
+        elif self.records(event):
             self.record(conn, event, row)  # and COMMIT, in the same round trip
         return row
+
+    def _appended(self, log: MySQLEventLog) -> tuple[sa.Executable, sa.Executable]:
+        """The two statements of :meth:`acquire_at_once` that write its event, built once
+        per log (see :meth:`MySQLEventLog.appended_when`)."""
+        found = self._appended_by_log.get(id(log))
+        if found is None:
+            t = self.table
+            found = self._appended_by_log[id(log)] = log.appended_when(
+                _WON, grant_event_values(t.c), t, t.c.resource == sa.bindparam("grant_resource")
+            )
+        return found
 
     def _run_prepared(self, conn: Session, statement: Any, params: Mapping[str, Any]) -> Any:
         """Run ``statement`` (built once, compiled once per store) as a statement the
@@ -191,7 +230,8 @@ class MySQLStore(SQLStore):
         def build() -> sa.Select[Any]:
             t = self.table
             where = overlap_at(t, count, infinite, self.now_expression())
-            return self.lock_overlap_check(sa.select(t.c.resource).where(where).limit(1))
+            noted = _OVERLAP.op(":=")(t.c.resource)  # (only for a row it returns)
+            return self.lock_overlap_check(sa.select(noted).where(where).limit(1))
 
         stmt, kept = _shaped(self._overlap_now_by_shape, (count, infinite), build)
         return (self.driver(stmt) if kept else Compiled(stmt, self.engine.dialect),
@@ -283,20 +323,33 @@ class MySQLStore(SQLStore):
         # one column's metadata instead of eleven or twelve (a third of such a read's cost
         # in the worker). _select_holder's row with the clock; the live row of a key.
         self._select_holder_json = sa.select(
-            sa.func.JSON_ARRAY(*t.c, self.now_expression())
+            sa.func.JSON_ARRAY(*t.c, self.now_expression()), _WON
         ).where(t.c.resource == sa.bindparam("resource"))
         self._select_live_json = sa.select(sa.func.JSON_ARRAY(*t.c)).where(
             t.c.resource == sa.bindparam("resource"), self._live
         )
         self._live_among_json_by_count: dict[int, sa.Select[Any]] = {}
         # (no RETURNING for UPDATE on MariaDB: the row is read back after it)
-        self._stamp_owner = (
-            sa.update(t)
-            .where(t.c.resource == sa.bindparam("grant_resource"),
-                   t.c.owner_key == sa.bindparam("grant_owner"))
-            .values(locked_at_ms=self.now_expression())
+        ours = sa.and_(t.c.resource == sa.bindparam("grant_resource"),
+                       t.c.owner_key == sa.bindparam("grant_owner"))
+        # acquire_at_once's decision, kept in a session variable for the statements after
+        # it: the row is ours and the overlap read found nothing (each batch sets both).
+        self._decide = sa.select(
+            _WON.op(":=")(sa.and_(_OVERLAP.is_(None), sa.exists().where(ours)).self_group())
         )
+        self._stamp_owner = (
+            sa.update(t).where(ours, _WON).values(locked_at_ms=self.now_expression())
+        )
+        self._appended_by_log: dict[int, tuple[sa.Executable, sa.Executable]] = {}
 
+
+#: Session variables of :meth:`MySQLStore.acquire_at_once`: the overlap its locking read
+#: found (``NULL``: none), and whether it won (reset, then set, in every batch).
+_OVERLAP = sa.literal_column("@flask_locking_overlap", sa.String)
+_WON = sa.literal_column("@flask_locking_won", sa.Boolean)
+_NO_OVERLAP = "SET @flask_locking_overlap = NULL"
+#: The end of a MariaDB acquisition's batch (EXECUTE IMMEDIATE: MariaDB 10.2+).
+_END = "EXECUTE IMMEDIATE IF(@flask_locking_won, 'COMMIT', 'ROLLBACK')"
 
 #: Key, in a pooled connection's ``info``, of the names of the statements prepared on it
 #: (that ``info`` lives exactly as long as the driver connection, and so do they).

@@ -24,7 +24,13 @@ from sqlalchemy.engine import Connection
 from .base import AcquireRequest, EventFor, LockRow
 from .driver import Session, first, stale_prepared_plan
 from .eventlog import GrantEvent
-from .events import LOCK_COLUMNS, EventLog, PostgreSQLEventLog, event_params, grant_event_params
+from .events import (
+    EventLog,
+    PostgreSQLEventLog,
+    event_params,
+    grant_event_params,
+    grant_event_values,
+)
 from .sql import SQLStore, _grant, _one
 from .upsert import OnConflictUpsert, proposed_values
 
@@ -256,16 +262,7 @@ class PostgreSQLStore(OnConflictUpsert, SQLStore):
             ~sa.exists().where(stamp.c.resource.is_not(None)),
         )
         if log is not None:
-            kind = sa.case(
-                (stamp.c.secret == sa.bindparam("grant_secret", type_=sa.String),
-                 sa.bindparam("ev_won", type_=sa.String)),
-                else_=sa.bindparam("ev_kept", type_=sa.String),
-            )
-            appended = log.appended_from(stamp, [
-                kind, sa.bindparam("ev_by_id", type_=sa.String),
-                sa.bindparam("ev_by_name", type_=sa.String),
-                *[stamp.c[name] for name in LOCK_COLUMNS],
-            ])
+            appended = log.appended_from(stamp, grant_event_values(stamp.c))
             mine = mine.add_columns(sa.select(appended.c.id).scalar_subquery())
             holder = holder.add_columns(sa.null())
         return sa.union_all(mine, holder)
