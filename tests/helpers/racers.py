@@ -85,6 +85,18 @@ def herd_store(
     _report(queue, f"herd_store {proc}", body)
 
 
+def _herd_app(name: str, url: str, table: str) -> tuple[Any, Any]:
+    """A Flask app named ``name`` with :class:`Locking` on ``url``'s ``table``, and the
+    extension (built in the racing process)."""
+    from flask import Flask
+
+    from flask_locking import Locking
+
+    app = Flask(name)
+    app.config.update(SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table)
+    return app, Locking(app)
+
+
 def herd_app(
     url: str, table: str, proc: int, threads: int, rounds: int, barrier: Any, queue: Any
 ) -> None:
@@ -92,13 +104,9 @@ def herd_app(
     path (extension, state, engine, store) is raced."""
 
     def body() -> None:
-        from flask import Flask
+        from flask_locking import LockConflict
 
-        from flask_locking import LockConflict, Locking
-
-        app = Flask(f"herd{proc}")
-        app.config.update(SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table)
-        locking = Locking(app)
+        app, locking = _herd_app(f"herd{proc}", url, table)
         results: list[tuple[Any, ...]] = []
         guard = threading.Lock()
 
@@ -420,13 +428,9 @@ def herd_over_expired(
     was (not stamped live again, no event)."""
 
     def body() -> None:
-        from flask import Flask
+        from flask_locking import LockConflict
 
-        from flask_locking import LockConflict, Locking
-
-        app = Flask(f"expired{proc}")
-        app.config.update(SECRET_KEY="herd", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table)
-        locking = Locking(app)
+        app, locking = _herd_app(f"expired{proc}", url, table)
         results: list[tuple[Any, ...]] = []
         guard = threading.Lock()
 
