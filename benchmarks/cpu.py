@@ -83,3 +83,79 @@ def per_request_us(
         (after.workers - before.workers) / requests * 1e6,
         (after.database - before.database) / requests * 1e6,
     )
+
+
+def _my_client_ports() -> set[int]:
+    """Local TCP ports of this process's sockets (IPv4 and IPv6)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as lines:
+                rows = lines.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
+class ServingThreadsMeter:
+    """CPU seconds of the database server threads serving **this process's** connections
+    (Linux, a server on this host): a PostgreSQL backend process per connection, a MariaDB
+    thread per connection. Unlike :class:`CpuMeter`'s whole-server figure, it leaves out
+    the server's work for everyone else, so a store's own server-side cost can be read
+    while other programs use the same server (it also leaves out the server's background
+    work: WAL writer, checkpoints, purge threads).
+
+    ``admin`` is a driver connection of this process used only to look the others up
+    (excluded). :meth:`resolve` finds the threads of the connections open now; call it
+    after a warm-up, when the connections a loop uses are open.
+    """
+
+    def __init__(self, backend: str, admin: object) -> None:
+        self.backend = backend
+        self.admin = admin
+        self._paths: list[str] = []
+
+    def resolve(self) -> int:
+        """Find the serving threads of this process's connections; how many were found."""
+        ports = _my_client_ports()
+        cursor = self.admin.cursor()  # type: ignore[attr-defined]
+        if self.backend == "postgresql":
+            cursor.execute("SELECT client_port, pid FROM pg_stat_activity "
+                           "WHERE client_port IS NOT NULL AND pid <> pg_backend_pid()")
+            self._paths = [f"/proc/{pid}/stat" for port, pid in cursor.fetchall()
+                           if port in ports]
+        else:  # MariaDB 10.5+: the OS thread id of every connection
+            cursor.execute("SELECT HOST, TID FROM information_schema.PROCESSLIST "
+                           "WHERE ID <> CONNECTION_ID()")
+            servers = [pid for pid, _ppid, name in _processes()
+                       if name in SERVER_NAMES["mariadb"]]
+            self._paths = [
+                f"/proc/{servers[0]}/task/{tid}/stat" for host, tid in cursor.fetchall()
+                if servers and host and ":" in host and int(host.rpartition(":")[2]) in ports
+            ]
+        cursor.close()
+        return len(self._paths)
+
+    def read(self) -> float:
+        """CPU seconds so far of the resolved threads (a thread gone since counts 0)."""
+        total = 0.0
+        for path in self._paths:
+            try:
+                with open(path, encoding="ascii", errors="replace") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+        return total

@@ -206,3 +206,52 @@ def test_cpu_meter_reads_the_cpu_of_a_masters_children() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+#: A statement that keeps the database server busy for a while, per backend.
+_BURN = {
+    "postgresql": "SELECT count(*) FROM generate_series(1, 4000000)",
+    "mysql": "SELECT BENCHMARK(4000000, MD5('flask-locking'))",
+}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="the meter reads Linux's /proc")
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_serving_threads_meter_counts_only_this_process_connections(
+    server: str, tmp_path: Path
+) -> None:
+    # ``python -m benchmarks.store``'s server column: the server CPU spent on this process's
+    # connections. A busy statement on one of them must show; the same statement run at
+    # the same time by another process on its own connection must not.
+    import sqlalchemy as sa
+    from conftest import backend_url
+
+    from benchmarks.cpu import ServingThreadsMeter
+
+    url = backend_url(server, tmp_path)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    admin, worker = engine.raw_connection(), engine.raw_connection()
+    other = None
+    try:
+        meter = ServingThreadsMeter("postgresql" if server == "postgresql" else "mariadb", admin)
+        assert meter.resolve() == 1  # the worker's; the admin connection is left out
+        admin.rollback()
+        start = meter.read()
+        cursor = worker.cursor()
+        cursor.execute(_BURN[server])
+        cursor.fetchall()
+        own = meter.read() - start
+        assert own >= 0.05, own
+        # another process burning alone: this process's meter stays (almost) still
+        burn = (f"import sqlalchemy as sa\nc = sa.create_engine({url!r}).raw_connection()\n"
+                f"cur = c.cursor()\nfor _ in range(2):\n    cur.execute({_BURN[server]!r})\n"
+                "    cur.fetchall()\n")
+        before = meter.read()
+        other = subprocess.run([sys.executable, "-c", burn], cwd=ROOT, capture_output=True,
+                               text=True, timeout=120, check=False)
+        assert other.returncode == 0, other.stderr
+        assert meter.read() - before < own / 4
+    finally:
+        worker.close()
+        admin.close()
+        engine.dispose()
