@@ -1,0 +1,36 @@
+"""Review round 8: defects found by an outside review, each with the test that shows it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AppFactory
+
+VICTIM = {"X-User": "victim"}
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("url", ["/docs/1/@lock", "/api/v1.0/companies/1/jobs/2/lock/"])
+def test_a_cross_site_page_cannot_lock_with_an_empty_untyped_post(
+    make_app: AppFactory, url: str, site: str
+) -> None:
+    """``fetch(url, {method: "POST", credentials: "include"})`` from another site sends no
+    body and no Content-Type: a CORS "simple" request, sent without a preflight and with
+    the user's cookies. The lock endpoints took that empty untyped body (accepted for
+    ``curl -X POST``) and locked in the victim's name, the one thing the JSON-only rule was
+    there to stop (docs/identity.rst, "Cookies and cross-site requests"). The browser says
+    where the request comes from (``Sec-Fetch-Site``): only a same-origin page (or a client
+    that is no browser) may leave the body untyped."""
+    app = make_app()
+    client = app.test_client()
+    attack = client.post(url, headers={**VICTIM, "Sec-Fetch-Site": site})
+    assert attack.status_code == 415, attack.get_data(as_text=True)
+    assert attack.get_json()["error"]["type"] == "UnsupportedMediaType"
+    assert client.get("/@locks").get_json()["items"] == []
+    # The page's own origin, a client that is no browser, and JSON (which needs a CORS
+    # preflight cross-site) still lock.
+    own = client.post(url, headers={**VICTIM, "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code in (200, 201), own.get_data(as_text=True)
+    assert client.post(url, headers=VICTIM).status_code == 200
+    typed = client.post(url, headers={**VICTIM, "Sec-Fetch-Site": site}, json={})
+    assert typed.status_code == 200, typed.get_data(as_text=True)
