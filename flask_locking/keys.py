@@ -159,12 +159,15 @@ def _request_key(state: LockingState, adapter: MapAdapter | None) -> RequestKey:
     key = space + path
     covered = {key, *ancestors(key)}
     above: dict[str, None] = {}
+    # Only a request some rule serves reaches a view (a 404, a 405 or a redirect writes
+    # nothing): resolving the ancestors of any other path is a URL match each, for nothing.
+    aliased = adapter is not None and request.url_rule is not None and _has_aliases(adapter.map)
     for own in (path, *(_owned(state, spelled) for spelled in spellings)):
         # The ancestors of every spelling, each also as its own <ancestor>/@lock keys it (a
         # job's URL whose endpoint builds another URL first): a depth-infinity lock on any
         # of them covers the request.
         above.update(dict.fromkeys(k for k in ancestors(space + own) if k not in covered))
-        if adapter is not None and _has_aliases(adapter.map):
+        if aliased:
             above.update(dict.fromkeys(k for k in _ancestor_keys(state, own) if k not in covered))
     return RequestKey(key, dialect, tuple(above))
 
