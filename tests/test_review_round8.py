@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import request
 
 from tests.conftest import AppFactory
 
@@ -64,3 +65,25 @@ def test_a_deep_unrouted_patch_matches_no_more_rules_than_a_get(
     get_matches, matches = matches, 0
     assert client.patch(path).status_code == 404
     assert matches <= get_matches + 1, (get_matches, matches)
+
+
+def test_head_is_guarded_where_get_is(make_app: AppFactory) -> None:
+    """Werkzeug serves ``HEAD`` with a rule's ``GET`` view: an app whose ``GET`` views write
+    (``LOCKING_GUARDED_METHODS = ["GET", "PATCH"]``) had each of them run past the lock by
+    a ``HEAD`` request, which the guard did not count."""
+    app = make_app(LOCKING_GUARDED_METHODS=["get", "PATCH"])
+    ran: list[str] = []
+
+    @app.get("/docs/<int:doc_id>/publish")
+    def publish(doc_id: int) -> str:
+        ran.append(request.method)
+        return "published"
+
+    client = app.test_client()
+    assert client.post("/docs/1/publish/@lock", headers=VICTIM).status_code == 200
+    assert client.get("/docs/1/publish").status_code == 403
+    assert client.head("/docs/1/publish").status_code == 403
+    assert ran == []
+    token = client.get("/docs/1/publish/@lock", headers=VICTIM).get_json()["token"]
+    assert client.head("/docs/1/publish", headers={"Lock-Token": token}).status_code == 200
+    assert ran == ["HEAD"]
