@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flask import request
+from werkzeug.routing import BaseConverter
 
 from tests.conftest import AppFactory
 
@@ -87,3 +88,57 @@ def test_head_is_guarded_where_get_is(make_app: AppFactory) -> None:
     token = client.get("/docs/1/publish/@lock", headers=VICTIM).get_json()["token"]
     assert client.head("/docs/1/publish", headers={"Lock-Token": token}).status_code == 200
     assert ran == ["HEAD"]
+
+
+class _Document:
+    """What a host's converter may load for an id: an object whose text is its address."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+class _DocumentConverter(BaseConverter):
+    """Loads the document for a URL; no ``to_url`` (only ever matched, never built), so
+    Werkzeug's default spells a value as ``str(value)``."""
+
+    regex = r"\d+"
+
+    def to_python(self, value: str) -> _Document:
+        return _Document(int(value))
+
+
+class _BuildingConverter(_DocumentConverter):
+    def to_url(self, value: _Document) -> str:
+        return str(value.number)
+
+
+@pytest.mark.parametrize("builds", [False, True])
+def test_a_converter_that_cannot_build_its_value_back_still_keys_the_url(
+    make_app: AppFactory, builds: bool
+) -> None:
+    """A host converter loading an object for the URL, without a ``to_url``, has Werkzeug
+    spell the value as ``str(value)``: ``<...Document object at 0x7f...>``, another text for
+    every request. ``/docs/7/@lock`` locked that text, and ``PATCH /docs/7`` (keyed by its
+    own object's address) went through: the lock protected nothing. Such a value keys as
+    the URL that was matched; a converter that builds its value back still canonicalises
+    (``/docs/007`` is ``/docs/7``)."""
+    app = make_app()
+    app.url_map.converters["document"] = _BuildingConverter if builds else _DocumentConverter
+    written: list[int] = []
+
+    @app.route("/documents/<document:doc>", methods=["GET", "PATCH"])
+    def edit(doc: _Document) -> str:
+        written.append(doc.number)
+        return "saved"
+
+    client = app.test_client()
+    lock = client.post("/documents/7/@lock", headers=VICTIM)
+    assert lock.status_code == 200, lock.get_data(as_text=True)
+    assert lock.get_json()["resource"] == "/documents/7"
+    assert client.patch("/documents/7").status_code == 403
+    assert client.patch("/documents/7", headers={"Lock-Token": "x" * 43}).status_code == 412
+    if builds:
+        assert client.patch("/documents/007").status_code == 403
+    assert written == []
+    token = lock.get_json()["token"]
+    assert client.patch("/documents/7", headers={"Lock-Token": token}).status_code == 200
