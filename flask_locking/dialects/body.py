@@ -83,13 +83,18 @@ def _require_json_or_nothing() -> None:
     empty (a form without fields would lock with the defaults), keeps lock endpoints out of
     reach of cross-site requests that carry a user's cookies. The browser names the origin
     of its requests in ``Sec-Fetch-Site``; clients that are no browser (``curl -X POST``)
-    send none and may leave an empty body untyped.
+    send none and may leave an empty body untyped, and so may a ``PATCH`` or ``DELETE``
+    (preflighted) of a page the host's CORS policy lets in.
     """
     current = request._get_current_object()  # type: ignore[attr-defined]
     if current.mimetype:
         if not current.is_json:
             raise NotJSON(_NOT_JSON)
-    elif current.headers.get("Sec-Fetch-Site", "none").strip().lower() not in _OWN_SITE:
+    elif (
+        current.method == "POST"  # the one "simple" method that writes: the others need a
+        # CORS preflight, which the host's policy answers only for the origins it trusts
+        and current.headers.get("Sec-Fetch-Site", "none").strip().lower() not in _OWN_SITE
+    ):
         raise NotJSON(
             "A request from a page of another origin must send its body as JSON, with "
             "Content-Type: application/json (an empty body too: send {})."
