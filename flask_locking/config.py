@@ -104,6 +104,9 @@ class LockingConfig:
         methods = get("LOCKING_GUARDED_METHODS")
         if isinstance(methods, str):
             methods = [methods]
+        guarded = frozenset(m.upper() for m in _iterable(methods))
+        if "GET" in guarded:  # Werkzeug serves HEAD with the GET view: it writes as GET does
+            guarded |= {"HEAD"}
         return cls(
             database_uri=get("LOCKING_DATABASE_URI"),
             engine_options=dict(get("LOCKING_ENGINE_OPTIONS") or {}),
@@ -114,7 +117,7 @@ class LockingConfig:
             max_timeout=max_timeout,
             secret_key=get("LOCKING_SECRET_KEY") or config.get("SECRET_KEY"),
             guard_enabled=bool(get("LOCKING_GUARD_ENABLED")),
-            guarded_methods=frozenset(m.upper() for m in _iterable(methods)),
+            guarded_methods=guarded,
             guard_fail_open=bool(get("LOCKING_GUARD_FAIL_OPEN")),
             retry_after=int(get("LOCKING_RETRY_AFTER")),
             content_require_route=bool(get("LOCKING_CONTENT_REQUIRE_ROUTE")),

@@ -159,12 +159,15 @@ def _request_key(state: LockingState, adapter: MapAdapter | None) -> RequestKey:
     key = space + path
     covered = {key, *ancestors(key)}
     above: dict[str, None] = {}
+    # Only a request some rule serves reaches a view (a 404, a 405 or a redirect writes
+    # nothing): resolving the ancestors of any other path is a URL match each, for nothing.
+    aliased = adapter is not None and request.url_rule is not None and _has_aliases(adapter.map)
     for own in (path, *(_owned(state, spelled) for spelled in spellings)):
         # The ancestors of every spelling, each also as its own <ancestor>/@lock keys it (a
         # job's URL whose endpoint builds another URL first): a depth-infinity lock on any
         # of them covers the request.
         above.update(dict.fromkeys(k for k in ancestors(space + own) if k not in covered))
-        if adapter is not None and _has_aliases(adapter.map):
+        if aliased:
             above.update(dict.fromkeys(k for k in _ancestor_keys(state, own) if k not in covered))
     return RequestKey(key, dialect, tuple(above))
 
@@ -566,14 +569,31 @@ def _spellings(rule: Rule, args: dict[str, Any]) -> list[str]:
 
 
 def _build_with(rule: Rule, args: dict[str, Any]) -> str | None:
-    """``rule``'s URL for ``args``, as a normalised path (``None``: it cannot build it)."""
+    """``rule``'s URL for ``args``, as a normalised path (``None``: it cannot build it).
+
+    A converter without its own ``to_url`` spells a value as ``str(value)``: for an object
+    loaded for the URL (a model), its memory address, another text at every request. Such
+    a URL names no resource twice: ``None``, so the URL that was matched keys it."""
     try:
         built = rule.build(args, append_unknown=False)
     except Exception:  # noqa: BLE001 - a host converter's to_url may raise anything
         return None
     if built is None:
         return None
-    return normalize(unquote(built[1]), strict=False)
+    path = unquote(built[1])
+    if any(_spelled_by_address(value, path) for value in args.values()):
+        return None
+    return normalize(path, strict=False)
+
+
+def _spelled_by_address(value: Any, path: str) -> bool:
+    """Whether ``path`` spells ``value`` by its default text, which is its memory address."""
+    kind: Any = type(value)  # (its methods, not bound ones: compared with object's)
+    return (
+        kind.__str__ is object.__str__
+        and kind.__repr__ is object.__repr__
+        and object.__repr__(value) in path
+    )
 
 
 # -- namespaces --------------------------------------------------------------------------

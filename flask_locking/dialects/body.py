@@ -68,17 +68,37 @@ _NOT_JSON = (
 )
 
 
+#: ``Sec-Fetch-Site`` values of a request a page of the server's own origin made (or that
+#: no page made: the user typed the URL); any other is a page of another origin's.
+_OWN_SITE = frozenset({"same-origin", "none"})
+
+
 def _require_json_or_nothing() -> None:
-    """An empty body may come without a Content-Type, but not typed as something else.
+    """An empty body may come without a Content-Type, but not typed as something else, and
+    not from a page of another origin.
 
     What a cross-site page can send without a CORS preflight is a form (urlencoded,
-    multipart, ``text/plain``) or an untyped body; refusing all of them, even empty (a form
-    without fields would lock with the defaults), keeps lock endpoints out of reach of
-    cross-site requests that carry a user's cookies.
+    multipart, ``text/plain``) or an untyped body, an empty one included (``fetch(url,
+    {method: "POST"})`` sends neither body nor Content-Type); refusing all of them, even
+    empty (a form without fields would lock with the defaults), keeps lock endpoints out of
+    reach of cross-site requests that carry a user's cookies. The browser names the origin
+    of its requests in ``Sec-Fetch-Site``; clients that are no browser (``curl -X POST``)
+    send none and may leave an empty body untyped, and so may a ``PATCH`` or ``DELETE``
+    (preflighted) of a page the host's CORS policy lets in.
     """
     current = request._get_current_object()  # type: ignore[attr-defined]
-    if current.mimetype and not current.is_json:
-        raise NotJSON(_NOT_JSON)
+    if current.mimetype:
+        if not current.is_json:
+            raise NotJSON(_NOT_JSON)
+    elif (
+        current.method == "POST"  # the one "simple" method that writes: the others need a
+        # CORS preflight, which the host's policy answers only for the origins it trusts
+        and current.headers.get("Sec-Fetch-Site", "none").strip().lower() not in _OWN_SITE
+    ):
+        raise NotJSON(
+            "A request from a page of another origin must send its body as JSON, with "
+            "Content-Type: application/json (an empty body too: send {})."
+        )
 
 
 def _reject_constant(name: str) -> Any:
