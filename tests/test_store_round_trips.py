@@ -14,6 +14,7 @@ counted at the driver's command writer (counted, not replaced).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,12 +36,16 @@ def mysql_url(tmp_path: Any) -> str:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
-    """Every command PyMySQL sends (one per round trip), by its first bytes."""
+    """Every command PyMySQL sends from this test's thread (one per round trip), by its
+    first bytes. (Only this thread's: a background thread of the process, such as an event
+    stream's poller another test left running, would count its own polls.)"""
     sent: list[bytes] = []
     original = pymysql.connections.Connection._execute_command
+    ours = threading.get_ident()
 
     def counted(self: Any, command: int, sql: Any) -> Any:
-        sent.append(sql.encode() if isinstance(sql, str) else bytes(sql))
+        if threading.get_ident() == ours:
+            sent.append(sql.encode() if isinstance(sql, str) else bytes(sql))
         return original(self, command, sql)
 
     monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", counted)
