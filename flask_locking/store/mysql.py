@@ -150,12 +150,11 @@ class MySQLStore(SQLStore):
                 self._run_prepared(conn, self._upsert, request.proposed())
                 conn.execute(_NO_OVERLAP)
                 if check is not None:
-                    stmt, kept, params = check
-                    overlap = (self._run_prepared(conn, stmt, params) if kept
-                               else conn.run(stmt, params, once=True))
+                    compiled, params = check
+                    overlap = conn.execute(compiled.sql, compiled.bind(params))
                 self._run_prepared(conn, self._decide, grant)
                 self._run_prepared(conn, self._stamp_owner, grant)
-                holder = self._run_prepared(conn, self._select_holder_json, {"resource": resource})
+                holder = conn.run(self._select_holder_json, {"resource": resource})
                 if ends and appends:
                     assert isinstance(event, GrantEvent) and isinstance(log, MySQLEventLog)
                     bump, insert = self._appended(log)
@@ -221,13 +220,9 @@ class MySQLStore(SQLStore):
             done.add(prepared.name)  # (dropped again if the batch fails)
         return conn.execute(prepared.execute, prepared.values(params))
 
-    def _overlap_now(
-        self, request: AcquireRequest
-    ) -> tuple[sa.Select[Any], bool, dict[str, Any]] | None:
+    def _overlap_now(self, request: AcquireRequest) -> tuple[Any, dict[str, Any]] | None:
         """The locking overlap read of ``request`` live at its own statement's clock (one
-        statement per shape, prepared like the batch's others when kept: see
-        :func:`~flask_locking.store.sql._shaped`), with its parameters; ``None`` when
-        nothing can overlap."""
+        statement per shape), with its parameters; ``None`` when nothing can overlap."""
         count, infinite = len(request.ancestors), request.infinite
         if not count and not infinite:
             return None
@@ -239,7 +234,8 @@ class MySQLStore(SQLStore):
             return self.lock_overlap_check(sa.select(noted).where(where).limit(1))
 
         stmt, kept = _shaped(self._overlap_now_by_shape, (count, infinite), build)
-        return stmt, kept, overlap_params(request)
+        return (self.driver(stmt) if kept else Compiled(stmt, self.engine.dialect),
+                overlap_params(request))
 
     def overlap_then_lease(
         self, conn: Session, request: AcquireRequest, row: LockRow
