@@ -185,6 +185,10 @@ def _limit(state: LockingState) -> int:
     return int(raw)
 
 
+#: Methods the listing and its stream answer with a 405 (when they do not serve them).
+OTHER_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
 class LocksEndpoint:
     """The blueprint at ``LOCKING_LOCKS_URL``."""
 
@@ -199,10 +203,32 @@ class LocksEndpoint:
         """``GET``/``DELETE <url>`` and ``GET <url>/events``."""
         bp = Blueprint(self.name, __name__)
         wrap: Callable[..., Any] = self.dialect.endpoint
-        bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"])
-        bp.add_url_rule(self.url, "release", wrap(self.release_locks), methods=["DELETE"])
-        bp.add_url_rule(f"{self.url}/events", "events", wrap(self.events), methods=["GET"])
+        # Every other method gets a 405 in the dialect's format (not Werkzeug's HTML page),
+        # and OPTIONS names only the methods served.
+        refuse = wrap(self.refuse_method)
+        for rule, served in ((self.url, ("GET", "DELETE")), (f"{self.url}/events", ("GET",))):
+            name = "" if rule == self.url else "events_"
+            bp.add_url_rule(
+                rule, f"{name}refuse", refuse, provide_automatic_options=False,
+                methods=[m for m in (*OTHER_METHODS, "OPTIONS") if m not in served],
+            )
+        bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"],
+                        provide_automatic_options=False)
+        bp.add_url_rule(self.url, "release", wrap(self.release_locks), methods=["DELETE"],
+                        provide_automatic_options=False)
+        bp.add_url_rule(f"{self.url}/events", "events", wrap(self.events), methods=["GET"],
+                        provide_automatic_options=False)
         return bp
+
+    def refuse_method(self) -> Response:
+        """OPTIONS, or a 405, for a method neither the listing nor its stream serves."""
+        served = "GET" if (request.endpoint or "").endswith("events_refuse") else "GET, DELETE"
+        if request.method == "OPTIONS":
+            return Response(status=200, headers={"Allow": f"{served}, HEAD, OPTIONS"})
+        return self.dialect.error(
+            405, f"{request.method} is not allowed here; use {served.replace(', ', ' or ')}.",
+            headers={"Allow": served},
+        )
 
     def list_locks(self) -> Response:
         """One page of live locks the caller may view."""
