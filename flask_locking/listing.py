@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -204,12 +205,15 @@ class LocksEndpoint:
         bp = Blueprint(self.name, __name__)
         wrap: Callable[..., Any] = self.dialect.endpoint
         # Every other method gets a 405 in the dialect's format (not Werkzeug's HTML page),
-        # and OPTIONS names only the methods served.
-        refuse = wrap(self.refuse_method)
-        for rule, served in ((self.url, ("GET", "DELETE")), (f"{self.url}/events", ("GET",))):
-            name = "" if rule == self.url else "events_"
+        # and OPTIONS names only the methods served. (A method no rule routes, such as
+        # TRACE, is sent to the PUT rule by the guard's hook: see guard.refuse_method.)
+        for rule, name, served in (
+            (self.url, "refuse", ("GET", "DELETE")),
+            (f"{self.url}/events", "events_refuse", ("GET",)),
+        ):
             bp.add_url_rule(
-                rule, f"{name}refuse", refuse, provide_automatic_options=False,
+                rule, name, wrap(partial(self.refuse_method, served)),
+                provide_automatic_options=False,
                 methods=[m for m in (*OTHER_METHODS, "OPTIONS") if m not in served],
             )
         bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"],
@@ -220,14 +224,13 @@ class LocksEndpoint:
                         provide_automatic_options=False)
         return bp
 
-    def refuse_method(self) -> Response:
-        """OPTIONS, or a 405, for a method neither the listing nor its stream serves."""
-        served = "GET" if (request.endpoint or "").endswith("events_refuse") else "GET, DELETE"
+    def refuse_method(self, served: tuple[str, ...]) -> Response:
+        """OPTIONS, or a 405, for a method the rule (which serves ``served``) does not."""
         if request.method == "OPTIONS":
-            return Response(status=200, headers={"Allow": f"{served}, HEAD, OPTIONS"})
+            return Response(status=200, headers={"Allow": ", ".join((*served, "HEAD", "OPTIONS"))})
         return self.dialect.error(
-            405, f"{request.method} is not allowed here; use {served.replace(', ', ' or ')}.",
-            headers={"Allow": served},
+            405, f"{request.method} is not allowed here; use {' or '.join(served)}.",
+            headers={"Allow": ", ".join(served)},
         )
 
     def list_locks(self) -> Response:
