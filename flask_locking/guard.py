@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, after_this_request, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.local import LocalProxy
 
 from .decision import Verdict, WriteDecision
@@ -75,8 +75,10 @@ def refuse_method(state: LockingState, app: Flask, current: Request) -> Response
     """Answer a method that no rule of an extension endpoint routes (TRACE, QUERY, ...) in
     the endpoint's own format, instead of Werkzeug's HTML 405 page: every endpoint of the
     extension routes PUT and answers the methods it does not serve with its dialect's 405,
-    so the request goes to the view PUT would reach. ``None`` for anything else."""
-    if not isinstance(current.routing_exception, MethodNotAllowed):
+    so the request goes to the view PUT would reach. ``None`` for anything else. (Werkzeug
+    answers such a method with 404, not 405, on the spelling without the last ``/`` of a
+    rule that ends with one and has ``strict_slashes=False``, as the path dialects do.)"""
+    if not isinstance(current.routing_exception, (MethodNotAllowed, NotFound)):
         return None
     try:
         rule, values = app.create_url_adapter(current).match(  # type: ignore[union-attr]

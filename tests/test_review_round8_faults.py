@@ -55,7 +55,7 @@ def _reference_error(response: Any, status: int) -> dict[str, Any]:
     "url",
     [
         "/@locks", "/@locks/events", "/api/v1.0/companies/1/jobs/2/lock/",
-        "/api/v2/clients/5/reference/lock",
+        "/api/v1.0/companies/1/jobs/2/lock", "/api/v2/clients/5/reference/lock",
     ],
 )
 def test_a_method_no_rule_routes_is_refused_in_the_endpoints_format(
