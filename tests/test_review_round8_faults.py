@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from flask_locking.errors import LockConflict
 from tests.conftest import AppFactory
 
 ALICE = {"X-User": "alice"}
@@ -69,3 +70,100 @@ def test_a_method_no_rule_routes_is_refused_in_the_endpoints_format(
     else:
         assert method in assert_content_error(response, 405)["error"]["message"]
     assert response.headers["Allow"]
+
+
+# -- a worker killed (SIGKILL) between steps: no lock lost, none granted twice ----------
+
+CRASH_WORKER = r"""
+import sys
+from flask import Flask
+from flask_locking import Locking
+from flask_locking.errors import LockConflict
+
+url, table, me = sys.argv[1:4]
+app = Flask("crash-worker")
+app.config.update(SECRET_KEY="crash", LOCKING_DATABASE_URI=url, LOCKING_TABLE_NAME=table,
+                  LOCKING_EVENTS_ENABLED=False)
+locking = Locking(app)
+with app.app_context():
+    print("up", flush=True)
+    while True:
+        try:
+            lock = locking.acquire("/docs/1", me, timeout=60)
+        except LockConflict:
+            locking.release("/docs/1", owner=me, force=True)  # steal, as an operator would
+            continue
+        print("granted", lock.version, flush=True)
+        try:
+            locking.refresh("/docs/1", lock.token)
+            locking.release("/docs/1", token=lock.token)
+        except LockConflict:  # stolen meanwhile
+            continue
+        print("released", lock.version, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_workers_killed_mid_operation_lose_no_lock_and_grant_none_twice(
+    make_app: AppFactory, database_url: str, table_name: str
+) -> None:
+    """Workers acquire, refresh, release and steal one resource in a loop while they are
+    killed with SIGKILL at random points (inside a transaction or between two): no version
+    is granted twice, each worker's grants only grow, and the lock a killed worker held last
+    is still in the store for the survivors: they cannot acquire it without stealing it."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    app = make_app(database_url=database_url, LOCKING_EVENTS_ENABLED=False)
+    with app.app_context():
+        app.extensions["locking"].extension.get("/docs/1")  # the table exists before workers
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def start(n: int) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CRASH_WORKER, database_url, table_name, f"w{n}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        assert process.stdout is not None and process.stdout.readline() == "up\n"
+        return process
+
+    rng = random.Random(8)
+    outputs: list[list[str]] = []
+    workers = [start(n) for n in range(3)]
+    deadline = time.monotonic() + 3
+    n = 3
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.02, 0.15))
+        victim = workers.pop(rng.randrange(len(workers)))
+        os.kill(victim.pid, signal.SIGKILL)
+        out, err = victim.communicate(timeout=10)
+        assert "Traceback" not in err, err
+        outputs.append(out.splitlines())
+        workers.append(start(n))
+        n += 1
+    for process in workers:  # the last ones die too: one of them may hold the lock
+        os.kill(process.pid, signal.SIGKILL)
+        out, err = process.communicate(timeout=10)
+        assert "Traceback" not in err, err
+        outputs.append(out.splitlines())
+
+    granted = [int(line.split()[1]) for out in outputs for line in out if line[:7] == "granted"]
+    assert len(granted) > 10, "the workers hardly ran"
+    assert len(granted) == len(set(granted)), "a version was granted twice"
+    for out in outputs:
+        mine = [int(line.split()[1]) for line in out if line[:7] == "granted"]
+        assert mine == sorted(mine)
+    with app.app_context():
+        api = app.extensions["locking"].extension
+        held = api.get("/docs/1")
+        if held is not None:  # killed while holding it: kept, and not granted to another
+            assert held.version >= max(granted)
+            with pytest.raises(LockConflict):
+                api.acquire("/docs/1", "survivor")
+            api.release("/docs/1", owner="survivor", force=True)
+        fresh = api.acquire("/docs/1", "survivor")
+        assert fresh.version > max(granted)
