@@ -3,9 +3,14 @@ with the test that shows it."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
+import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flask_locking.errors import LockConflict
 from tests.conftest import AppFactory
@@ -167,3 +172,66 @@ def test_workers_killed_mid_operation_lose_no_lock_and_grant_none_twice(
             api.release("/docs/1", owner="survivor", force=True)
         fresh = api.acquire("/docs/1", "survivor")
         assert fresh.version > max(granted)
+
+
+# -- every body on every lock endpoint: a 2xx, or a 4xx in the dialect's format ----------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(["timeout", "stealable", "force", "resources", "depth", "x"])
+BODIES = (
+    st.dictionaries(FIELDS, JSON_VALUES, max_size=3).map(json.dumps)
+    | JSON_VALUES.map(json.dumps)
+    | st.text(max_size=30)
+)
+CONTENT_TYPES = st.sampled_from([
+    "application/json", "application/json; charset=utf-8", "application/merge-patch+json",
+    "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", "",
+])
+ENDPOINTS = [
+    ("POST", "/docs/1/@lock"), ("PATCH", "/docs/1/@lock"), ("DELETE", "/docs/1/@lock"),
+    ("POST", "/api/v1.0/companies/1/jobs/2/lock/"),
+    ("DELETE", "/api/v1.0/companies/1/jobs/2/lock/"),
+    ("POST", "/api/v2/clients/5/reference/lock"), ("DELETE", "/api/v2/clients/5/reference/lock"),
+    ("DELETE", "/@locks"),
+]
+JWT_SECRET = "round8-faults-" + "s" * 40
+
+
+@pytest.fixture(params=["strict", "plone"])
+def every_dialect(request: pytest.FixtureRequest, make_app: AppFactory) -> Any:
+    """A client of an app with the three dialects, reference identity from a bearer JWT."""
+    app = make_app(identity=False, LOCKING_JWT_SECRET=JWT_SECRET,
+                   LOCKING_CONTENT_COMPAT=request.param)
+    return app.test_client()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(endpoint=st.sampled_from(ENDPOINTS), body=BODIES, content_type=CONTENT_TYPES)
+def test_every_body_gets_a_success_or_a_4xx_in_the_dialects_format(
+    every_dialect: Any, endpoint: tuple[str, str], body: str, content_type: str
+) -> None:
+    """Any JSON (or not) body, with any Content-Type, on every lock endpoint: never a 5xx,
+    and a refusal is the dialect's error body with a message (SPEC §6). It holds."""
+    method, url = endpoint
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, JWT_SECRET)
+    headers = {"Authorization": f"Bearer {token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = every_dialect.open(url, method=method, data=body.encode(), headers=headers)
+    text = response.get_data(as_text=True)
+    assert response.status_code < 500, text
+    if response.status_code >= 400:
+        error = response.get_json(silent=True)
+        assert error is not None, text
+        if "reference" in url:
+            assert set(error) == {"status", "code", "message", "details"}, error
+            assert error["code"] == response.status_code and len(error["details"]) > 10
+        else:
+            assert set(error) == {"error"} and len(error["error"]["message"]) > 10, error
