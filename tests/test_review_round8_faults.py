@@ -235,3 +235,22 @@ def test_every_body_gets_a_success_or_a_4xx_in_the_dialects_format(
             assert error["code"] == response.status_code and len(error["details"]) > 10
         else:
             assert set(error) == {"error"} and len(error["error"]["message"]) > 10, error
+
+
+@pytest.mark.parametrize(("typed", "key"), [("", "/"), ("/items/07/", "/items/7"), ("//a", "/a")])
+def test_the_cli_names_the_key_it_found_unlocked(
+    make_app: AppFactory, typed: str, key: str
+) -> None:
+    """``flask locks show ''`` said " is not locked." (and ``show /items/07`` named the
+    typed text, not the key it looked up): the CLI says which resource it checked."""
+    app = make_app()
+
+    @app.patch("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return {"item": item_id}
+
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["locks", "show", typed])
+    assert shown.exit_code == 0 and shown.output == f"{key} is not locked.\n"
+    released = runner.invoke(args=["locks", "release", typed, "--force"])
+    assert released.exit_code == 0 and released.output == f"{key} was not locked.\n"
