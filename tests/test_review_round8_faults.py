@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from flask_locking.errors import LockConflict
 from tests.conftest import AppFactory
+from tests.helpers.app import create_app
 
 ALICE = {"X-User": "alice"}
 
@@ -254,3 +255,58 @@ def test_the_cli_names_the_key_it_found_unlocked(
     assert shown.exit_code == 0 and shown.output == f"{key} is not locked.\n"
     released = runner.invoke(args=["locks", "release", typed, "--force"])
     assert released.exit_code == 0 and released.output == f"{key} was not locked.\n"
+
+
+# -- a database that accepts connections and never answers ------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Any:
+    """A loopback port that accepts TCP connections and never says a word; yields
+    ``(port, accepted)`` where ``accepted`` lists the connections made so far."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], accepted
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg://postgres", "mysql+pymysql://root"])
+def test_a_silent_database_costs_a_request_one_connect_timeout_not_two(
+    silent_server: Any, scheme: str
+) -> None:
+    """With the database unreachable when the store is first used (the app started during
+    an outage), each request tried to connect twice: once to create the table and, when
+    that failed, once more to ask whether a concurrent process had created it. Every
+    request then waited twice LOCKING_STORE_TIMEOUT (10-12 s at the default) before its
+    503, holding a worker that long."""
+    port, accepted = silent_server
+    # (not make_app: its teardown would wait forever to drop the table on that server)
+    app = create_app(LOCKING_DATABASE_URI=f"{scheme}@127.0.0.1:{port}/test",
+                     LOCKING_STORE_TIMEOUT=1, LOCKING_EVENTS_ENABLED=False)
+    client = app.test_client()
+    try:
+        for _ in range(2):
+            before = len(accepted)
+            started = time.monotonic()
+            response = client.patch("/docs/1", headers=ALICE)
+            assert_content_error(response, 503)  # fails closed
+            assert len(accepted) - before == 1, "one connection attempt per request"
+            assert time.monotonic() - started < 3.5
+    finally:
+        app.extensions["locking"].close()
