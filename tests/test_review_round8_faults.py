@@ -111,7 +111,7 @@ with app.app_context():
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"], indirect=True)
 def test_workers_killed_mid_operation_lose_no_lock_and_grant_none_twice(
-    make_app: AppFactory, database_url: str, table_name: str
+    make_app: AppFactory, database_url: str, table_name: str, tmp_path: Any
 ) -> None:
     """Workers acquire, refresh, release and steal one resource in a loop while they are
     killed with SIGKILL at random points (inside a transaction or between two): no version
@@ -130,32 +130,35 @@ def test_workers_killed_mid_operation_lose_no_lock_and_grant_none_twice(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
     def start(n: int) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-c", CRASH_WORKER, database_url, table_name, f"w{n}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )
-        assert process.stdout is not None and process.stdout.readline() == "up\n"
+        # Output to a file, not a pipe: a pipe nobody reads fills up and stalls the worker.
+        with open(tmp_path / f"w{n}.out", "w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-c", CRASH_WORKER, database_url, table_name, f"w{n}"],
+                stdout=out, stderr=subprocess.PIPE, text=True, env=env,
+            )
+        while not (tmp_path / f"w{n}.out").read_text():
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.01)
         return process
 
+    def kill(process: subprocess.Popen[str]) -> None:
+        os.kill(process.pid, signal.SIGKILL)
+        err = process.communicate(timeout=10)[1]
+        assert "Traceback" not in err, err
+
     rng = random.Random(8)
-    outputs: list[list[str]] = []
     workers = [start(n) for n in range(3)]
     deadline = time.monotonic() + 3
     n = 3
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.02, 0.15))
-        victim = workers.pop(rng.randrange(len(workers)))
-        os.kill(victim.pid, signal.SIGKILL)
-        out, err = victim.communicate(timeout=10)
-        assert "Traceback" not in err, err
-        outputs.append(out.splitlines())
+        kill(workers.pop(rng.randrange(len(workers))))
         workers.append(start(n))
         n += 1
     for process in workers:  # the last ones die too: one of them may hold the lock
-        os.kill(process.pid, signal.SIGKILL)
-        out, err = process.communicate(timeout=10)
-        assert "Traceback" not in err, err
-        outputs.append(out.splitlines())
+        kill(process)
+    # Whole lines only: a worker killed inside a write may leave half of one.
+    outputs = [(tmp_path / f"w{i}.out").read_text().split("\n")[:-1] for i in range(n)]
 
     granted = [int(line.split()[1]) for out in outputs for line in out if line[:7] == "granted"]
     assert len(granted) > 10, "the workers hardly ran"
