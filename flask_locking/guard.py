@@ -88,7 +88,8 @@ def refuse_method(state: LockingState, app: Flask, current: Request) -> Response
         return None
     if rule.endpoint.rpartition(".")[0] not in state.blueprint_names:
         return None
-    return app.make_response(app.view_functions[rule.endpoint](**values))
+    answered: Any = app.view_functions[rule.endpoint](**values)  # the extension's own view
+    return app.make_response(answered)
 
 
 def _guard(state: LockingState, app: Flask, current: Request) -> Response | None:
