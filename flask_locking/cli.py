@@ -146,12 +146,13 @@ def show_command(resource: str, as_json: bool) -> None:
     """Show the lock on RESOURCE (a URL path such as /docs/1)."""
     with _errors():
         state = _state()
-        lock = state.engine.get(_key(state, resource))
+        key = _key(state, resource)
+        lock = state.engine.get(key)
     if as_json:
         _echo_json(lock.without_token().to_json() if lock is not None else UNLOCKED_JSON)
         return
     if lock is None:
-        click.echo(f"{resource} is not locked.")
+        click.echo(f"{key} is not locked.")  # the key looked up, not the text typed
         return
     fields = [
         ("resource", lock.resource),
@@ -185,15 +186,16 @@ def release_command(resource: str, force: bool, token: str | None, owner: str | 
         raise click.UsageError("Say how to release: --force, --token TOKEN or --owner ID.")
     with _errors():
         state = _state()
+        key = _key(state, resource)
         lock = state.engine.release(
-            _key(state, resource),
+            key,
             token=token,
             owner=owner if owner is not None else UNSET,
             force=force,
             may_steal=lambda _lock: True,
         )
     if lock is None:
-        click.echo(f"{resource} was not locked.")
+        click.echo(f"{key} was not locked.")
     else:
         click.echo(f"Released the lock on {lock.resource} held by {_owner_text(lock)}.")
 

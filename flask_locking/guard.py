@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, after_this_request, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.local import LocalProxy
 
 from .decision import Verdict, WriteDecision
@@ -60,10 +61,35 @@ def before_request() -> Response | None:
         events = state.lock_events  # <path>/@lock/events: past a host route too
         if events is not None and current.path.endswith(EVENTS_SUFFIX) and events.claims_request():
             return None if current.blueprint == events.name else events.dispatch()
+    if current.routing_exception is not None:
+        refused = refuse_method(state, app, current)
+        if refused is not None:
+            return refused
     config = state.config
     if current.method not in config.guarded_methods or not config.guard_enabled:
         return None
     return _guard(state, app, current)
+
+
+def refuse_method(state: LockingState, app: Flask, current: Request) -> Response | None:
+    """Answer a method that no rule of an extension endpoint routes (TRACE, QUERY, ...) in
+    the endpoint's own format, instead of Werkzeug's HTML 405 page: every endpoint of the
+    extension routes PUT and answers the methods it does not serve with its dialect's 405,
+    so the request goes to the view PUT would reach. ``None`` for anything else. (Werkzeug
+    answers such a method with 404, not 405, on the spelling without the last ``/`` of a
+    rule that ends with one and has ``strict_slashes=False``, as the path dialects do.)"""
+    if not isinstance(current.routing_exception, (MethodNotAllowed, NotFound)):
+        return None
+    try:
+        rule, values = app.create_url_adapter(current).match(  # type: ignore[union-attr]
+            method="PUT", return_rule=True
+        )
+    except HTTPException:
+        return None
+    if rule.endpoint.rpartition(".")[0] not in state.blueprint_names:
+        return None
+    answered: Any = app.view_functions[rule.endpoint](**values)  # the extension's own view
+    return app.make_response(answered)
 
 
 def _guard(state: LockingState, app: Flask, current: Request) -> Response | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -185,6 +186,10 @@ def _limit(state: LockingState) -> int:
     return int(raw)
 
 
+#: Methods the listing and its stream answer with a 405 (when they do not serve them).
+OTHER_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
 class LocksEndpoint:
     """The blueprint at ``LOCKING_LOCKS_URL``."""
 
@@ -199,10 +204,34 @@ class LocksEndpoint:
         """``GET``/``DELETE <url>`` and ``GET <url>/events``."""
         bp = Blueprint(self.name, __name__)
         wrap: Callable[..., Any] = self.dialect.endpoint
-        bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"])
-        bp.add_url_rule(self.url, "release", wrap(self.release_locks), methods=["DELETE"])
-        bp.add_url_rule(f"{self.url}/events", "events", wrap(self.events), methods=["GET"])
+        # Every other method gets a 405 in the dialect's format (not Werkzeug's HTML page),
+        # and OPTIONS names only the methods served. (A method no rule routes, such as
+        # TRACE, is sent to the PUT rule by the guard's hook: see guard.refuse_method.)
+        for rule, name, served in (
+            (self.url, "refuse", ("GET", "DELETE")),
+            (f"{self.url}/events", "events_refuse", ("GET",)),
+        ):
+            bp.add_url_rule(
+                rule, name, wrap(partial(self.refuse_method, served)),
+                provide_automatic_options=False,
+                methods=[m for m in (*OTHER_METHODS, "OPTIONS") if m not in served],
+            )
+        bp.add_url_rule(self.url, "list", wrap(self.list_locks), methods=["GET"],
+                        provide_automatic_options=False)
+        bp.add_url_rule(self.url, "release", wrap(self.release_locks), methods=["DELETE"],
+                        provide_automatic_options=False)
+        bp.add_url_rule(f"{self.url}/events", "events", wrap(self.events), methods=["GET"],
+                        provide_automatic_options=False)
         return bp
+
+    def refuse_method(self, served: tuple[str, ...]) -> Response:
+        """OPTIONS, or a 405, for a method the rule (which serves ``served``) does not."""
+        if request.method == "OPTIONS":
+            return Response(status=200, headers={"Allow": ", ".join((*served, "HEAD", "OPTIONS"))})
+        return self.dialect.error(
+            405, f"{request.method} is not allowed here; use {' or '.join(served)}.",
+            headers={"Allow": ", ".join(served)},
+        )
 
     def list_locks(self) -> Response:
         """One page of live locks the caller may view."""

@@ -360,18 +360,22 @@ class SQLStore(LockStore):
 
     def create_schema(self) -> None:
         for table in (self.table, self.meta):
+            connected = False
             try:
                 with self.engine.begin() as conn:
+                    connected = True
                     conn.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
             except exc.DBAPIError as error:
                 # Several processes starting at once: PostgreSQL can report the loser of two
                 # concurrent "CREATE TABLE IF NOT EXISTS" as a duplicate; the table is there.
+                # Not asked when no connection could be made: a second attempt on a server
+                # that is down would make the request wait out the connect timeout twice.
                 try:
-                    exists = sa.inspect(self.engine).has_table(table.name)
+                    exists = connected and sa.inspect(self.engine).has_table(table.name)
                 except exc.DBAPIError:
-                    exists = False  # the server is not there at all
+                    exists = False  # the server went away meanwhile
                 if not exists:
                     raise self._unavailable(error) from error
 
