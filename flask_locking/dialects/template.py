@@ -70,7 +70,9 @@ class Variable:
         """What a value must be, in words."""
         converter = self.converter
         if isinstance(converter, IntegerConverter):
-            return "an integer" if converter.signed else "a whole number >= 0"
+            # (the digit limit named: a longer id is refused, and its sender must know why)
+            kind = "an integer" if converter.signed else "a whole number >= 0"
+            return f"{kind} of at most 18 digits"
         if isinstance(converter, FloatConverter):
             return "a number"
         if isinstance(converter, UUIDConverter):
